@@ -1,0 +1,32 @@
+"""Typed configuration of the Cross-Task Adapter and its fusion variants (DESIGN §5.2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CTA_MODES = ("bridge", "none", "concat_sa", "cross_attn", "add", "xattn_fusion", "passthrough")
+CTA_SCOPES = ("clip", "frame")
+
+
+@dataclass
+class CTAConfig:
+    """Cross-Task Adapter: φ_geom / φ_lang MLPs and K bridge tokens (paper Eq. 1–2)."""
+
+    mode: str = "bridge"
+    """Variant: 'bridge' (the paper), 'none' (shared tokens), 'concat_sa', 'cross_attn', 'add' (VG-LLM-style), 'xattn_fusion' (VLM-3R-style), 'passthrough' (T'_geom = T'_lang = T_base exactly; VGGT parity)."""
+    num_bridge_tokens: int = 16
+    """Number K of learnable bridge tokens."""
+    num_heads: int = 16
+    """Heads of the adapter's multi-head attentions."""
+    mlp_ratio: float = 4.0
+    """Hidden width of φ_geom / φ_lang as a multiple of C."""
+    scope: str = "clip"
+    """Bridge attention over the whole clip ('clip') or each frame separately ('frame')."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in CTA_MODES:
+            raise ValueError(f"cta.mode = {self.mode!r}; expected one of {list(CTA_MODES)}")
+        if self.scope not in CTA_SCOPES:
+            raise ValueError(f"cta.scope = {self.scope!r}; expected one of {list(CTA_SCOPES)}")
+        if self.num_bridge_tokens <= 0:
+            raise ValueError(f"cta.num_bridge_tokens must be > 0, got {self.num_bridge_tokens}")

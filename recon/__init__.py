@@ -1,0 +1,1 @@
+"""Reconstruction branch: geometry, aggregator, camera/DPT/metric-bin heads, alignment, VGGT loading."""

@@ -1,0 +1,210 @@
+"""Typed configuration of the shared encoder and the reconstruction branch.
+
+Defaults are the paper scale (VGGT-1B geometry backbone on DINOv2-L). Each field's docstring
+is its CLI help. ``vidllm.config.VidLLMConfig`` composes these dataclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ENCODER_KINDS = ("dinov2", "conv")
+NORMALIZATIONS = ("log_binomial", "softmax")
+
+
+def _check_choice(owner: str, name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{owner}.{name} = {value!r}; expected one of {list(choices)}")
+
+
+def _check_positive(owner: str, **values) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ValueError(f"{owner}.{name} must be > 0, got {value!r}")
+
+
+@dataclass
+class EncoderConfig:
+    """The shared image encoder (DINOv2 with registers, or a plain conv patch embed)."""
+
+    kind: str = "dinov2"
+    """Encoder kind: 'dinov2' (transformers DINOv2 ViT) or 'conv' (a single Conv2d patch embed, VGGT's small option)."""
+    pretrained_path: str | None = None
+    """Local HF-format DINOv2 directory to load; None builds the encoder from the sizes below."""
+    hidden_size: int = 1024
+    """Token width C of the encoder output (DINOv2-L: 1024)."""
+    num_layers: int = 24
+    """Number of ViT blocks (DINOv2-L: 24)."""
+    num_heads: int = 16
+    """Attention heads per ViT block."""
+    mlp_ratio: float = 4.0
+    """MLP hidden width as a multiple of hidden_size."""
+    patch_size: int = 14
+    """Patch size in pixels; image sides must be multiples of it."""
+    num_register_tokens: int = 4
+    """DINOv2 register tokens (dropped from the output)."""
+    pretrain_image_size: int = 518
+    """Image size the position embedding was trained at (grid = size / patch_size, interpolated for others)."""
+    layerscale_init: float = 1.0
+    """Initial LayerScale value of freshly built encoders."""
+    layer_norm_eps: float = 1e-6
+    """Epsilon of the encoder LayerNorms."""
+    intermediate_layers: list[int] = field(default_factory=lambda: [4, 11, 17, 23])
+    """0-based block indices whose outputs feed the metric-depth decoder."""
+    gradient_checkpointing: bool = False
+    """Recompute encoder activations in backward to save memory."""
+
+    def __post_init__(self) -> None:
+        _check_choice("encoder", "kind", self.kind, ENCODER_KINDS)
+        _check_positive("encoder", hidden_size=self.hidden_size, num_layers=self.num_layers, num_heads=self.num_heads, patch_size=self.patch_size)
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"encoder.hidden_size ({self.hidden_size}) must be divisible by encoder.num_heads ({self.num_heads})")
+        bad = [i for i in self.intermediate_layers if not 0 <= i < self.num_layers]
+        if bad:
+            raise ValueError(f"encoder.intermediate_layers {bad} out of range for encoder.num_layers = {self.num_layers}")
+
+
+@dataclass
+class AggregatorConfig:
+    """The alternating frame/global attention backbone (VGGT aggregator)."""
+
+    depth: int = 24
+    """Number of frame blocks (and of global blocks)."""
+    num_heads: int = 16
+    """Attention heads per block."""
+    mlp_ratio: float = 4.0
+    """MLP hidden width as a multiple of the token width."""
+    num_register_tokens: int = 4
+    """Register tokens per frame (after the camera token)."""
+    qk_norm: bool = True
+    """LayerNorm over head_dim on queries and keys."""
+    rope_freq: float = 100.0
+    """Base frequency of the 2D rotary embedding (0 disables RoPE)."""
+    layerscale_init: float = 0.01
+    """Initial LayerScale gamma."""
+    gradient_checkpointing: bool = False
+    """Recompute block activations in backward to save memory."""
+
+    def __post_init__(self) -> None:
+        _check_positive("recon.aggregator", depth=self.depth, num_heads=self.num_heads)
+
+
+@dataclass
+class CameraHeadConfig:
+    """Camera head: trunk + iterative adaLN refinement → 9-D pose encoding."""
+
+    trunk_depth: int = 4
+    """Transformer blocks in the trunk."""
+    num_heads: int = 16
+    """Attention heads of the trunk blocks."""
+    mlp_ratio: float = 4.0
+    """MLP hidden width multiple of the trunk blocks."""
+    iterations: int = 4
+    """Refinement iterations (one pose encoding each)."""
+
+    def __post_init__(self) -> None:
+        _check_positive("recon.camera_head", trunk_depth=self.trunk_depth, num_heads=self.num_heads, iterations=self.iterations)
+
+
+@dataclass
+class DepthHeadConfig:
+    """DPT head predicting relative depth and confidence."""
+
+    intermediate_layers: list[int] = field(default_factory=lambda: [4, 11, 17, 23])
+    """Aggregator layer indices fed to the DPT (4 of them)."""
+    features: int = 256
+    """Channels of the fusion path."""
+    out_channels: list[int] = field(default_factory=lambda: [256, 512, 1024, 1024])
+    """Channels of the four 1×1 projections."""
+    frames_chunk_size: int = 8
+    """Frames decoded at once (memory); 0 decodes all frames together."""
+
+    def __post_init__(self) -> None:
+        if len(self.intermediate_layers) != 4 or len(self.out_channels) != 4:
+            raise ValueError("recon.depth_head.intermediate_layers and out_channels must each have 4 entries")
+
+
+@dataclass
+class ReconLossConfig:
+    """Weights of the reconstruction losses (VGGT-style)."""
+
+    camera_weight: float = 1.0
+    """Weight of the camera loss."""
+    camera_decay: float = 0.6
+    """Weight decay over refinement stages: stage i of n weighs decay^(n-1-i)."""
+    fov_weight: float = 0.5
+    """Weight of the FoV term inside the camera loss."""
+    depth_weight: float = 1.0
+    """Weight of the depth loss."""
+    conf_alpha: float = 0.2
+    """Alpha of the confidence regulariser (gamma·r·c − alpha·log c)."""
+    gradient_weight: float = 1.0
+    """Weight of the multi-scale gradient term of the depth loss."""
+    point_weight: float = 0.0
+    """Weight of the optional point-map loss (0 disables it)."""
+
+
+@dataclass
+class ReconConfig:
+    """The reconstruction branch: aggregator, camera and DPT heads, losses."""
+
+    aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
+    """Global/frame attention backbone."""
+    camera_head: CameraHeadConfig = field(default_factory=CameraHeadConfig)
+    """Camera head."""
+    depth_head: DepthHeadConfig = field(default_factory=DepthHeadConfig)
+    """DPT depth head."""
+    loss: ReconLossConfig = field(default_factory=ReconLossConfig)
+    """Loss weights."""
+    vggt_checkpoint: str | None = None
+    """Official VGGT model.pt (or .safetensors) to initialise encoder + reconstruction branch from."""
+
+
+@dataclass
+class AlignmentConfig:
+    """Real-scale alignment between relative (DPT) and metric depth."""
+
+    enabled: bool = True
+    """Apply the scene scale to depth and translations (False = the 'metric depth w/o alignment' ablation)."""
+    num_frames: int = 16
+    """Frames sampled per scene for per-image scales (median taken)."""
+    seed: int = 0
+    """Seed of the deterministic frame sampling."""
+    min_valid_pixels: int = 16
+    """Frames with fewer valid pixels are skipped as degenerate."""
+
+
+@dataclass
+class MetricDepthConfig:
+    """Metric Depth Model: DPT-style decoder → per-pixel bins with refined centres (paper §3.2)."""
+
+    enabled: bool = True
+    """Build the metric depth model (False = the 'w/o metric depth' ablation)."""
+    n_bins: int = 64
+    """Number of depth bins N."""
+    min_depth: float = 1e-3
+    """Smallest seed bin centre in metres."""
+    max_depth: float = 10.0
+    """Largest seed bin centre in metres."""
+    normalization: str = "log_binomial"
+    """Ordinal-aware bin normalisation: 'log_binomial' (ZoeDepth) or 'softmax'."""
+    features: int = 256
+    """Channels of the decoder fusion path."""
+    out_channels: list[int] = field(default_factory=lambda: [256, 512, 1024, 1024])
+    """Channels of the four 1×1 projections of the encoder features."""
+    frames_chunk_size: int = 8
+    """Frames decoded at once (memory); 0 decodes all frames together."""
+    loss_alpha: float = 5.0
+    """Alpha of L_MD (Eq. 9): robustness to large log-depth residuals."""
+    loss_eps: float = 1e-6
+    """Epsilon inside the logs of L_MD."""
+    loss_weight: float = 1.0
+    """Weight of L_MD in the joint loss."""
+    alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
+    """Real-scale alignment."""
+
+    def __post_init__(self) -> None:
+        _check_choice("metric_depth", "normalization", self.normalization, NORMALIZATIONS)
+        _check_positive("metric_depth", n_bins=self.n_bins, min_depth=self.min_depth)
+        if self.max_depth <= self.min_depth:
+            raise ValueError(f"metric_depth.max_depth ({self.max_depth}) must exceed metric_depth.min_depth ({self.min_depth})")

@@ -1,0 +1,22 @@
+"""vidllm: a plain monocular video → metric point cloud, camera poses, answers, captions and 3D boxes.
+
+Implements Vid-LLM: a shared DINOv2 encoder, a Cross-Task Adapter with bridge tokens, a
+VGGT-compatible reconstruction branch with a metric depth model and real-scale alignment, and a
+3D vision–language branch feeding 3D patch tokens to an LLM.
+"""
+
+from vidllm.config import VidLLMConfig, load_config, save_config
+from vidllm.errors import CheckpointError, ConfigError, DataError, VidLLMError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VidLLMConfig",
+    "load_config",
+    "save_config",
+    "VidLLMError",
+    "ConfigError",
+    "DataError",
+    "CheckpointError",
+    "__version__",
+]

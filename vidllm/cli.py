@@ -1,0 +1,80 @@
+"""The single console entry point: ``vidllm <command> [options]``.
+
+Each command lives in its own module and is imported only when it runs, so ``vidllm --help``
+stays fast. A command module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+Errors of the package's own types (and clear ``ValueError``/``OSError`` messages) are printed as
+one line with a non-zero exit; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# name → (module, one-line help). Add a command by adding a module and a line here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "config": ("vidllm.commands.config_cmd", "show, validate or list the options of a config"),
+    "demo": ("vidllm.commands.demo_cmd", "train and evaluate a tiny model end to end on synthetic scenes (CPU)"),
+}
+
+EXIT_USAGE = 2
+EXIT_ERROR = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vidllm",
+        description="Vid-LLM: monocular video → metric 3D reconstruction, answers, captions and 3D boxes.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
+    parser.add_argument("--version", action="store_true", help="print the package version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    # Split global flags from the command and its own arguments.
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    if "--version" in argv[:1]:
+        from vidllm import __version__
+
+        print(__version__)
+        return 0
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0 if argv else EXIT_USAGE
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        parser.print_usage(sys.stderr)
+        print(f"vidllm: unknown command {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return EXIT_USAGE
+    module = importlib.import_module(COMMANDS[name][0])
+    sub = argparse.ArgumentParser(prog=f"vidllm {name}", description=COMMANDS[name][1])
+    module.add_arguments(sub)
+    args = sub.parse_args(rest)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if debug:
+        return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except BrokenPipeError:  # output piped into `head` and closed early
+        return 0
+    except KeyboardInterrupt:
+        print("vidllm: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, KeyError, RuntimeError) as err:
+        # The package's own errors subclass ValueError; the message already names file and field.
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"vidllm {name}: error: {message} (run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

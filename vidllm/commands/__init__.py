@@ -1,0 +1,1 @@
+"""One module per ``vidllm`` subcommand (``add_arguments`` + ``run``)."""

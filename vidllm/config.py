@@ -1,0 +1,295 @@
+"""The composed, typed configuration of the whole model and its training.
+
+``VidLLMConfig`` groups the part configs (encoder, cta, recon, metric_depth, vl, llm, data,
+train). YAML files are merged onto the dataclass defaults with omegaconf in struct mode, so an
+unknown key is an error that names the key and the file; every part validates its values in
+``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from cta.config import CTAConfig
+from recon.attention import BACKENDS
+from recon.config import EncoderConfig, MetricDepthConfig, ReconConfig
+from vl.config import LLMConfig, VLConfig
+from vidllm.errors import ConfigError
+
+FRAME_SAMPLINGS = ("uniform", "stride", "coverage")
+DATA_SOURCES = ("synthetic", "scannet")
+TASKS = ("recon", "qa", "sqa", "grounding", "caption")
+
+
+@dataclass
+class DataConfig:
+    """Where clips come from and how they are sampled and preprocessed."""
+
+    source: str = "synthetic"
+    """'synthetic' (generated scenes in the real formats) or 'scannet' (real ScanNet exports)."""
+    root: str = "data/synthetic"
+    """Data root: ScanNet-format scene folders under <root>/scans, annotation JSON under <root>/annotations."""
+    scanrefer_dir: str | None = None
+    """Directory with ScanRefer_filtered_{train,val}.json (default: <root>/annotations)."""
+    scanqa_dir: str | None = None
+    """Directory with ScanQA_v1.0_{train,val}.json (default: <root>/annotations)."""
+    sqa3d_dir: str | None = None
+    """Directory with the SQA3D v1_balanced_* files (default: <root>/annotations)."""
+    multi3drefer_dir: str | None = None
+    """Directory with multi3drefer_{train,val}.json (default: <root>/annotations)."""
+    label_map: str | None = None
+    """Path of scannetv2-labels.combined.tsv (default: the copy shipped with the synthetic generator)."""
+    num_frames: int = 32
+    """Frames sampled per clip (S)."""
+    image_size: int = 518
+    """Target length of the image side chosen by resize_side; the result is centre-cropped to multiples of 14."""
+    resize_side: str = "shorter"
+    """Which side is resized to image_size: 'shorter' (DESIGN default) or 'longer' (VGGT-style 518×392 frames)."""
+    frame_sampling: str = "uniform"
+    """Frame sampler: 'uniform', 'stride' or 'coverage'."""
+    frame_stride: int = 10
+    """Stride of the 'stride' sampler."""
+    tasks: list[str] = field(default_factory=lambda: ["recon", "qa", "grounding", "caption"])
+    """Tasks mixed in training batches."""
+    task_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
+    """Sampling weight of each task in tasks."""
+    batch_size: int = 1
+    """Clips per batch per device."""
+    num_workers: int = 4
+    """DataLoader worker processes."""
+    synthetic_scenes: int = 50
+    """Scenes generated when source is 'synthetic' and root holds none."""
+    seed: int = 0
+    """Seed of the synthetic generator and the samplers."""
+
+    def __post_init__(self) -> None:
+        _choice("data.source", self.source, DATA_SOURCES)
+        _choice("data.frame_sampling", self.frame_sampling, FRAME_SAMPLINGS)
+        _choice("data.resize_side", self.resize_side, ("shorter", "longer"))
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown:
+            raise ValueError(f"data.tasks has unknown task(s) {unknown}; expected a subset of {list(TASKS)}")
+        if len(self.task_weights) != len(self.tasks):
+            raise ValueError(f"data.task_weights has {len(self.task_weights)} entries for {len(self.tasks)} tasks")
+        if self.num_frames < 1:
+            raise ValueError(f"data.num_frames must be >= 1, got {self.num_frames}")
+        if self.image_size < 14:
+            raise ValueError(f"data.image_size must be >= 14, got {self.image_size}")
+
+
+@dataclass
+class DistillConfig:
+    """Stage-1 dual-teacher distillation (paper Eq. 5–7)."""
+
+    geometry_teacher: str | None = None
+    """VGGT model.pt (its aggregator.patch_embed) or a DINOv2 directory: the frozen geometry teacher."""
+    semantic_teacher: str | None = None
+    """Directory of a transformers CLIPVisionModel: the frozen semantic teacher."""
+    lambda_sc: float = 1.0
+    """Weight λ of the structural-consistency loss L_sc."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and the two training stages."""
+
+    stage: int = 2
+    """Training stage: 1 (dual-teacher distillation) or 2 (joint optimisation)."""
+    init_from: str | None = None
+    """Weights to start from (a save_pretrained directory or a Lightning .ckpt); weights only."""
+    lr: float = 1e-4
+    """Base learning rate."""
+    lr_multipliers: dict[str, float] = field(default_factory=dict)
+    """Per-module learning-rate multipliers, e.g. {encoder: 0.1, llm: 1.0}."""
+    weight_decay: float = 0.05
+    """AdamW weight decay."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    """AdamW betas."""
+    grad_clip: float = 1.0
+    """Gradient-norm clipping."""
+    warmup_steps: int = 100
+    """Linear warm-up steps before the cosine decay."""
+    max_steps: int = 10000
+    """Total optimisation steps (the cosine schedule's length)."""
+    seed: int = 0
+    """Global seed."""
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    """Stage-1 teachers and λ."""
+
+    def __post_init__(self) -> None:
+        if self.stage not in (1, 2):
+            raise ValueError(f"train.stage must be 1 or 2, got {self.stage!r}")
+        if len(self.betas) != 2:
+            raise ValueError(f"train.betas needs 2 values, got {self.betas}")
+
+
+@dataclass
+class VidLLMConfig:
+    """Everything that defines a Vid-LLM model and how it is trained."""
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    """Shared DINOv2 encoder."""
+    cta: CTAConfig = field(default_factory=CTAConfig)
+    """Cross-Task Adapter."""
+    recon: ReconConfig = field(default_factory=ReconConfig)
+    """Reconstruction branch."""
+    metric_depth: MetricDepthConfig = field(default_factory=MetricDepthConfig)
+    """Metric Depth Model and real-scale alignment."""
+    vl: VLConfig = field(default_factory=VLConfig)
+    """Vision–language branch."""
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    """Language model."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """Data."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Training."""
+    attention_backend: str = "auto"
+    """Attention backend: 'auto' (xformers on CUDA when installed, else SDPA), 'sdpa', 'xformers' or 'math'."""
+
+    def __post_init__(self) -> None:
+        _choice("attention_backend", self.attention_backend, BACKENDS)
+
+
+def _choice(name: str, value: Any, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} = {value!r}; expected one of {list(choices)}")
+
+
+# --------------------------------------------------------------------------- YAML I/O
+def config_from_dict(data: dict | None, source: str = "<dict>", base: VidLLMConfig | None = None) -> VidLLMConfig:
+    """Merge a nested dict onto ``base`` (default: the dataclass defaults) and validate it.
+
+    Raises:
+        ConfigError: naming ``source`` and the offending key for unknown keys, wrong types
+            or invalid values.
+    """
+    schema = OmegaConf.structured(base if base is not None else VidLLMConfig)
+    OmegaConf.set_struct(schema, True)
+    for key in _free_form_dict_keys(VidLLMConfig):
+        OmegaConf.set_struct(OmegaConf.select(schema, key), False)
+    try:
+        merged = OmegaConf.merge(schema, OmegaConf.create(data or {}))
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        reason = str(err).splitlines()[0]
+        if "not in struct" in reason or "Key '" in reason and "not in" in reason:
+            raise ConfigError(f"{source}: unknown config key '{key}'") from None
+        raise ConfigError(f"{source}: invalid value for config key '{key}': {reason}") from None
+    try:
+        return OmegaConf.to_object(merged)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"{source}: {err}") from None
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(f"{source}: invalid value for config key '{key}': {str(err).splitlines()[0]}") from None
+
+
+def _free_form_dict_keys(cls: type, prefix: str = "") -> list[str]:
+    """Dotted keys of ``dict``-typed fields, whose entries are user-chosen (not struct-checked)."""
+    keys = []
+    for f in dataclasses.fields(cls):
+        annotation = str(f.type)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            keys += _free_form_dict_keys(type(default), f"{prefix}{f.name}.")
+        elif annotation.startswith("dict"):
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> VidLLMConfig:
+    """Load a YAML config onto the defaults, then apply dotted ``key=value`` overrides.
+
+    A YAML may name other YAMLs to layer under it with a top-level ``defaults: [file, ...]``
+    list (paths relative to the file).
+    """
+    path = Path(path)
+    data = _read_yaml_layers(path)
+    cfg = config_from_dict(data, source=str(path))
+    if overrides:
+        try:
+            dotlist = OmegaConf.from_dotlist(list(overrides))
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"command-line overrides: {str(err).splitlines()[0]}") from None
+        cfg = config_from_dict(OmegaConf.to_container(dotlist), source="command-line overrides", base=cfg)
+    return cfg
+
+
+def _read_yaml_layers(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: 'defaults' includes itself ({' -> '.join(map(str, seen))})")
+    try:
+        raw = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as err:  # yaml.YAMLError and omegaconf grammar errors
+        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+    layers = raw.pop("defaults", []) or []
+    if not isinstance(layers, list):
+        raise ConfigError(f"{path}: 'defaults' must be a list of YAML paths")
+    merged = OmegaConf.create({})
+    for layer in layers:
+        merged = OmegaConf.merge(merged, _read_yaml_layers(path.parent / str(layer), seen + (path.resolve(),)))
+    return OmegaConf.to_container(OmegaConf.merge(merged, raw))
+
+
+def config_to_dict(cfg: VidLLMConfig) -> dict:
+    """The config as a plain nested dict."""
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: VidLLMConfig, path: str | os.PathLike) -> None:
+    """Write ``cfg`` as YAML atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------- field docs
+def field_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of a config dataclass (the string literal after each field)."""
+    try:
+        tree = ast.parse(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    body = tree.body[0].body
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def iter_fields(cls: type = VidLLMConfig, prefix: str = ""):
+    """Yield ``(dotted_key, default, help)`` for every leaf field of a config dataclass."""
+    docs = field_docs(cls)
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        value = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from iter_fields(type(value), f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", value, docs.get(f.name, "")

@@ -1,0 +1,100 @@
+"""Typed configuration of the vision–language branch and the LLM (DESIGN §5.4)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+POS_EMBEDS = ("mlp", "sincos")
+DEPTH_SAMPLES = ("median", "center")
+GROUNDING_MODES = ("both", "regression", "proposal")
+FINETUNE_MODES = ("lora", "full", "frozen")
+
+
+@dataclass
+class GroundingConfig:
+    """Grounding head on the <ground> hidden state: box regression and proposal scoring."""
+
+    mode: str = "both"
+    """Which heads to train and use: 'both', 'regression' or 'proposal'."""
+    l1_weight: float = 1.0
+    """Weight of the box L1 loss."""
+    giou_weight: float = 1.0
+    """Weight of the 3D GIoU loss."""
+    proposal_weight: float = 1.0
+    """Weight of the proposal cross-entropy."""
+    max_targets: int = 8
+    """Boxes regressed per query (Hungarian-matched to the targets)."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in GROUNDING_MODES:
+            raise ValueError(f"vl.grounding.mode = {self.mode!r}; expected one of {list(GROUNDING_MODES)}")
+
+
+@dataclass
+class VLConfig:
+    """3D patch construction, token budget, projector, grounding and VL loss weights."""
+
+    depth_sample: str = "median"
+    """Depth of a patch: the median of its valid pixels ('median') or its centre pixel ('center')."""
+    pos_embed: str = "mlp"
+    """3D position embedding: 'mlp' (paper Eq. 4) or 'sincos'."""
+    voxel_size: float = 0.2
+    """Voxel edge (metres, model frame) for pooling 3D patch tokens."""
+    max_3d_tokens: int = 2048
+    """Cap on 3D tokens per clip (most-populated voxels kept)."""
+    min_confidence: float = 0.0
+    """Patches whose depth confidence is below this are masked out (0 keeps all valid depth)."""
+    projector_layers: int = 2
+    """Layers of the MLP projector to the LLM width."""
+    lm_weight: float = 1.0
+    """Weight of the language-model cross-entropy."""
+    grounding: GroundingConfig = field(default_factory=GroundingConfig)
+    """Grounding head."""
+
+    def __post_init__(self) -> None:
+        if self.depth_sample not in DEPTH_SAMPLES:
+            raise ValueError(f"vl.depth_sample = {self.depth_sample!r}; expected one of {list(DEPTH_SAMPLES)}")
+        if self.pos_embed not in POS_EMBEDS:
+            raise ValueError(f"vl.pos_embed = {self.pos_embed!r}; expected one of {list(POS_EMBEDS)}")
+        if self.voxel_size <= 0 or self.max_3d_tokens <= 0:
+            raise ValueError("vl.voxel_size and vl.max_3d_tokens must be > 0")
+
+
+@dataclass
+class LLMConfig:
+    """The causal language model and its tokenizer."""
+
+    path: str | None = None
+    """Local directory with a transformers causal LM and its tokenizer (e.g. Qwen2.5); None builds a tiny Qwen2-architecture LM from the sizes below."""
+    tokenizer_path: str | None = None
+    """Tokenizer directory if different from path."""
+    finetune: str = "lora"
+    """'lora' (peft adapters), 'full' or 'frozen'."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA alpha."""
+    lora_dropout: float = 0.05
+    """LoRA dropout."""
+    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """Module names that receive LoRA adapters."""
+    hidden_size: int = 896
+    """Width of a freshly built LM (ignored when path is set)."""
+    num_layers: int = 24
+    """Layers of a freshly built LM (ignored when path is set)."""
+    num_heads: int = 14
+    """Attention heads of a freshly built LM (ignored when path is set)."""
+    num_kv_heads: int = 2
+    """Key/value heads of a freshly built LM (ignored when path is set)."""
+    intermediate_size: int = 4864
+    """MLP width of a freshly built LM (ignored when path is set)."""
+    max_length: int = 1024
+    """Maximum prompt + answer length in tokens (3D tokens included)."""
+    max_new_tokens: int = 32
+    """Tokens generated per answer."""
+    gradient_checkpointing: bool = False
+    """Gradient checkpointing inside the LLM."""
+
+    def __post_init__(self) -> None:
+        if self.finetune not in FINETUNE_MODES:
+            raise ValueError(f"llm.finetune = {self.finetune!r}; expected one of {list(FINETUNE_MODES)}")
