@@ -16,6 +16,7 @@ import sys
 # name → (module, one-line help). Add a command by adding a module and a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("vidllm.commands.config_cmd", "show, validate or list the options of a config"),
+    "synth": ("vidllm.commands.synth_cmd", "generate synthetic scenes in the real ScanNet / ScanRefer / ScanQA formats"),
     "demo": ("vidllm.commands.demo_cmd", "train and evaluate a tiny model end to end on synthetic scenes (CPU)"),
 }
 
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
     parser.add_argument("--version", action="store_true", help="print the package version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
+    for name, (_module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
 

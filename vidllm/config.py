@@ -23,8 +23,8 @@ from omegaconf.errors import OmegaConfBaseException
 from cta.config import CTAConfig
 from recon.attention import BACKENDS
 from recon.config import EncoderConfig, MetricDepthConfig, ReconConfig
-from vl.config import LLMConfig, VLConfig
 from vidllm.errors import ConfigError
+from vl.config import LLMConfig, VLConfig
 
 FRAME_SAMPLINGS = ("uniform", "stride", "coverage")
 DATA_SOURCES = ("synthetic", "scannet")

@@ -7,7 +7,7 @@ import dataclasses
 
 from omegaconf import OmegaConf
 
-from vidllm.config import iter_fields, load_config, VidLLMConfig
+from vidllm.config import VidLLMConfig, iter_fields, load_config
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
