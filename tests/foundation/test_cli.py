@@ -1,0 +1,37 @@
+"""The console entry point: subcommands listed, one-line errors, non-zero exit on bad input."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from vidllm.cli import COMMANDS, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_console_script_help_lists_subcommands():
+    out = subprocess.run(["vidllm", "--help"], capture_output=True, text=True, check=True).stdout
+    for name in COMMANDS:
+        assert name in out
+
+
+def test_packages_import():
+    subprocess.run([sys.executable, "-c", "import vidllm, cta, recon, vl"], check=True)
+
+
+def test_config_command_prints_and_validates(capsys):
+    assert main(["config", str(ROOT / "configs" / "tiny.yaml")]) == 0
+    assert "hidden_size: 64" in capsys.readouterr().out
+
+
+def test_bad_config_is_one_clear_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("vl:\n  voxel: 1\n")
+    assert main(["config", str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "vl.voxel" in err[0] and "bad.yaml" in err[0]
+
+
+def test_unknown_command_exits_2(capsys):
+    assert main(["frobnicate"]) == 2
+    assert "unknown command" in capsys.readouterr().err
