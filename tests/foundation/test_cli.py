@@ -35,3 +35,11 @@ def test_bad_config_is_one_clear_line(tmp_path, capsys):
 def test_unknown_command_exits_2(capsys):
     assert main(["frobnicate"]) == 2
     assert "unknown command" in capsys.readouterr().err
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    test_cmd = [line for line in ci.splitlines() if line.startswith("python -m pytest")]
+    assert test_cmd, ".ci/run has no pytest line"
+    assert f'pip install -e ".[dev]" && {test_cmd[-1]}' in readme
