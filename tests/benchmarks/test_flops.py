@@ -1,6 +1,7 @@
 """The analytic FLOP counter: a hand-counted block, and the whole table for every shipped config."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 spec = importlib.util.spec_from_file_location("bench_flops", ROOT / "benchmarks" / "flops.py")
 flops = importlib.util.module_from_spec(spec)
+sys.modules["bench_flops"] = flops
 spec.loader.exec_module(flops)
 
 
