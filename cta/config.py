@@ -22,6 +22,8 @@ class CTAConfig:
     """Hidden width of φ_geom / φ_lang as a multiple of C."""
     scope: str = "clip"
     """Bridge attention over the whole clip ('clip') or each frame separately ('frame')."""
+    geometry_dim: int = 0
+    """Channels Cg of the external geometry tokens given to 'add' / 'xattn_fusion' (0 = the token width C)."""
 
     def __post_init__(self) -> None:
         if self.mode not in CTA_MODES:
@@ -30,3 +32,7 @@ class CTAConfig:
             raise ValueError(f"cta.scope = {self.scope!r}; expected one of {list(CTA_SCOPES)}")
         if self.num_bridge_tokens <= 0:
             raise ValueError(f"cta.num_bridge_tokens must be > 0, got {self.num_bridge_tokens}")
+        if self.num_heads <= 0 or self.mlp_ratio <= 0:
+            raise ValueError(f"cta.num_heads and cta.mlp_ratio must be > 0, got {self.num_heads}, {self.mlp_ratio}")
+        if self.geometry_dim < 0:
+            raise ValueError(f"cta.geometry_dim must be >= 0 (0 = token width), got {self.geometry_dim}")

@@ -86,7 +86,11 @@ class AggregatorConfig:
     """Recompute block activations in backward to save memory."""
 
     def __post_init__(self) -> None:
-        _check_positive("recon.aggregator", depth=self.depth, num_heads=self.num_heads)
+        _check_positive("recon.aggregator", depth=self.depth, num_heads=self.num_heads, mlp_ratio=self.mlp_ratio)
+        if self.rope_freq < 0 or self.num_register_tokens < 0:
+            raise ValueError(
+                f"recon.aggregator.rope_freq ({self.rope_freq}) and recon.aggregator.num_register_tokens ({self.num_register_tokens}) must be >= 0"
+            )
 
 
 @dataclass
@@ -122,6 +126,10 @@ class DepthHeadConfig:
     def __post_init__(self) -> None:
         if len(self.intermediate_layers) != 4 or len(self.out_channels) != 4:
             raise ValueError("recon.depth_head.intermediate_layers and out_channels must each have 4 entries")
+        if self.features <= 0 or self.features % 8:
+            raise ValueError(f"recon.depth_head.features must be a positive multiple of 8 (UV embedding of features // 2), got {self.features}")
+        if self.frames_chunk_size < 0:
+            raise ValueError(f"recon.depth_head.frames_chunk_size must be >= 0, got {self.frames_chunk_size}")
 
 
 @dataclass
@@ -142,6 +150,20 @@ class ReconLossConfig:
     """Weight of the multi-scale gradient term of the depth loss."""
     point_weight: float = 0.0
     """Weight of the optional point-map loss (0 disables it)."""
+    conf_gamma: float = 1.0
+    """Gamma of the confidence-weighted residual (gamma·r·c − alpha·log c)."""
+    gradient_scales: int = 3
+    """Scales of the multi-scale gradient term (scale s subsamples pixels with stride 2^s)."""
+    residual_clamp: float = 100.0
+    """Per-element residuals are clamped at this value before averaging (VGGT: 100)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.camera_decay <= 1.0:
+            raise ValueError(f"recon.loss.camera_decay must be in (0, 1], got {self.camera_decay!r}")
+        _check_positive("recon.loss", gradient_scales=self.gradient_scales, residual_clamp=self.residual_clamp, conf_gamma=self.conf_gamma)
+        for name in ("camera_weight", "fov_weight", "depth_weight", "conf_alpha", "gradient_weight", "point_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"recon.loss.{name} must be >= 0, got {getattr(self, name)!r}")
 
 
 @dataclass
@@ -173,6 +195,9 @@ class AlignmentConfig:
     min_valid_pixels: int = 16
     """Frames with fewer valid pixels are skipped as degenerate."""
 
+    def __post_init__(self) -> None:
+        _check_positive("metric_depth.alignment", num_frames=self.num_frames, min_valid_pixels=self.min_valid_pixels)
+
 
 @dataclass
 class MetricDepthConfig:
@@ -200,11 +225,35 @@ class MetricDepthConfig:
     """Epsilon inside the logs of L_MD."""
     loss_weight: float = 1.0
     """Weight of L_MD in the joint loss."""
+    pos_embed: bool = True
+    """Add the sinusoidal UV position embedding inside the decoder (as the DPT head)."""
+    bin_hidden: int = 64
+    """Hidden channels of the bin head's per-pixel MLPs (probabilities and centre offsets)."""
+    center_shift_bound: float = 0.45
+    """|Δc| of a bin centre is below this fraction of the gap to its neighbour seed centre (< 0.5 keeps centres ordered)."""
+    min_temperature: float = 0.0212
+    """Smallest temperature of the log-binomial normalisation (ZoeDepth default)."""
+    max_temperature: float = 50.0
+    """Largest temperature of the log-binomial normalisation (ZoeDepth default)."""
     alignment: AlignmentConfig = field(default_factory=AlignmentConfig)
     """Real-scale alignment."""
 
     def __post_init__(self) -> None:
         _check_choice("metric_depth", "normalization", self.normalization, NORMALIZATIONS)
-        _check_positive("metric_depth", n_bins=self.n_bins, min_depth=self.min_depth)
+        _check_positive("metric_depth", n_bins=self.n_bins, min_depth=self.min_depth, bin_hidden=self.bin_hidden, min_temperature=self.min_temperature)
+        if self.n_bins < 2:
+            raise ValueError(f"metric_depth.n_bins must be >= 2, got {self.n_bins}")
+        if not 0.0 < self.center_shift_bound < 0.5:
+            raise ValueError(f"metric_depth.center_shift_bound must be in (0, 0.5) to keep centres ordered, got {self.center_shift_bound!r}")
+        if self.max_temperature <= self.min_temperature:
+            raise ValueError(f"metric_depth.max_temperature ({self.max_temperature}) must exceed metric_depth.min_temperature ({self.min_temperature})")
+        if self.loss_alpha < 0 or self.loss_eps < 0:
+            raise ValueError(f"metric_depth.loss_alpha and metric_depth.loss_eps must be >= 0, got {self.loss_alpha!r}, {self.loss_eps!r}")
+        if len(self.out_channels) != 4:
+            raise ValueError(f"metric_depth.out_channels must have 4 entries, got {self.out_channels!r}")
+        if self.features < 2 or (self.pos_embed and (self.features // 2) % 4):
+            raise ValueError(f"metric_depth.features // 2 must be a positive multiple of 4 (UV position embedding), got features = {self.features}")
+        if self.frames_chunk_size < 0:
+            raise ValueError(f"metric_depth.frames_chunk_size must be >= 0, got {self.frames_chunk_size}")
         if self.max_depth <= self.min_depth:
             raise ValueError(f"metric_depth.max_depth ({self.max_depth}) must exceed metric_depth.min_depth ({self.min_depth})")

@@ -71,9 +71,30 @@ class DataConfig:
     """Scenes generated when source is 'synthetic' and root holds none."""
     seed: int = 0
     """Seed of the synthetic generator and the samplers."""
+    synthetic_frames: int = 32
+    """Frames rendered per synthetic scene."""
+    synthetic_width: int = 224
+    """Width of the synthetic colour frames (the depth camera gets 5/7 of the colour resolution)."""
+    synthetic_height: int = 168
+    """Height of the synthetic colour frames."""
+    split_dir: str | None = None
+    """Directory with the split lists ({train,val}.txt or scannetv2_{train,val}.txt; default: <root>/splits)."""
+    coverage_voxel_size: float = 0.2
+    """Voxel size (metres) of the 'coverage' frame sampler."""
+    coverage_candidates: int = 128
+    """Most frames (evenly spaced) the 'coverage' sampler considers per scene."""
 
     def __post_init__(self) -> None:
         _choice("data.source", self.source, DATA_SOURCES)
+        for name in ("synthetic_frames", "synthetic_scenes", "coverage_candidates", "frame_stride", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if self.synthetic_width < 14 or self.synthetic_height < 14:
+            raise ValueError(f"data.synthetic_width/height must be >= 14, got {self.synthetic_width}x{self.synthetic_height}")
+        if self.coverage_voxel_size <= 0:
+            raise ValueError(f"data.coverage_voxel_size must be > 0, got {self.coverage_voxel_size}")
+        if any(w < 0 for w in self.task_weights) or (self.task_weights and sum(self.task_weights) <= 0):
+            raise ValueError(f"data.task_weights must be non-negative with a positive sum, got {self.task_weights}")
         _choice("data.frame_sampling", self.frame_sampling, FRAME_SAMPLINGS)
         _choice("data.resize_side", self.resize_side, ("shorter", "longer"))
         unknown = [t for t in self.tasks if t not in TASKS]

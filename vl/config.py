@@ -8,6 +8,7 @@ POS_EMBEDS = ("mlp", "sincos")
 DEPTH_SAMPLES = ("median", "center")
 GROUNDING_MODES = ("both", "regression", "proposal")
 FINETUNE_MODES = ("lora", "full", "frozen")
+LLM_DTYPES = ("float32", "bfloat16", "float16", "auto")
 
 
 @dataclass
@@ -24,6 +25,10 @@ class GroundingConfig:
     """Weight of the proposal cross-entropy."""
     max_targets: int = 8
     """Boxes regressed per query (Hungarian-matched to the targets)."""
+    objectness_weight: float = 1.0
+    """Weight of the objectness BCE of the regressed box slots."""
+    score_threshold: float = 0.5
+    """Regressed slots with objectness probability above this are predicted boxes (the best slot is always returned)."""
 
     def __post_init__(self) -> None:
         if self.mode not in GROUNDING_MODES:
@@ -88,13 +93,23 @@ class LLMConfig:
     """Key/value heads of a freshly built LM (ignored when path is set)."""
     intermediate_size: int = 4864
     """MLP width of a freshly built LM (ignored when path is set)."""
-    max_length: int = 1024
-    """Maximum prompt + answer length in tokens (3D tokens included)."""
+    max_length: int = 4096
+    """Maximum prompt + answer length in tokens (3D tokens included; keep it above vl.max_3d_tokens + the text)."""
     max_new_tokens: int = 32
     """Tokens generated per answer."""
     gradient_checkpointing: bool = False
     """Gradient checkpointing inside the LLM."""
+    use_chat_template: bool = True
+    """Wrap prompts with the tokenizer's chat template when it has one (instruct LLMs); plain text otherwise."""
+    dtype: str = "float32"
+    """Weight dtype of a loaded LLM: 'float32', 'bfloat16', 'float16' or 'auto' (the checkpoint's)."""
 
     def __post_init__(self) -> None:
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"llm.finetune = {self.finetune!r}; expected one of {list(FINETUNE_MODES)}")
+        if self.dtype not in LLM_DTYPES:
+            raise ValueError(f"llm.dtype = {self.dtype!r}; expected one of {list(LLM_DTYPES)}")
+        if self.max_length <= 0 or self.max_new_tokens <= 0:
+            raise ValueError(f"llm.max_length ({self.max_length}) and llm.max_new_tokens ({self.max_new_tokens}) must be > 0")
+        if self.finetune == "lora" and not self.lora_target_modules:
+            raise ValueError("llm.lora_target_modules must name at least one module when llm.finetune = 'lora'")

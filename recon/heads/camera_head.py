@@ -1,0 +1,62 @@
+"""VGGT camera head: trunk over the S camera tokens + iterative adaLN refinement → 9-D pose encodings.
+
+Per iteration: ``cond = embed_pose(prev)`` (``prev`` = learned ``empty_pose_tokens`` first, then the
+detached accumulated pre-activation pose); ``shift, scale, gate = poseLN_modulation(cond)``;
+``x = gate·(LN(tokens)·(1+scale) + shift) + tokens``; ``x = trunk(x)``;
+``pose += pose_branch(trunk_norm(x))``; output ``[T (linear), quat (linear), FoV (ReLU)]``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from recon.layers.block import Block, Mlp
+
+POSE_DIM = 9
+
+
+def activate_pose(pose: Tensor) -> Tensor:
+    """``[..., 9]`` pre-activation → translation and quaternion unchanged, FoV through ReLU."""
+    return torch.cat([pose[..., :7], F.relu(pose[..., 7:])], dim=-1)
+
+
+class CameraHead(nn.Module):
+    """``[B, S, dim]`` camera tokens (from the last aggregator layer) → list of ``[B, S, 9]`` poses.
+
+    Args:
+        dim: aggregator output width (2C).
+        trunk_depth / num_heads / mlp_ratio: trunk blocks (no qk-norm, no RoPE).
+        iterations: refinement iterations (one output each).
+    """
+
+    def __init__(self, dim: int, trunk_depth: int = 4, num_heads: int = 16, mlp_ratio: float = 4.0, iterations: int = 4) -> None:
+        super().__init__()
+        self.iterations = iterations
+        self.trunk = nn.Sequential(*[Block(dim, num_heads, mlp_ratio) for _ in range(trunk_depth)])
+        self.token_norm = nn.LayerNorm(dim)
+        self.trunk_norm = nn.LayerNorm(dim)
+        self.empty_pose_tokens = nn.Parameter(torch.zeros(1, 1, POSE_DIM))
+        self.embed_pose = nn.Linear(POSE_DIM, dim)
+        self.poseLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 3 * dim))
+        self.adaln_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.pose_branch = Mlp(dim, dim // 2, POSE_DIM)
+
+    def forward(self, last_layer: Tensor, iterations: int | None = None) -> list[Tensor]:
+        """last_layer ``[B, S, N, dim]`` (camera token at index 0) → ``iterations`` × ``[B, S, 9]``."""
+        tokens = self.token_norm(last_layer[:, :, 0])
+        b, s, _ = tokens.shape
+        normed = self.adaln_norm(tokens)
+        pose = None
+        outputs = []
+        for _ in range(iterations or self.iterations):
+            prev = self.empty_pose_tokens.expand(b, s, -1) if pose is None else pose.detach()
+            shift, scale, gate = self.poseLN_modulation(self.embed_pose(prev)).chunk(3, dim=-1)
+            x = gate * (normed * (1 + scale) + shift) + tokens
+            for block in self.trunk:
+                x = block(x)
+            delta = self.pose_branch(self.trunk_norm(x))
+            pose = delta if pose is None else pose + delta
+            outputs.append(activate_pose(pose))
+        return outputs

@@ -1,0 +1,325 @@
+"""Load (and write back) the official VGGT checkpoint layout.
+
+VGGT's ``model.pt`` holds ``aggregator.*`` (with the DINOv2 ViT under ``aggregator.patch_embed.*``
+in the timm/dinov2 layout), ``camera_head.*``, ``depth_head.*`` and optionally ``point_head.*`` and
+``track_head.*`` (not part of this branch: skipped and logged). The aggregator blocks, camera head
+and DPT head use VGGT's parameter names here, so they map one to one; the DINOv2 part maps onto
+the transformers ``Dinov2WithRegistersModel`` (fused ``qkv`` split into q/k/v, ``ls*.gamma`` →
+``layer_scale*.lambda1``, ``norm`` → ``layernorm``, ...). The conv patch embed
+(``aggregator.patch_embed.proj``) maps onto ``encoder.patch_embed``.
+
+Sizes are inferred from the weights; what the weights do not reveal comes from keyword overrides
+with VGGT-1B defaults (:data:`VGGT_DEFAULTS`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from recon.config import AggregatorConfig, CameraHeadConfig, DepthHeadConfig, EncoderConfig, ReconConfig
+
+_log = logging.getLogger(__name__)
+
+VGGT_DEFAULTS = {
+    "num_heads": 16,
+    "camera_num_heads": 16,
+    "depth_head_layers": [4, 11, 17, 23],
+    "camera_iterations": 4,
+    "encoder_num_heads": None,
+    "rope_freq": 100.0,
+    "frames_chunk_size": 8,
+}
+"""Overrides accepted by :func:`from_vggt_checkpoint` (``encoder_num_heads`` None = hidden_size // 64)."""
+
+SKIPPED_HEADS = ("point_head.", "track_head.")
+BRANCH_PARTS = ("encoder", "aggregator", "camera_head", "depth_head")
+_DINO = "aggregator.patch_embed."
+_DINO_PLAIN = {
+    "cls_token": "embeddings.cls_token",
+    "mask_token": "embeddings.mask_token",
+    "register_tokens": "embeddings.register_tokens",
+    "pos_embed": "embeddings.position_embeddings",
+    "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
+    "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
+    "norm.weight": "layernorm.weight",
+    "norm.bias": "layernorm.bias",
+}
+_DINO_BLOCK = {
+    "norm1": "norm1",
+    "norm2": "norm2",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+    "ls1.gamma": "layer_scale1.lambda1",
+    "ls2.gamma": "layer_scale2.lambda1",
+}
+_BLOCK_RE = re.compile(r"^blocks\.(\d+)\.(.+)$")
+
+
+@dataclass
+class LoadReport:
+    """Outcome of loading: keys of the branch not in the checkpoint, checkpoint keys not used, skipped heads."""
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- files
+def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
+    """Read a ``.pt``/``.pth`` (``torch.load(weights_only=True)``) or ``.safetensors`` state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"VGGT checkpoint {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        sd = load_file(str(path), device="cpu")
+    else:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    for wrapper in ("state_dict", "model"):
+        if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict) and not any(k.startswith("aggregator.") for k in sd):
+            sd = sd[wrapper]
+    if not isinstance(sd, dict) or not all(isinstance(v, Tensor) for v in sd.values()):
+        raise ValueError(f"VGGT checkpoint {path}: expected a flat mapping of parameter names to tensors")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def save_vggt_state_dict(model: nn.Module, path: str | Path) -> Path:
+    """Write ``model``'s branch in VGGT layout to ``path`` (``.safetensors`` or torch ``.pt``)."""
+    path = Path(path)
+    sd = {k: v.detach().cpu().contiguous() for k, v in to_vggt_state_dict(model).items()}
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(sd, str(tmp))
+    else:
+        torch.save(sd, tmp)
+    tmp.replace(path)
+    return path
+
+
+# --------------------------------------------------------------------------- size inference
+def _count(sd: dict, prefix: str) -> int:
+    pat = re.compile("^" + re.escape(prefix) + r"(\d+)\.")
+    idx = {int(m.group(1)) for k in sd if (m := pat.match(k))}
+    return max(idx) + 1 if idx else 0
+
+
+def _default_intermediates(num_layers: int) -> list[int]:
+    """DPT-style intermediate DINOv2 blocks: ViT-L [4, 11, 17, 23], ViT-S/B [2, 5, 8, 11], else evenly spaced."""
+    known = {24: [4, 11, 17, 23], 12: [2, 5, 8, 11]}
+    if num_layers in known:
+        return known[num_layers]
+    return sorted({max(0, round((k + 1) * num_layers / 4) - 1) for k in range(4)})
+
+
+def _need(sd: dict, key: str) -> Tensor:
+    if key not in sd:
+        raise ValueError(f"VGGT checkpoint has no {key!r}; cannot infer the model size")
+    return sd[key]
+
+
+def infer_configs(sd: dict[str, Tensor], **overrides) -> tuple[EncoderConfig, ReconConfig]:
+    """Encoder and branch configs from a VGGT-layout state dict (+ overrides, see :data:`VGGT_DEFAULTS`)."""
+    unknown = sorted(set(overrides) - set(VGGT_DEFAULTS))
+    if unknown:
+        raise ValueError(f"from_vggt_checkpoint: unknown overrides {unknown}; allowed: {sorted(VGGT_DEFAULTS)}")
+    opt = {**VGGT_DEFAULTS, **overrides}
+    dim = _need(sd, "aggregator.camera_token").shape[-1]
+    depth = _count(sd, "aggregator.frame_blocks.")
+    num_reg = _need(sd, "aggregator.register_token").shape[2]
+    fc1 = _need(sd, "aggregator.frame_blocks.0.mlp.fc1.weight")
+    agg = AggregatorConfig(
+        depth=depth,
+        num_heads=opt["num_heads"],
+        mlp_ratio=fc1.shape[0] / dim,
+        num_register_tokens=num_reg,
+        qk_norm="aggregator.frame_blocks.0.attn.q_norm.weight" in sd,
+        rope_freq=opt["rope_freq"],
+    )
+    if _DINO + "patch_embed.proj.weight" in sd:
+        proj = sd[_DINO + "patch_embed.proj.weight"]
+        n_pos = _need(sd, _DINO + "pos_embed").shape[1] - 1
+        side = int(round(n_pos**0.5))
+        enc_fc1 = _need(sd, _DINO + "blocks.0.mlp.fc1.weight")
+        num_layers = _count(sd, _DINO + "blocks.")
+        reg = sd.get(_DINO + "register_tokens")
+        enc = EncoderConfig(
+            kind="dinov2",
+            hidden_size=proj.shape[0],
+            num_layers=num_layers,
+            num_heads=opt["encoder_num_heads"] or max(1, proj.shape[0] // 64),
+            mlp_ratio=enc_fc1.shape[0] / proj.shape[0],
+            patch_size=proj.shape[-1],
+            num_register_tokens=0 if reg is None else reg.shape[1],
+            pretrain_image_size=side * proj.shape[-1],
+            intermediate_layers=_default_intermediates(num_layers),
+        )
+    else:
+        proj = _need(sd, "aggregator.patch_embed.proj.weight")
+        enc = EncoderConfig(kind="conv", hidden_size=proj.shape[0], num_layers=1, num_heads=1, patch_size=proj.shape[-1], intermediate_layers=[0])
+    if enc.hidden_size != dim:
+        raise ValueError(f"VGGT checkpoint: patch embed width {enc.hidden_size} differs from aggregator width {dim}")
+    cam = CameraHeadConfig(
+        trunk_depth=_count(sd, "camera_head.trunk."),
+        num_heads=opt["camera_num_heads"],
+        mlp_ratio=_need(sd, "camera_head.trunk.0.mlp.fc1.weight").shape[0] / (2 * dim),
+        iterations=opt["camera_iterations"],
+    )
+    dpt = DepthHeadConfig(
+        intermediate_layers=list(opt["depth_head_layers"]),
+        features=_need(sd, "depth_head.scratch.layer1_rn.weight").shape[0],
+        out_channels=[_need(sd, f"depth_head.projects.{i}.weight").shape[0] for i in range(4)],
+        frames_chunk_size=opt["frames_chunk_size"],
+    )
+    return enc, ReconConfig(aggregator=agg, camera_head=cam, depth_head=dpt)
+
+
+# --------------------------------------------------------------------------- key mapping
+def _hf_attention_names(encoder: nn.Module) -> tuple[str, str, str, str]:
+    """Names of q, k, v, out projections inside a transformers DINOv2 layer (version dependent)."""
+    names = {n for n, _ in encoder.named_parameters()}
+    if any(".attention.q_proj." in n for n in names):
+        return "attention.q_proj", "attention.k_proj", "attention.v_proj", "attention.o_proj"
+    return "attention.attention.query", "attention.attention.key", "attention.attention.value", "attention.output.dense"
+
+
+def vggt_to_branch(sd: dict[str, Tensor], model: nn.Module) -> tuple[dict[str, Tensor], list[str], list[str]]:
+    """VGGT keys → this branch's keys. Returns (converted, unused VGGT keys, skipped head keys)."""
+    qn, kn, vn, on = _hf_attention_names(model.encoder)
+    conv = getattr(model.encoder, "kind", "dinov2") == "conv"
+    out: dict[str, Tensor] = {}
+    unused, skipped = [], []
+    for key, val in sd.items():
+        if key.startswith(SKIPPED_HEADS):
+            skipped.append(key)
+        elif key.startswith(_DINO):
+            sub = key[len(_DINO):]
+            if conv:
+                if sub.startswith("proj."):
+                    out["encoder.patch_embed." + sub[len("proj."):]] = val
+                else:
+                    unused.append(key)
+                continue
+            if sub in _DINO_PLAIN:
+                out["encoder.model." + _DINO_PLAIN[sub]] = val
+                continue
+            m = _BLOCK_RE.match(sub)
+            if not m:
+                unused.append(key)
+                continue
+            i, rest = m.groups()
+            base = f"encoder.model.encoder.layer.{i}."
+            name, _, leaf = rest.rpartition(".")
+            if name == "attn.qkv":
+                for part, chunk in zip((qn, kn, vn), val.chunk(3, dim=0)):
+                    out[f"{base}{part}.{leaf}"] = chunk
+            elif name == "attn.proj":
+                out[f"{base}{on}.{leaf}"] = val
+            elif rest in _DINO_BLOCK:
+                out[base + _DINO_BLOCK[rest]] = val
+            elif name in _DINO_BLOCK:
+                out[f"{base}{_DINO_BLOCK[name]}.{leaf}"] = val
+            else:
+                unused.append(key)
+        elif key.startswith(("aggregator.", "camera_head.", "depth_head.")):
+            out[key] = val
+        else:
+            unused.append(key)
+    return out, unused, skipped
+
+
+def to_vggt_state_dict(model: nn.Module) -> dict[str, Tensor]:
+    """The branch (``encoder``, ``aggregator``, ``camera_head``, ``depth_head``) in VGGT key layout."""
+    qn, kn, vn, on = _hf_attention_names(model.encoder)
+    inv_plain = {v: k for k, v in _DINO_PLAIN.items()}
+    inv_block = {v: k for k, v in _DINO_BLOCK.items()}
+    out: dict[str, Tensor] = {}
+    for part in ("aggregator", "camera_head", "depth_head"):
+        for k, v in getattr(model, part).state_dict().items():
+            out[f"{part}.{k}"] = v
+    enc = model.encoder.state_dict()
+    if getattr(model.encoder, "kind", "dinov2") == "conv":
+        for k, v in enc.items():
+            out[_DINO + "proj." + k.removeprefix("patch_embed.")] = v
+        return out
+    layer_re = re.compile(r"^model\.encoder\.layer\.(\d+)\.(.+)$")
+    for k, v in enc.items():
+        sub = k.removeprefix("model.")
+        if sub in inv_plain:
+            out[_DINO + inv_plain[sub]] = v
+            continue
+        m = layer_re.match(k)
+        if not m:
+            raise ValueError(f"to_vggt_state_dict: encoder parameter {k!r} has no VGGT counterpart")
+        i, rest = m.groups()
+        name, _, leaf = rest.rpartition(".")
+        base = f"{_DINO}blocks.{i}."
+        if name == qn:
+            out[f"{base}attn.qkv.{leaf}"] = torch.cat([v, enc[f"model.encoder.layer.{i}.{kn}.{leaf}"], enc[f"model.encoder.layer.{i}.{vn}.{leaf}"]], 0)
+        elif name in (kn, vn):
+            continue
+        elif name == on:
+            out[f"{base}attn.proj.{leaf}"] = v
+        elif rest in inv_block:
+            out[base + inv_block[rest]] = v
+        elif name in inv_block:
+            out[f"{base}{inv_block[name]}.{leaf}"] = v
+        else:
+            raise ValueError(f"to_vggt_state_dict: encoder parameter {k!r} has no VGGT counterpart")
+    return out
+
+
+def load_vggt_weights(model: nn.Module, sd: dict[str, Tensor], strict: bool = True) -> LoadReport:
+    """Copy a VGGT-layout state dict into ``model.{encoder, aggregator, camera_head, depth_head}``.
+
+    A shape mismatch raises ``ValueError`` naming the key and both shapes. Missing and unexpected
+    keys are logged by name; with ``strict`` they raise ``ValueError`` instead.
+    """
+    converted, unused, skipped = vggt_to_branch(sd, model)
+    target = {f"{p}.{k}": v for p in BRANCH_PARTS for k, v in getattr(model, p).state_dict().items()}
+    for key, val in converted.items():
+        if key in target and tuple(target[key].shape) != tuple(val.shape):
+            raise ValueError(f"VGGT checkpoint: shape mismatch for {key!r}: checkpoint {tuple(val.shape)} vs model {tuple(target[key].shape)}")
+    report = LoadReport(
+        missing=sorted(k for k in target if k not in converted),
+        unexpected=sorted(unused + [k for k in converted if k not in target]),
+        skipped=skipped,
+    )
+    if skipped:
+        _log.info("VGGT checkpoint: skipped %d keys of heads this branch does not have (point_head/track_head)", len(skipped))
+    for kind, keys in (("missing", report.missing), ("unexpected", report.unexpected)):
+        if keys:
+            msg = f"VGGT checkpoint: {len(keys)} {kind} keys: {', '.join(keys[:20])}{' ...' if len(keys) > 20 else ''}"
+            if strict:
+                raise ValueError(msg)
+            _log.warning(msg)
+    with torch.no_grad():
+        for p in BRANCH_PARTS:
+            prefix = p + "."
+            part_sd = {k[len(prefix):]: v for k, v in converted.items() if k.startswith(prefix) and k in target}
+            getattr(model, p).load_state_dict(part_sd, strict=False)
+    return report
+
+
+def from_vggt_checkpoint(path_or_state_dict: str | Path | dict[str, Tensor], strict: bool = True, **overrides):
+    """Build a :class:`recon.model.ReconstructionModel` from a VGGT checkpoint (path or state dict).
+
+    Overrides (VGGT-1B defaults): ``num_heads``, ``camera_num_heads``, ``depth_head_layers``,
+    ``camera_iterations``, ``encoder_num_heads``, ``rope_freq``, ``frames_chunk_size``.
+    The load report is attached as ``model.vggt_load_report``.
+    """
+    from recon.model import ReconstructionModel
+
+    sd = path_or_state_dict if isinstance(path_or_state_dict, dict) else load_state_dict_file(path_or_state_dict)
+    enc_cfg, cfg = infer_configs(sd, **overrides)
+    model = ReconstructionModel(enc_cfg, cfg)
+    model.vggt_load_report = load_vggt_weights(model, sd, strict=strict)
+    return model.eval()

@@ -1,0 +1,88 @@
+"""Answer cleaning, EM@1 and refined EM on hand-made answers."""
+
+import pytest
+
+from vidllm.metrics.captions import CaptionScores
+from vidllm.metrics.qa import clean_answer, exact_match, qa_exact_match, qa_metrics, refined_exact_match
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("The Brown Chair", "brown chair"),  # lower-case, article
+        ("a table and an ottoman", "table and ottoman"),  # articles a / an
+        ("brown.", "brown"),  # sentence period
+        ("left, near the door!", "left near door"),  # punctuation → space, collapsed
+        ("table/chair", "table chair"),
+        ("3.5 meters", "3.5 meters"),  # decimal point kept
+        ("1,000", "1000"),  # thousands comma dropped
+        ("2", "two"),  # digits → words
+        ("20 chairs", "twenty chairs"),
+        ("none", "zero"),
+        ("dont know", "don't know"),  # contraction restored
+        ("it\u2019s", "it's"),  # curly apostrophe
+        ("letf side", "left side"),  # ScanQA typo
+        ("chair1", "chair"),  # glued object index
+        ("  many   spaces  ", "many spaces"),
+        ("'quoted'", "quoted"),
+        ("the", ""),
+    ],
+)
+def test_clean_answer_rules(raw, clean):
+    assert clean_answer(raw) == clean
+
+
+def test_clean_answer_rejects_non_strings():
+    with pytest.raises(ValueError, match="expects a str"):
+        clean_answer(3)
+
+
+def test_exact_match_after_cleaning():
+    assert exact_match("Two.", ["2", "three"])
+    assert exact_match("The white cabinet", ["white cabinet"])
+    assert not exact_match("brown", ["dark brown"])
+    assert not exact_match("", ["chair"])
+    with pytest.raises(ValueError, match="list of strings"):
+        exact_match("chair", "chair")
+
+
+def test_refined_exact_match_containment_rule():
+    assert refined_exact_match("brown", ["dark brown"])  # prediction inside reference
+    assert refined_exact_match("it is a dark brown chair", ["dark brown"])  # reference inside prediction
+    assert refined_exact_match("coffeetable", ["coffee table"])  # whitespace is ignored for containment
+    assert not refined_exact_match("black", ["dark brown", "white"])
+    assert not refined_exact_match("", ["chair"])  # empty never matches by containment
+    assert not refined_exact_match("the", ["chair"])  # cleans to ""
+
+
+def test_exact_match_found_on_a_later_reference():
+    # the containment match on the first reference must not hide an exact match on the second
+    assert exact_match("chair", ["office chair", "chair"])
+    assert refined_exact_match("chair", ["office chair", "chair"])
+
+
+def test_qa_exact_match_aggregate():
+    preds = {"q1": "Two", "q2": "brown", "q3": "sofa"}
+    refs = {"q1": ["2"], "q2": ["dark brown"], "q3": ["table"]}
+    m = qa_exact_match(preds, refs)
+    assert m == {"em@1": pytest.approx(1 / 3), "refined_em": pytest.approx(2 / 3), "count": 3}
+    by = qa_exact_match(preds, refs, groups={"q1": "how many", "q2": "what"})["by_group"]
+    assert by["how many"] == {"em@1": 1.0, "refined_em": 1.0, "count": 1}
+    assert by["what"] == {"em@1": 0.0, "refined_em": 1.0, "count": 1}
+    assert by["other"] == {"em@1": 0.0, "refined_em": 0.0, "count": 1}
+    with pytest.raises(ValueError, match="question_id='q4'"):
+        qa_exact_match(preds, {**refs, "q4": ["x"]})
+
+
+def test_qa_metrics_with_injected_caption_scorer():
+    seen = {}
+
+    def scorer(cands, refs):
+        seen.update(cands)
+        return CaptionScores(overall={"bleu-4": 0.5, "rouge-l": 0.25, "cider": 1.5}, unavailable={"meteor": "test"})
+
+    m = qa_metrics({"q1": "Two", "q2": "sofa"}, {"q1": ["2"], "q2": ["table"]}, scorer=scorer)
+    assert m["em@1"] == 0.5 and m["refined_em"] == 0.5
+    assert m["bleu-4"] == 0.5 and m["cider"] == 1.5 and m["meteor"] is None
+    assert m["unavailable"] == {"meteor": "test"}
+    assert seen == {"q1": "Two", "q2": "sofa"}  # n-gram metrics see the raw answers

@@ -1,0 +1,175 @@
+"""The map-style dataset of clips with task records (recon, qa, sqa, grounding, caption).
+
+One item = one task sample: a clip of its scene (see :mod:`vidllm.data.clip`) plus the text and
+target fields of the task. Scenes are loaded lazily and cached per process, so the dataset is
+safe to use from DataLoader workers (it holds only paths and parsed records when pickled).
+
+Sources of each task for split ``<split>`` (directories from :class:`~vidllm.config.DataConfig`):
+
+* recon — one sample per scene of the split;
+* qa — ``ScanQA_v1.0_<split>.json``; sqa — ``v1_balanced_{questions,sqa_annotations}_<split>_scannetv2.json``;
+* grounding — ``ScanRefer_filtered_<split>.json``;
+* caption — Scan2Cap: one sample per ScanRefer-annotated object, all its descriptions as references.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from recon.geometry import closed_form_inverse_se3, transform_boxes
+from vidllm.config import DataConfig
+from vidllm.data.annotations import read_scanqa, read_scanrefer, read_sqa3d, scan2cap_references
+from vidllm.data.clip import load_clip
+from vidllm.data.labels import read_label_map
+from vidllm.data.sampling import frame_voxel_keys, sample_coverage, sample_stride, sample_uniform, valid_frame_indices
+from vidllm.data.scannet import ScanNetScene, load_scannet_scene
+from vidllm.data.scannet_io import read_depth, read_split
+from vidllm.errors import DataError
+
+__all__ = ["VidLLMDataset", "split_scene_ids"]
+
+log = logging.getLogger(__name__)
+
+
+def split_scene_ids(cfg: DataConfig, split: str) -> list[str]:
+    """Scene ids of ``split`` from ``<split_dir>/<split>.txt`` or ``<split_dir>/scannetv2_<split>.txt``."""
+    split_dir = Path(cfg.split_dir) if cfg.split_dir else Path(cfg.root) / "splits"
+    for name in (f"{split}.txt", f"scannetv2_{split}.txt"):
+        if (split_dir / name).is_file():
+            return read_split(split_dir / name)
+    raise DataError(f"{split_dir}: no split list '{split}.txt' or 'scannetv2_{split}.txt' (data.split_dir)")
+
+
+class VidLLMDataset(Dataset):
+    """Task samples over the scenes of one split.
+
+    Args:
+        cfg: the data config (root, annotation dirs, sampling and preprocessing).
+        split: 'train' or 'val' (any name with a split list and annotation files).
+        tasks: the tasks to include (default ``cfg.tasks``).
+        deterministic: sample clips without randomness (validation); else the stride sampler's
+            start offset is drawn from ``(cfg.seed, index)``.
+    """
+
+    def __init__(self, cfg: DataConfig, split: str, tasks: list[str] | None = None, deterministic: bool = True):
+        self.cfg, self.split, self.deterministic = cfg, split, deterministic
+        self.tasks = list(tasks if tasks is not None else cfg.tasks)
+        self.root = Path(cfg.root)
+        self.scene_ids = split_scene_ids(cfg, split)
+        missing = [s for s in self.scene_ids if not (self.root / "scans" / s).is_dir()]
+        if missing:
+            raise DataError(f"{self.root / 'scans'}: {len(missing)} scene folder(s) of split '{split}' not found, e.g. {missing[:3]}")
+        self.label_map_path = cfg.label_map
+        known = set(self.scene_ids)
+        ann = self.root / "annotations"
+        self.samples: list[tuple[str, object]] = []
+        if "recon" in self.tasks:
+            self.samples += [("recon", s) for s in self.scene_ids]
+        if "qa" in self.tasks:
+            path = Path(cfg.scanqa_dir or ann) / f"ScanQA_v1.0_{split}.json"
+            self.samples += [("qa", r) for r in read_scanqa(path, scene_ids=known)]
+        if "sqa" in self.tasks:
+            base = Path(cfg.sqa3d_dir or ann)
+            recs = read_sqa3d(base / f"v1_balanced_questions_{split}_scannetv2.json", base / f"v1_balanced_sqa_annotations_{split}_scannetv2.json", scene_ids=known)
+            self.samples += [("sqa", r) for r in recs]
+        if "grounding" in self.tasks or "caption" in self.tasks:
+            path = Path(cfg.scanrefer_dir or ann) / f"ScanRefer_filtered_{split}.json"
+            refer = read_scanrefer(path, label_map=read_label_map(cfg.label_map), scene_ids=known)
+            if "grounding" in self.tasks:
+                self.samples += [("grounding", r) for r in refer]
+            if "caption" in self.tasks:
+                self.samples += [("caption", (key, refs)) for key, refs in scan2cap_references(refer).items()]
+        self._scenes: dict[str, ScanNetScene] = {}
+        self._coverage: dict[str, np.ndarray] = {}
+        self._candidates: dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ bookkeeping
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def task_of(self, index: int) -> str:
+        return self.samples[index][0]
+
+    def task_counts(self) -> dict[str, int]:
+        counts = {t: 0 for t in self.tasks}
+        for task, _ in self.samples:
+            counts[task] += 1
+        return counts
+
+    def __getstate__(self):  # workers start with empty caches
+        state = self.__dict__.copy()
+        state["_scenes"], state["_coverage"], state["_candidates"] = {}, {}, {}
+        return state
+
+    def scene(self, scene_id: str) -> ScanNetScene:
+        """The loaded scene (cached per process)."""
+        if scene_id not in self._scenes:
+            self._scenes[scene_id] = load_scannet_scene(self.root / "scans" / scene_id, label_map=read_label_map(self.label_map_path))
+        return self._scenes[scene_id]
+
+    # ------------------------------------------------------------------ sampling
+    def frame_indices(self, scene: ScanNetScene, index: int) -> np.ndarray:
+        """Indices into ``scene.frame_ids`` of the clip of sample ``index`` (``[S]``)."""
+        cfg = self.cfg
+        if scene.scene_id not in self._candidates:  # the skipped-frame warning is logged once per scene
+            self._candidates[scene.scene_id] = valid_frame_indices(scene.valid, scene.scene_id)
+        candidates = self._candidates[scene.scene_id]
+        if cfg.frame_sampling == "uniform":
+            return sample_uniform(candidates, cfg.num_frames)
+        if cfg.frame_sampling == "stride":
+            start = 0 if self.deterministic else int(np.random.default_rng([cfg.seed, index]).integers(0, max(1, len(candidates))))
+            return sample_stride(candidates, cfg.num_frames, cfg.frame_stride, start)
+        if scene.scene_id not in self._coverage:
+            pool = sample_uniform(candidates, min(cfg.coverage_candidates, len(candidates)))
+            pool = np.unique(pool)
+            keys = [
+                frame_voxel_keys(read_depth(scene.depth_path(scene.frame_ids[i])), scene.intrinsic_depth, scene.aligned_c2w[i], cfg.coverage_voxel_size)
+                for i in pool  # once per scene, cached
+            ]
+            self._coverage[scene.scene_id] = sample_coverage(pool, cfg.num_frames, keys)
+        return self._coverage[scene.scene_id]
+
+    # ------------------------------------------------------------------ items
+    def __getitem__(self, index: int) -> dict:
+        task, rec = self.samples[index]
+        scene_id = rec if task == "recon" else rec[0][0] if task == "caption" else rec.scene_id
+        scene = self.scene(scene_id)
+        item = load_clip(scene, self.frame_indices(scene, index), self.cfg.image_size, self.cfg.resize_side)
+        text = {"task": task, "question": "", "situation": "", "description": "", "answers": [], "record_id": "", "eval_type": ""}
+        target_ids: list[int] = []
+        if task == "qa":
+            text.update(question=rec.question, answers=list(rec.answers), record_id=str(rec.question_id))
+            target_ids = list(rec.object_ids)
+        elif task == "sqa":
+            text.update(situation=rec.situation, question=rec.question, answers=list(rec.answers), record_id=str(rec.question_id))
+        elif task == "grounding":
+            text.update(description=rec.description, record_id=f"{rec.scene_id}|{rec.object_id}|{rec.ann_id}", eval_type=rec.eval_type)
+            target_ids = [rec.object_id]
+        elif task == "caption":
+            (_, object_id), refs = rec
+            text.update(answers=list(refs), record_id=f"{scene_id}|{object_id}")
+            target_ids = [object_id]
+        text["answer"] = text["answers"][0] if text["answers"] else ""
+        item.update(text)
+        item.update(self._targets(scene, target_ids, item["world_from_model"], strict=task in ("grounding", "caption"), record=text["record_id"]))
+        return item
+
+    def _targets(self, scene: ScanNetScene, object_ids: list[int], world_from_model: torch.Tensor, strict: bool, record: str) -> dict:
+        rows = []
+        for oid in object_ids:
+            row = scene.objects.index_of(oid)
+            if row < 0:
+                if strict:
+                    raise DataError(f"{scene.path}: record {record}: field 'object_id' = {oid} is not a GT object of the scene")
+                continue
+            rows.append(row)
+        ids = torch.as_tensor([int(scene.objects.object_ids[r]) for r in rows], dtype=torch.long)
+        boxes = torch.as_tensor(scene.objects.boxes[rows], dtype=torch.float32).reshape(-1, 6)
+        model_from_world = closed_form_inverse_se3(world_from_model.double())
+        boxes_model = transform_boxes(boxes.double(), model_from_world).float() if len(rows) else boxes.clone()
+        return {"target_ids": ids, "target_boxes": boxes, "target_boxes_model": boxes_model}

@@ -1,0 +1,331 @@
+"""LLM wrapper: a transformers causal LM fed with text and 3D tokens (DESIGN §5.4).
+
+* Loads any causal LM + tokenizer from a local directory (``AutoModelForCausalLM`` /
+  ``AutoTokenizer``, ``trust_remote_code=False``, ``local_files_only=True``), or builds a fresh
+  Qwen2-architecture LM from the :class:`~vl.config.LLMConfig` sizes when ``path`` is None (a
+  tokenizer must then be given, e.g. from :func:`vl.tokenizer.build_word_tokenizer`).
+* Adds the special tokens ``<3d>`` and ``<ground>`` (resizing the embeddings when needed).
+* Projects 3D tokens to the LLM width (MLP) and splices them in place of ``<3d>``: a sample with
+  ``n`` valid 3D tokens gets exactly ``n`` embeddings there (variable count → padded + masked).
+* Labels cover only the answer span (answer tokens + EOS); the LM loss is computed only at those
+  positions (the vocabulary projection is never applied to the whole sequence).
+* Greedy batched generation with left padding and explicit position ids, KV cache.
+* Fine-tuning: LoRA via peft on ``lora_target_modules``, full, or frozen.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+from vl.config import LLMConfig
+from vl.tokenizer import TOKEN_3D, TOKEN_GROUND, load_tokenizer
+
+__all__ = ["LanguageModel", "build_projector", "build_tiny_causal_lm"]
+
+_log = logging.getLogger(__name__)
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+
+
+def build_projector(in_dim: int, out_dim: int, num_layers: int = 2) -> nn.Sequential:
+    """MLP projector ``in_dim → out_dim`` with ``num_layers`` Linear layers (GELU between)."""
+    if num_layers < 1:
+        raise ValueError(f"vl.projector_layers must be >= 1, got {num_layers}")
+    layers: list[nn.Module] = [nn.Linear(in_dim, out_dim)]
+    for _ in range(num_layers - 1):
+        layers += [nn.GELU(), nn.Linear(out_dim, out_dim)]
+    return nn.Sequential(*layers)
+
+
+def build_tiny_causal_lm(cfg: LLMConfig, tokenizer) -> Qwen2ForCausalLM:
+    """A randomly initialised Qwen2-architecture causal LM with the sizes of ``cfg``."""
+    if cfg.hidden_size % cfg.num_heads or cfg.num_heads % cfg.num_kv_heads:
+        raise ValueError(
+            f"llm.hidden_size ({cfg.hidden_size}) must be divisible by llm.num_heads ({cfg.num_heads}), "
+            f"and num_heads by llm.num_kv_heads ({cfg.num_kv_heads})"
+        )
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=max(cfg.max_length + cfg.max_new_tokens, 128),
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    return Qwen2ForCausalLM(config)
+
+
+class LanguageModel(nn.Module):
+    """Causal LM + tokenizer + 3D-token projector.
+
+    Args:
+        cfg: the LLM config.
+        vision_dim: width C of the 3D tokens fed to the projector.
+        projector_layers: depth of the projector MLP.
+        tokenizer: required when ``cfg.path`` is None; otherwise loaded from
+            ``cfg.tokenizer_path`` or ``cfg.path`` unless given.
+    """
+
+    def __init__(self, cfg: LLMConfig, vision_dim: int, projector_layers: int = 2, tokenizer=None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        if tokenizer is None:
+            tok_dir = cfg.tokenizer_path or cfg.path
+            if tok_dir is None:
+                raise ValueError("llm.path is None: a tokenizer must be given (e.g. vl.tokenizer.build_word_tokenizer)")
+            tokenizer = load_tokenizer(tok_dir)
+        self.tokenizer = tokenizer
+        self._add_special_tokens()
+        if cfg.path is not None:
+            if not Path(cfg.path).is_dir():
+                raise ValueError(f"llm.path = {cfg.path!r} is not a directory")
+            model = AutoModelForCausalLM.from_pretrained(cfg.path, trust_remote_code=False, local_files_only=True, dtype=_DTYPES[cfg.dtype])
+        else:
+            model = build_tiny_causal_lm(cfg, tokenizer)
+        if model.get_input_embeddings().num_embeddings < len(tokenizer):
+            model.resize_token_embeddings(len(tokenizer))
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+            model.config.use_cache = False
+        self.hidden_size = model.get_input_embeddings().embedding_dim
+        self.model = self._apply_finetune_mode(model)
+        self.projector = build_projector(vision_dim, self.hidden_size, projector_layers)
+        self.token_3d_id = tokenizer.convert_tokens_to_ids(TOKEN_3D)
+        self.token_ground_id = tokenizer.convert_tokens_to_ids(TOKEN_GROUND)
+
+    # ------------------------------------------------------------------ setup
+    def _add_special_tokens(self) -> None:
+        tok = self.tokenizer
+        vocab = tok.get_vocab()
+        missing = [t for t in (TOKEN_3D, TOKEN_GROUND) if t not in vocab]
+        if missing:
+            tok.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+        if tok.pad_token is None:
+            if tok.eos_token is None:
+                raise ValueError("tokenizer has neither a pad nor an eos token")
+            tok.pad_token = tok.eos_token
+        if tok.eos_token is None:
+            raise ValueError("tokenizer has no eos token (needed to end answers)")
+
+    def _apply_finetune_mode(self, model: nn.Module) -> nn.Module:
+        mode = self.cfg.finetune
+        if mode == "full":
+            return model
+        if mode == "frozen":
+            model.requires_grad_(False)
+            return model
+        from peft import LoraConfig, get_peft_model
+
+        names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+        unknown = [m for m in self.cfg.lora_target_modules if m not in names]
+        if unknown:
+            raise ValueError(f"llm.lora_target_modules {unknown} not found in the LLM (module names end with e.g. {sorted(names)[:12]})")
+        lora = LoraConfig(
+            r=self.cfg.lora_r,
+            lora_alpha=self.cfg.lora_alpha,
+            lora_dropout=self.cfg.lora_dropout,
+            target_modules=list(self.cfg.lora_target_modules),
+            task_type="CAUSAL_LM",
+        )
+        return get_peft_model(model, lora)
+
+    @property
+    def base_model(self) -> nn.Module:
+        """The underlying transformers causal LM (inside the peft wrapper when LoRA is on)."""
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
+    # ------------------------------------------------------------------ text
+    def format_prompt(self, user_text: str) -> str:
+        """Wrap a user prompt with the tokenizer's chat template when configured and available."""
+        if self.cfg.use_chat_template and getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template([{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True)
+        return user_text
+
+    def _prompt_ids(self, prompt: str) -> list[int]:
+        ids = self.tokenizer(self.format_prompt(prompt), add_special_tokens=False)["input_ids"]
+        bos = self.tokenizer.bos_token_id
+        if bos is not None and not (ids and ids[0] == bos) and not getattr(self.tokenizer, "chat_template", None):
+            ids = [bos] + ids
+        if ids.count(self.token_3d_id) > 1:
+            raise ValueError(f"prompt holds {ids.count(self.token_3d_id)} '{TOKEN_3D}' placeholders; expected at most one: {prompt!r}")
+        return ids
+
+    def _answer_ids(self, answer: str) -> list[int]:
+        return self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+
+    def build_inputs(self, visual: Tensor, visual_mask: Tensor, prompts: list[str], answers: list[str] | None = None, left_pad: bool = False) -> dict[str, Tensor]:
+        """Token ids, 3D-token indices, labels and masks of a batch, padded to a common length.
+
+        Args:
+            visual: ``[B, M, C]`` 3D tokens (before the projector); visual_mask: ``[B, M]`` bool.
+            prompts: B user prompts with one ``<3d>`` each; answers: B answers (training) or None.
+            left_pad: pad on the left (generation) instead of the right.
+        Returns:
+            ``input_ids [B, L]`` (pad where 3D tokens go), ``visual_index [B, L]`` (−1 = text),
+            ``labels [B, L]`` (−100 outside answers), ``attention_mask [B, L]``, ``position_ids [B, L]``.
+        """
+        bsz = len(prompts)
+        if visual.shape[0] != bsz or visual_mask.shape != visual.shape[:2] or (answers is not None and len(answers) != bsz):
+            raise ValueError(
+                f"llm: batch mismatch: {bsz} prompts, {None if answers is None else len(answers)} answers, "
+                f"visual {tuple(visual.shape)}, visual_mask {tuple(visual_mask.shape)}"
+            )
+        device = visual.device
+        seqs, vidx, labs = [], [], []
+        for b in range(bsz):  # per sample (text lengths differ); no per-token Python work
+            p = torch.tensor(self._prompt_ids(prompts[b]), dtype=torch.long)
+            a = torch.tensor(self._answer_ids(answers[b]) if answers is not None else [], dtype=torch.long)
+            vis = visual_mask[b].nonzero(as_tuple=True)[0].cpu()
+            hit = (p == self.token_3d_id).nonzero(as_tuple=True)[0]
+            if hit.numel():
+                k = int(hit[0])
+                ids = torch.cat([p[:k], torch.full((vis.numel(),), -1, dtype=torch.long), p[k + 1 :], a])
+                vi = torch.cat([torch.full((k,), -1, dtype=torch.long), vis, torch.full((p.numel() - k - 1 + a.numel(),), -1, dtype=torch.long)])
+            else:
+                ids = torch.cat([p, a])
+                vi = torch.full((ids.numel(),), -1, dtype=torch.long)
+            lab = torch.cat([torch.full((ids.numel() - a.numel(),), -100, dtype=torch.long), a])
+            if ids.numel() > self.cfg.max_length:
+                prompt_len = ids.numel() - a.numel()
+                if prompt_len >= self.cfg.max_length:
+                    raise ValueError(
+                        f"llm: prompt of sample {b} is {prompt_len} tokens (3D tokens included) > llm.max_length = "
+                        f"{self.cfg.max_length}; raise llm.max_length or lower vl.max_3d_tokens"
+                    )
+                _log.warning("llm: answer of sample %d truncated to fit llm.max_length = %d", b, self.cfg.max_length)
+                ids, vi, lab = ids[: self.cfg.max_length], vi[: self.cfg.max_length], lab[: self.cfg.max_length]
+            seqs.append(ids)
+            vidx.append(vi)
+            labs.append(lab)
+        length = max(s.numel() for s in seqs)
+        pad_id = self.tokenizer.pad_token_id
+        out = {
+            "input_ids": torch.full((bsz, length), pad_id, dtype=torch.long),
+            "visual_index": torch.full((bsz, length), -1, dtype=torch.long),
+            "labels": torch.full((bsz, length), -100, dtype=torch.long),
+            "attention_mask": torch.zeros(bsz, length, dtype=torch.long),
+        }
+        for b in range(bsz):
+            n = seqs[b].numel()
+            sl = slice(length - n, length) if left_pad else slice(0, n)
+            out["input_ids"][b, sl] = seqs[b].clamp_min(0).masked_fill(seqs[b] < 0, pad_id)
+            out["visual_index"][b, sl] = vidx[b]
+            out["labels"][b, sl] = labs[b]
+            out["attention_mask"][b, sl] = 1
+        out = {k: v.to(device) for k, v in out.items()}
+        out["position_ids"] = (out["attention_mask"].cumsum(-1) - 1).clamp_min(0)
+        return out
+
+    def embed(self, visual: Tensor, inputs: dict[str, Tensor]) -> Tensor:
+        """Input embeddings ``[B, L, H]``: token embeddings with projected 3D tokens spliced in."""
+        emb = self.model.get_input_embeddings()(inputs["input_ids"])
+        vis = self.projector(visual.to(self.projector[0].weight.dtype)).to(emb.dtype)  # [B, M, H]
+        idx = inputs["visual_index"]
+        gathered = vis[torch.arange(vis.shape[0], device=vis.device)[:, None], idx.clamp_min(0)]
+        return torch.where((idx >= 0)[..., None], gathered, emb)
+
+    # ------------------------------------------------------------------ training forward
+    def forward(self, visual: Tensor, visual_mask: Tensor, prompts: list[str], answers: list[str]) -> dict[str, Tensor]:
+        """Teacher-forced pass.
+
+        Args:
+            visual: ``[B, M, C]`` 3D tokens; visual_mask ``[B, M]``; prompts / answers: B strings each.
+        Returns:
+            ``lm_loss`` (mean CE over answer tokens; 0 when there are none), ``answer_logits``
+            ``[T, V]`` at the T predicted positions, ``ground_state [B, H]`` (last-layer hidden
+            state at the first ``<ground>`` token of each answer; zeros where absent),
+            ``has_ground [B]`` bool, ``hidden [B, L, H]`` and the built ``inputs``.
+        """
+        inputs = self.build_inputs(visual, visual_mask, prompts, answers, left_pad=False)
+        embeds = self.embed(visual, inputs)
+        hidden = self._hidden_states(embeds, inputs["attention_mask"], inputs["position_ids"])
+        labels = inputs["labels"]
+        target = labels[:, 1:]
+        sel = target != -100
+        head = self.base_model.get_output_embeddings()
+        answer_logits = head(hidden[:, :-1][sel]).float()
+        if answer_logits.shape[0]:
+            lm_loss = F.cross_entropy(answer_logits, target[sel])
+        else:
+            lm_loss = hidden.sum() * 0.0
+        is_ground = (inputs["input_ids"] == self.token_ground_id) & (labels != -100)
+        has_ground = is_ground.any(-1)
+        first = is_ground.float().argmax(-1)
+        ground_state = hidden[torch.arange(hidden.shape[0], device=hidden.device), first] * has_ground[:, None].to(hidden.dtype)
+        return {"lm_loss": lm_loss, "answer_logits": answer_logits, "ground_state": ground_state, "has_ground": has_ground, "hidden": hidden, "inputs": inputs}
+
+    def _hidden_states(self, embeds: Tensor, attention_mask: Tensor, position_ids: Tensor) -> Tensor:
+        """Last-layer hidden states ``[B, L, H]`` (after the final norm) from the LM's decoder stack."""
+        base = self.base_model
+        decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
+        if decoder is not None and decoder is not base:
+            out = decoder(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+            return out.last_hidden_state
+        out = self.model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False, output_hidden_states=True, logits_to_keep=1)
+        return out.hidden_states[-1]
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def generate(self, visual: Tensor, visual_mask: Tensor, prompts: list[str], max_new_tokens: int | None = None) -> dict:
+        """Greedy decoding of a batch (left-padded, KV cache).
+
+        Returns:
+            ``text`` (B strings, special tokens removed) and ``token_ids [B, T]`` (pad after EOS).
+        """
+        max_new = max_new_tokens or self.cfg.max_new_tokens
+        inputs = self.build_inputs(visual, visual_mask, prompts, None, left_pad=True)
+        embeds = self.embed(visual, inputs)
+        mask = inputs["attention_mask"]
+        pos = inputs["position_ids"]
+        pad = self.tokenizer.pad_token_id
+        stop = torch.tensor(sorted(self.stop_token_ids()), device=embeds.device)
+        bsz = embeds.shape[0]
+        done = torch.zeros(bsz, dtype=torch.bool, device=embeds.device)
+        past = None
+        tokens = []
+        emb_layer = self.model.get_input_embeddings()
+        for _ in range(max_new):  # one step per generated token (inherent to autoregression)
+            out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True, logits_to_keep=1)
+            past = out.past_key_values
+            nxt = out.logits[:, -1].argmax(-1)
+            nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
+            tokens.append(nxt)
+            done = done | torch.isin(nxt, stop)
+            if bool(done.all()):
+                break
+            embeds = emb_layer(nxt)[:, None]
+            mask = torch.cat([mask, torch.ones(bsz, 1, dtype=mask.dtype, device=mask.device)], dim=1)
+            pos = pos[:, -1:] + 1
+        ids = torch.stack(tokens, dim=1) if tokens else torch.zeros(bsz, 0, dtype=torch.long, device=embeds.device)
+        stops = set(stop.tolist())
+        text = [self.tokenizer.decode(self._strip(row, stops, pad), skip_special_tokens=True).strip() for row in ids.tolist()]
+        return {"text": text, "token_ids": ids}
+
+    def stop_token_ids(self) -> set[int]:
+        """Token ids that end an answer: the tokenizer's EOS and the LM's ``generation_config.eos_token_id`` (int or list)."""
+        ids = {self.tokenizer.eos_token_id}
+        gen = getattr(self.base_model, "generation_config", None)
+        extra = getattr(gen, "eos_token_id", None) if gen is not None else None
+        if isinstance(extra, int):
+            ids.add(extra)
+        elif extra is not None:
+            ids.update(int(e) for e in extra)
+        return {i for i in ids if i is not None}
+
+    @staticmethod
+    def _strip(row: list[int], stops: set[int], pad: int) -> list[int]:
+        for i, t in enumerate(row):
+            if t in stops:
+                row = row[:i]
+                break
+        return [t for t in row if t != pad]
