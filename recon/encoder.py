@@ -7,7 +7,9 @@ DINOv2's ``get_intermediate_layers(norm=True)``) for the metric-depth decoder.
 
 Position embeddings for grids other than the pre-training one are interpolated by
 transformers' ``Dinov2WithRegistersEmbeddings`` (bicubic, antialias, by output size, float32),
-which is the interpolation VGGT's DINOv2 uses (offset 0, antialias on).
+which is the interpolation VGGT's DINOv2 uses (offset 0, antialias on). The transformers model's
+attention is routed through :func:`recon.attention.attention` (registered as the ``"recon"``
+attention implementation), so the project's backend switch also covers the encoder.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from recon.attention import attention
 from recon.config import EncoderConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -32,6 +35,26 @@ class EncoderOutput:
     patch_tokens: Tensor
     intermediates: dict[int, Tensor] = field(default_factory=dict)
     grid_hw: tuple[int, int] = (0, 0)
+
+
+ATTN_IMPLEMENTATION = "recon"
+"""Name under which :func:`recon.attention.attention` is registered with transformers' AttentionInterface."""
+
+
+def _recon_attention_forward(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None, scaling=None, dropout=0.0, **kwargs):
+    """transformers attention hook: ``[B, heads, N, D]`` q/k/v → (``[B, N, heads, D]``, None) via the project switch."""
+    if dropout:
+        raise ValueError(f"encoder: attention dropout {dropout} is not supported by recon.attention (set attention_probs_dropout_prob=0)")
+    out = attention(query, key, value, attn_mask=attention_mask, scale=scaling)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register_recon_attention() -> str:
+    """Register the project's attention backend with transformers (idempotent); returns its name."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTN_IMPLEMENTATION, _recon_attention_forward)
+    return ATTN_IMPLEMENTATION
 
 
 def build_dinov2_config(cfg: EncoderConfig):
@@ -76,16 +99,24 @@ class SharedEncoder(nn.Module):
                 if not (Path(cfg.pretrained_path) / "config.json").is_file():
                     raise ValueError(f"encoder.pretrained_path = {cfg.pretrained_path!r} is not a local HF-format directory (no config.json)")
                 self.model = Dinov2WithRegistersModel.from_pretrained(
-                    cfg.pretrained_path, local_files_only=True, trust_remote_code=False, attn_implementation="sdpa"
+                    cfg.pretrained_path, local_files_only=True, trust_remote_code=False, attn_implementation=register_recon_attention()
                 )
                 hf = self.model.config
-                mismatch = {k: (getattr(cfg, k), v) for k, v in (("hidden_size", hf.hidden_size), ("patch_size", hf.patch_size)) if getattr(cfg, k) != v}
+                pairs = (
+                    ("hidden_size", hf.hidden_size),
+                    ("patch_size", hf.patch_size),
+                    ("num_layers", hf.num_hidden_layers),
+                    ("num_register_tokens", hf.num_register_tokens),
+                )
+                mismatch = {k: (getattr(cfg, k), v) for k, v in pairs if getattr(cfg, k) != v}
                 if mismatch:
                     raise ValueError(f"encoder: config disagrees with {cfg.pretrained_path}/config.json (config, checkpoint): {mismatch}")
             else:
-                self.model = Dinov2WithRegistersModel(build_dinov2_config(cfg))
-                self.model.config._attn_implementation = "sdpa"
+                dcfg = build_dinov2_config(cfg)
+                dcfg._attn_implementation = register_recon_attention()
+                self.model = Dinov2WithRegistersModel(dcfg)
             self.num_register_tokens = self.model.config.num_register_tokens
+            self.model.embeddings.mask_token.requires_grad_(False)  # unused without masked pre-training (as VGGT)
 
     @property
     def hidden_size(self) -> int:

@@ -90,10 +90,10 @@ def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     return {k.removeprefix("module."): v for k, v in sd.items()}
 
 
-def save_vggt_state_dict(model: nn.Module, path: str | Path) -> Path:
-    """Write ``model``'s branch in VGGT layout to ``path`` (``.safetensors`` or torch ``.pt``)."""
+def save_vggt_state_dict(model: nn.Module | None, path: str | Path, parts: dict[str, nn.Module] | None = None) -> Path:
+    """Write ``model``'s branch (or ``parts``) in VGGT layout to ``path`` (``.safetensors`` or torch ``.pt``)."""
     path = Path(path)
-    sd = {k: v.detach().cpu().contiguous() for k, v in to_vggt_state_dict(model).items()}
+    sd = {k: v.detach().cpu().contiguous() for k, v in to_vggt_state_dict(model, parts).items()}
     tmp = path.with_name(path.name + ".tmp")
     if path.suffix == ".safetensors":
         from safetensors.torch import save_file
@@ -191,10 +191,25 @@ def _hf_attention_names(encoder: nn.Module) -> tuple[str, str, str, str]:
     return "attention.attention.query", "attention.attention.key", "attention.attention.value", "attention.output.dense"
 
 
-def vggt_to_branch(sd: dict[str, Tensor], model: nn.Module) -> tuple[dict[str, Tensor], list[str], list[str]]:
-    """VGGT keys → this branch's keys. Returns (converted, unused VGGT keys, skipped head keys)."""
-    qn, kn, vn, on = _hf_attention_names(model.encoder)
-    conv = getattr(model.encoder, "kind", "dinov2") == "conv"
+def branch_parts(model: nn.Module, parts: dict[str, nn.Module] | None = None) -> dict[str, nn.Module]:
+    """The four modules VGGT weights go into: ``parts`` if given (e.g. from the full VidLLM model,
+    keys ``encoder, aggregator, camera_head, depth_head``), else the attributes of ``model`` with those names."""
+    if parts is None:
+        missing = [p for p in BRANCH_PARTS if not isinstance(getattr(model, p, None), nn.Module)]
+        if missing:
+            raise ValueError(f"VGGT loading: model has no submodules {missing}; pass parts={{name: module}} for {list(BRANCH_PARTS)}")
+        return {p: getattr(model, p) for p in BRANCH_PARTS}
+    if sorted(parts) != sorted(BRANCH_PARTS):
+        raise ValueError(f"VGGT loading: parts must have exactly the keys {list(BRANCH_PARTS)}, got {sorted(parts)}")
+    return dict(parts)
+
+
+def vggt_to_branch(sd: dict[str, Tensor], encoder: nn.Module) -> tuple[dict[str, Tensor], list[str], list[str]]:
+    """VGGT keys → branch keys (``encoder.*``, ``aggregator.*``, ...) for the given shared encoder.
+
+    Returns (converted, unused VGGT keys, skipped head keys)."""
+    qn, kn, vn, on = _hf_attention_names(encoder)
+    conv = getattr(encoder, "kind", "dinov2") == "conv"
     out: dict[str, Tensor] = {}
     unused, skipped = [], []
     for key, val in sd.items():
@@ -236,17 +251,18 @@ def vggt_to_branch(sd: dict[str, Tensor], model: nn.Module) -> tuple[dict[str, T
     return out, unused, skipped
 
 
-def to_vggt_state_dict(model: nn.Module) -> dict[str, Tensor]:
+def to_vggt_state_dict(model: nn.Module | None = None, parts: dict[str, nn.Module] | None = None) -> dict[str, Tensor]:
     """The branch (``encoder``, ``aggregator``, ``camera_head``, ``depth_head``) in VGGT key layout."""
-    qn, kn, vn, on = _hf_attention_names(model.encoder)
+    parts = branch_parts(model, parts)
+    qn, kn, vn, on = _hf_attention_names(parts["encoder"])
     inv_plain = {v: k for k, v in _DINO_PLAIN.items()}
     inv_block = {v: k for k, v in _DINO_BLOCK.items()}
     out: dict[str, Tensor] = {}
     for part in ("aggregator", "camera_head", "depth_head"):
-        for k, v in getattr(model, part).state_dict().items():
+        for k, v in parts[part].state_dict().items():
             out[f"{part}.{k}"] = v
-    enc = model.encoder.state_dict()
-    if getattr(model.encoder, "kind", "dinov2") == "conv":
+    enc = parts["encoder"].state_dict()
+    if getattr(parts["encoder"], "kind", "dinov2") == "conv":
         for k, v in enc.items():
             out[_DINO + "proj." + k.removeprefix("patch_embed.")] = v
         return out
@@ -277,14 +293,16 @@ def to_vggt_state_dict(model: nn.Module) -> dict[str, Tensor]:
     return out
 
 
-def load_vggt_weights(model: nn.Module, sd: dict[str, Tensor], strict: bool = True) -> LoadReport:
-    """Copy a VGGT-layout state dict into ``model.{encoder, aggregator, camera_head, depth_head}``.
+def load_vggt_weights(model: nn.Module | None, sd: dict[str, Tensor], strict: bool = True, parts: dict[str, nn.Module] | None = None) -> LoadReport:
+    """Copy a VGGT-layout state dict into ``model.{encoder, aggregator, camera_head, depth_head}``
+    (or into ``parts``, e.g. the shared encoder and reconstruction branch of the full model).
 
     A shape mismatch raises ``ValueError`` naming the key and both shapes. Missing and unexpected
     keys are logged by name; with ``strict`` they raise ``ValueError`` instead.
     """
-    converted, unused, skipped = vggt_to_branch(sd, model)
-    target = {f"{p}.{k}": v for p in BRANCH_PARTS for k, v in getattr(model, p).state_dict().items()}
+    parts = branch_parts(model, parts)
+    converted, unused, skipped = vggt_to_branch(sd, parts["encoder"])
+    target = {f"{p}.{k}": v for p in BRANCH_PARTS for k, v in parts[p].state_dict().items()}
     for key, val in converted.items():
         if key in target and tuple(target[key].shape) != tuple(val.shape):
             raise ValueError(f"VGGT checkpoint: shape mismatch for {key!r}: checkpoint {tuple(val.shape)} vs model {tuple(target[key].shape)}")
@@ -305,7 +323,7 @@ def load_vggt_weights(model: nn.Module, sd: dict[str, Tensor], strict: bool = Tr
         for p in BRANCH_PARTS:
             prefix = p + "."
             part_sd = {k[len(prefix):]: v for k, v in converted.items() if k.startswith(prefix) and k in target}
-            getattr(model, p).load_state_dict(part_sd, strict=False)
+            parts[p].load_state_dict(part_sd, strict=False)
     return report
 
 

@@ -93,3 +93,23 @@ def test_bad_image_size_message():
 def test_pretrained_path_must_be_local_directory(tmp_path):
     with pytest.raises(ValueError, match="encoder.pretrained_path"):
         SharedEncoder(_cfg(pretrained_path="facebook/dinov2-with-registers-large"))
+
+
+def test_encoder_attention_goes_through_project_switch(monkeypatch):
+    import recon.attention as A
+
+    enc = SharedEncoder(_cfg(num_layers=2, intermediate_layers=[0])).eval()
+    x = torch.rand(1, 3, 28, 28)
+    with torch.no_grad():
+        ref = enc(x).patch_tokens
+    calls = []
+    original = A._math_attention
+    monkeypatch.setattr(A, "_math_attention", lambda *a, **k: calls.append(1) or original(*a, **k))
+    A.set_attention_backend("math")
+    try:
+        with torch.no_grad():
+            out = enc(x).patch_tokens
+    finally:
+        A.set_attention_backend("auto")
+    assert len(calls) == 2
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)

@@ -39,8 +39,9 @@ def test_training_step_reaches_every_parameter():
     out = model(torch.rand(1, 3, 3, 42, 56))
     loss = out["depth"].log().mean() + out["depth_conf"].mean() + sum(p.abs().mean() for p in out["pose_enc_list"])
     loss.backward()
-    unused = [n for n, p in model.named_parameters() if p.grad is None and "mask_token" not in n]
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert unused == []
+    assert not model.encoder.model.embeddings.mask_token.requires_grad
 
 
 def test_config_validation_names_fields():

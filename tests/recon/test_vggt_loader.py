@@ -37,12 +37,12 @@ def test_sizes_inferred_from_weights(sd):
         infer_configs(sd, heads=3)
 
 
-@pytest.mark.parametrize("conv_patch, hw", [(False, (70, 98)), (False, (56, 56)), (True, (42, 70))])
-def test_parity_with_functional_reference(conv_patch, hw):
+@pytest.mark.parametrize("conv_patch, hw, batch", [(False, (70, 98), 1), (False, (56, 56), 2), (True, (42, 70), 2)])
+def test_parity_with_functional_reference(conv_patch, hw, batch):
     sdict = make_vggt_state_dict(conv_patch=conv_patch, seed=3)
     model = from_vggt_checkpoint(sdict, **OVR)
     torch.manual_seed(1)
-    images = torch.rand(1, 3, 3, *hw)
+    images = torch.rand(batch, 3, 3, *hw)
     with torch.no_grad():
         ours = model(images)
         ref = vggt_forward(images, sdict)
@@ -50,7 +50,7 @@ def test_parity_with_functional_reference(conv_patch, hw):
         assert _rel(ours[key], ref[key]) <= 1e-4, key
     for a, b in zip(ours["pose_enc_list"], ref["pose_enc_list"], strict=True):
         assert _rel(a, b) <= 1e-4
-    assert ours["extrinsic"].shape == (1, 3, 3, 4) and ours["intrinsic"].shape == (1, 3, 3, 3)
+    assert ours["extrinsic"].shape == (batch, 3, 3, 4) and ours["intrinsic"].shape == (batch, 3, 3, 3)
 
 
 def test_parity_check_is_sensitive(sd):
@@ -148,3 +148,21 @@ def test_heads_run_in_fp32_under_autocast(sd):
     for key in ("pose_enc", "depth", "depth_conf"):
         assert low[key].dtype == torch.float32
     assert _rel(low["depth"].log(), ref["depth"].log()) < 0.2
+
+
+def test_loads_into_parts_of_a_larger_model(sd):
+    """The same loader initialises a bigger model's shared encoder + branch, wherever they sit."""
+    from recon.vggt_loader import load_vggt_weights
+
+    source = from_vggt_checkpoint(sd, **OVR)
+    host = torch.nn.Module()
+    host.shared = from_vggt_checkpoint(make_vggt_state_dict(seed=9), **OVR).encoder
+    host.recon = torch.nn.ModuleDict({k: getattr(from_vggt_checkpoint(make_vggt_state_dict(seed=9), **OVR), k) for k in ("aggregator", "camera_head", "depth_head")})
+    parts = {"encoder": host.shared, **host.recon}
+    report = load_vggt_weights(None, sd, parts=parts)
+    assert report.missing == [] and report.unexpected == []
+    for name, module in parts.items():
+        for k, v in module.state_dict().items():
+            assert torch.equal(v, getattr(source, name).state_dict()[k]), f"{name}.{k}"
+    with pytest.raises(ValueError, match="parts"):
+        load_vggt_weights(host, sd)

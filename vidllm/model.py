@@ -1,0 +1,231 @@
+"""The assembled Vid-LLM model (paper Fig. 2): encoder → CTA → reconstruction branch (+ metric
+depth and real-scale alignment) and vision–language branch.
+
+``VidLLM`` extends :class:`recon.model.ReconstructionModel` (so the shared encoder, aggregator,
+camera head and DPT head keep the VGGT parameter names and load with the VGGT loader) with
+``cta``, ``metric_depth`` (optional) and ``vl``. Top-level module names are the optimiser's
+parameter groups: ``encoder``, ``cta``, ``aggregator``, ``camera_head``, ``depth_head``,
+``metric_depth``, ``vl``.
+
+Gradient flow (paper §3.4): the VL branch receives *detached* geometry, so VL losses reach the
+VL branch, the CTA and the encoder, never the aggregator or the reconstruction heads.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from cta.factory import build_cta
+from recon.alignment import apply_scene_scale, real_scale_alignment
+from recon.attention import set_attention_backend
+from recon.geometry import pose_encoding_to_extri_intri
+from recon.losses import ReconLoss, metric_depth_loss
+from recon.metric_depth import MetricDepthModel
+from recon.model import ReconstructionModel
+from vidllm.config import VidLLMConfig, load_config, save_config
+from vidllm.errors import CheckpointError
+from vidllm.io import load_state_dict, save_safetensors
+from vl.branch import VLBranch
+
+__all__ = ["VidLLM", "FUSION_MODES"]
+
+_log = logging.getLogger(__name__)
+
+FUSION_MODES = ("add", "xattn_fusion")
+"""CTA modes of the fusion baselines: the language stream is fused with the aggregator's
+geometry tokens (VG-LLM / VLM-3R style) after the reconstruction branch has run."""
+
+
+class VidLLM(ReconstructionModel):
+    """Vid-LLM built from a :class:`~vidllm.config.VidLLMConfig`.
+
+    Args:
+        config: the full config.
+        tokenizer: a tokenizer for a freshly built LLM (``config.llm.path`` None); ignored when the
+            LLM is loaded from a directory.
+    """
+
+    def __init__(self, config: VidLLMConfig, tokenizer=None) -> None:
+        super().__init__(config.encoder, config.recon)
+        set_attention_backend(config.attention_backend)
+        self.config = config
+        dim = config.encoder.hidden_size
+        self.cta = build_cta(config.cta, dim)
+        md = config.metric_depth
+        self.metric_depth = MetricDepthModel(md, dim, config.encoder.patch_size) if md.enabled else None
+        if md.enabled and len(config.encoder.intermediate_layers) != 4:
+            raise ValueError(f"encoder.intermediate_layers must name 4 blocks for the metric depth model, got {config.encoder.intermediate_layers}")
+        self.vl = VLBranch(config.vl, config.llm, dim, config.encoder.patch_size, tokenizer)
+        self.recon_loss = ReconLoss(config.recon.loss)
+
+    # ------------------------------------------------------------------ geometry
+    def _check_images(self, images: Tensor) -> Tensor:
+        if images.dim() == 4:
+            images = images[None]
+        if images.dim() != 5 or images.shape[2] != 3:
+            raise ValueError(f"VidLLM: images must be [B, S, 3, H, W] in [0, 1], got shape {tuple(images.shape)}")
+        return images
+
+    def encode_streams(self, images: Tensor) -> dict:
+        """Encoder + CTA. Returns ``t_base``, ``t_geom``, ``t_lang`` ``[B, S, P, C]`` and the encoder's
+        ``intermediates`` (``{layer: [B·S, P, C]}``) for the metric depth model."""
+        images = self._check_images(images)
+        b, s = images.shape[:2]
+        layers = list(self.config.encoder.intermediate_layers) if self.metric_depth is not None else []
+        enc = self.encoder(images, layers=layers)
+        t_base = enc.patch_tokens.reshape(b, s, *enc.patch_tokens.shape[1:])
+        if self.config.cta.mode in FUSION_MODES:
+            t_geom, t_lang = t_base, None  # the language stream is fused after the aggregator
+        else:
+            t_geom, t_lang = self.cta(t_base)
+        return {"t_base": t_base, "t_geom": t_geom, "t_lang": t_lang, "intermediates": enc.intermediates, "grid_hw": enc.grid_hw}
+
+    def reconstruct_streams(self, images: Tensor, streams: dict) -> dict:
+        """Reconstruction branch on ``T'_geom``, metric depth, real-scale alignment.
+
+        Returns the :meth:`ReconstructionModel.decode` dict plus ``metric_depth [B,S,H,W]`` (if
+        enabled), ``scale [B]``, ``frame_scales [B,S]``, and the aligned ``depth_metric``,
+        ``extrinsic_metric`` (metres, model frame).
+        """
+        images = self._check_images(images)
+        b, s = images.shape[:2]
+        image_hw = tuple(images.shape[-2:])
+        out = self.decode(streams["t_geom"], image_hw)
+        if self.metric_depth is not None:
+            layers = [streams["intermediates"][i] for i in self.config.encoder.intermediate_layers]
+            out["metric_depth"] = self.metric_depth(layers, image_hw, s)["metric_depth"]
+            al = self.config.metric_depth.alignment
+            if al.enabled:
+                fit = real_scale_alignment(out["depth"], out["metric_depth"], out["depth_conf"], None, al.num_frames, al.seed, al.min_valid_pixels)
+                scale, out["frame_scales"] = fit.scale, fit.frame_scales
+            else:
+                scale = torch.ones(b, device=images.device, dtype=out["depth"].dtype)
+        else:
+            scale = torch.ones(b, device=images.device, dtype=out["depth"].dtype)
+        scaled = apply_scene_scale(scale, depth=out["depth"], extrinsics=out["extrinsic"])
+        out["scale"] = scale
+        out["depth_metric"] = scaled["depth"]
+        out["extrinsic_metric"] = scaled["extrinsics"]
+        return out
+
+    def geometry_for_vl(self, recon: dict) -> dict[str, Tensor]:
+        """Detached metric geometry for the 3D patches (one-way gradient)."""
+        return {
+            "depth": recon["depth_metric"].detach(),
+            "depth_conf": recon["depth_conf"].detach(),
+            "extrinsic": recon["extrinsic_metric"].detach(),
+            "intrinsic": recon["intrinsic"].detach(),
+        }
+
+    def language_stream(self, streams: dict, recon: dict) -> Tensor:
+        """``T'_lang``; for the fusion baselines, fused with the aggregator's geometry tokens now."""
+        if streams["t_lang"] is not None:
+            return streams["t_lang"]
+        geometry_tokens = recon["geometry_tokens"]
+        _, t_lang = self.cta(streams["t_base"], geometry_tokens=geometry_tokens)
+        return t_lang
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, images: Tensor, vl_batch: dict | None = None) -> dict:
+        """Full forward.
+
+        Args:
+            images: ``[B, S, 3, H, W]`` in [0, 1].
+            vl_batch: text fields for the VL branch (see :class:`vl.branch.VLBranch`); None runs
+                the reconstruction only.
+        Returns:
+            the reconstruction dict (see :meth:`reconstruct_streams`) plus ``streams`` and, with
+            ``vl_batch``, ``vl`` (VL losses and logits).
+        """
+        streams = self.encode_streams(images)
+        out = self.reconstruct_streams(images, streams)
+        out["streams"] = streams
+        if vl_batch is not None:
+            out["vl"] = self.vl(self.language_stream(streams, out), self.geometry_for_vl(out), vl_batch)
+        return out
+
+    # ------------------------------------------------------------------ losses
+    def recon_losses(self, out: dict, gt: dict) -> dict[str, Tensor]:
+        """``L_recon`` (camera + depth [+ points]) on the relative outputs and ``L_MD`` (Eq. 9) on metric depth.
+
+        Args:
+            gt: ``depth [B,S,H,W]`` metres (0 invalid), ``extrinsics [B,S,3,4]``, ``intrinsics [B,S,3,3]``.
+        """
+        losses = dict(self.recon_loss(out, gt))
+        if self.metric_depth is not None:
+            md = self.config.metric_depth
+            l_md = metric_depth_loss(out["metric_depth"], gt["depth"], gt["depth"] > 0, md.loss_alpha, md.loss_eps)
+            losses["loss_md"] = l_md
+            losses["loss"] = losses["loss"] + md.loss_weight * l_md
+        return losses
+
+    @staticmethod
+    def pose_to_cameras(pose_enc: Tensor, image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """Pose encoding ``[..., 9]`` → extrinsics ``[..., 3, 4]`` and intrinsics ``[..., 3, 3]``."""
+        return pose_encoding_to_extri_intri(pose_enc, image_hw)
+
+    # ------------------------------------------------------------------ weights I/O
+    def _llm_base_is_external(self) -> bool:
+        """True when the LLM's base weights come from ``llm.path`` and are not trained (LoRA / frozen)."""
+        return self.config.llm.path is not None and self.config.llm.finetune in ("lora", "frozen")
+
+    def weights_state_dict(self) -> dict[str, Tensor]:
+        """The weights :meth:`save_pretrained` writes: everything, except a loaded LLM's frozen base
+        weights (those are re-read from ``llm.path``; LoRA adapters are kept)."""
+        sd = self.state_dict()
+        if self._llm_base_is_external():
+            trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+            sd = {k: v for k, v in sd.items() if not k.startswith("vl.lm.model.") or k in trainable or "lora_" in k}
+        return sd
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write ``config.yaml``, ``model.safetensors``, the tokenizer (``tokenizer/``) and, with LoRA,
+        the peft adapter (``adapter/``) to ``directory``. Files are written atomically."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_config(self.config, directory / "config.yaml")
+        save_safetensors(self.weights_state_dict(), directory / "model.safetensors", metadata={"format": "vidllm"})
+        self.vl.lm.tokenizer.save_pretrained(str(directory / "tokenizer"))
+        if self.config.llm.finetune == "lora":
+            self.vl.lm.model.save_pretrained(str(directory / "adapter"))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu", strict: bool = True) -> VidLLM:
+        """Rebuild a model written by :meth:`save_pretrained` (weights via safetensors only)."""
+        directory = Path(directory)
+        if not (directory / "config.yaml").is_file():
+            raise CheckpointError(f"{directory}: not a saved vidllm model (no config.yaml)")
+        config = load_config(directory / "config.yaml")
+        tokenizer = None
+        if (directory / "tokenizer").is_dir():
+            from vl.tokenizer import load_tokenizer
+
+            tokenizer = load_tokenizer(directory / "tokenizer")
+        model = cls(config, tokenizer)
+        report = model.load_weights(load_state_dict(directory / "model.safetensors", map_location), strict=strict)
+        if report["unexpected"] or (strict and report["missing"]):
+            raise CheckpointError(f"{directory / 'model.safetensors'}: missing keys {report['missing'][:10]}, unexpected keys {report['unexpected'][:10]}")
+        return model.to(map_location)
+
+    def load_weights(self, state_dict: dict[str, Tensor], strict: bool = False) -> dict[str, list[str]]:
+        """Load (a subset of) weights; shape mismatches are errors naming the key and both shapes.
+
+        Returns ``{"missing": [...], "unexpected": [...]}``; keys the model may legitimately lack in
+        the file (a loaded LLM's frozen base weights) are not reported as missing.
+        """
+        own = self.state_dict()
+        bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state_dict.items() if k in own and own[k].shape != v.shape]
+        if bad:
+            raise CheckpointError(f"shape mismatch for {len(bad)} key(s): " + "; ".join(bad[:5]))
+        result = self.load_state_dict(state_dict, strict=False)
+        expected = set(self.weights_state_dict())
+        missing = [k for k in result.missing_keys if k in expected]
+        for kind, keys in (("missing", missing), ("unexpected", result.unexpected_keys)):
+            if keys:
+                _log.warning("%d %s key(s) when loading weights: %s", len(keys), kind, ", ".join(keys[:10]))
+        return {"missing": missing, "unexpected": list(result.unexpected_keys)}
