@@ -207,7 +207,10 @@ def branch_parts(model: nn.Module, parts: dict[str, nn.Module] | None = None) ->
 def vggt_to_branch(sd: dict[str, Tensor], encoder: nn.Module) -> tuple[dict[str, Tensor], list[str], list[str]]:
     """VGGT keys → branch keys (``encoder.*``, ``aggregator.*``, ...) for the given shared encoder.
 
+    ``encoder`` may also be a module holding the shared encoder as ``.encoder``.
     Returns (converted, unused VGGT keys, skipped head keys)."""
+    if not hasattr(encoder, "kind") and isinstance(getattr(encoder, "encoder", None), nn.Module):
+        encoder = encoder.encoder
     qn, kn, vn, on = _hf_attention_names(encoder)
     conv = getattr(encoder, "kind", "dinov2") == "conv"
     out: dict[str, Tensor] = {}

@@ -6,7 +6,11 @@ import sys
 import numpy as np
 import torch
 from PIL import Image
-from vggt_reference import make_vggt_state_dict
+
+try:  # tests/recon is a rootdir-style test folder (no __init__.py); also works if it becomes a package
+    from vggt_reference import make_vggt_state_dict
+except ImportError:  # pragma: no cover
+    from tests.recon.vggt_reference import make_vggt_state_dict
 
 from recon.reconstruct import list_frames, main, preprocess_image
 

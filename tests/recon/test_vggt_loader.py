@@ -2,7 +2,11 @@
 
 import pytest
 import torch
-from vggt_reference import make_vggt_state_dict, vggt_forward
+
+try:  # tests/recon is a rootdir-style test folder (no __init__.py); also works if it becomes a package
+    from vggt_reference import make_vggt_state_dict, vggt_forward
+except ImportError:  # pragma: no cover
+    from tests.recon.vggt_reference import make_vggt_state_dict, vggt_forward
 
 from recon import from_vggt_checkpoint
 from recon.vggt_loader import infer_configs, load_state_dict_file, save_vggt_state_dict

@@ -36,7 +36,7 @@ def valid_frame_indices(valid: np.ndarray, scene_id: str = "") -> np.ndarray:
 
 def sample_uniform(candidates: np.ndarray, num: int) -> np.ndarray:
     """``num`` candidates evenly spaced from the first to the last (``[num]``)."""
-    pos = np.round(np.linspace(0, len(candidates) - 1, num)).astype(np.int64)
+    pos = np.floor(np.linspace(0, len(candidates) - 1, num) + 0.5).astype(np.int64)  # round half up
     return np.asarray(candidates)[pos]
 
 

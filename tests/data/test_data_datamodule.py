@@ -1,0 +1,143 @@
+"""Dataset + DataModule: batches of every task with the DESIGN §3 shapes, padding, task mixing, sources."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vidllm.config import DataConfig
+from vidllm.data.datamodule import VidLLMDataModule, collate_clips, ensure_synthetic
+from vidllm.data.dataset import VidLLMDataset
+from vidllm.errors import DataError
+
+S, H, W = 4, 56, 70  # 84×112 frames, shorter side → 56: 56×75 → crop 56×70
+
+
+def _cfg(root, **kw):
+    base = dict(root=str(root), num_frames=S, image_size=56, batch_size=2, num_workers=0, tasks=["recon", "qa", "sqa", "grounding", "caption"], task_weights=[1, 1, 1, 1, 1])
+    base.update(kw)
+    return DataConfig(**base)
+
+
+def _check_common(batch, b):
+    assert batch["images"].shape == (b, S, 3, H, W) and batch["images"].dtype == torch.float32
+    assert batch["depth"].shape == (b, S, H, W)
+    assert batch["extrinsics"].shape == (b, S, 3, 4) and batch["intrinsics"].shape == (b, S, 3, 3)
+    assert batch["world_from_model"].shape == (b, 4, 4) and batch["frame_ids"].shape == (b, S)
+    n = batch["gt_boxes"].shape[1]
+    assert batch["gt_boxes"].shape == (b, n, 6) and batch["gt_boxes_mask"].shape == (b, n)
+    assert batch["gt_box_ids"].shape == (b, n) and batch["gt_labels"].shape == (b, n)
+    torch.testing.assert_close(batch["extrinsics"][:, 0], torch.eye(4)[:3].expand(b, 3, 4), atol=1e-5, rtol=0)
+    for key in ("task", "scene_id", "question", "situation", "description", "answer", "answers", "record_id", "eval_type"):
+        assert isinstance(batch[key], list) and len(batch[key]) == b
+
+
+@pytest.mark.parametrize("task", ["recon", "qa", "sqa", "grounding", "caption"])
+def test_batches_of_each_task(synthetic_root, task):
+    ds = VidLLMDataset(_cfg(synthetic_root, tasks=[task], task_weights=[1.0]), "train")
+    assert len(ds) > 0 and set(ds.task_counts()) == {task}
+    batch = collate_clips([ds[0], ds[len(ds) - 1]])
+    _check_common(batch, 2)
+    assert batch["task"] == [task, task]
+    t = batch["target_boxes"].shape[1]
+    assert batch["target_boxes_model"].shape == (2, t, 6) and batch["target_mask"].shape == (2, t) and batch["target_ids"].shape == (2, t)
+    if task == "recon":
+        assert t == 0 and batch["question"] == ["", ""]
+    if task in ("qa", "sqa"):
+        assert all(batch["question"]) and all(batch["answer"])
+    if task == "sqa":
+        assert all(batch["situation"])
+    if task == "grounding":
+        assert all(batch["description"]) and set(batch["eval_type"]) <= {"unique", "multiple"}
+        assert batch["target_mask"].all()
+    if task == "caption":
+        assert all(batch["answers"]) and batch["target_mask"].all()
+    if task in ("grounding", "caption"):
+        for b in range(2):  # target = the GT box of its object id; the model-frame box = inv(world_from_model) applied
+            row = (batch["gt_box_ids"][b] == batch["target_ids"][b, 0]).nonzero()[0, 0]
+            torch.testing.assert_close(batch["target_boxes"][b, 0], batch["gt_boxes"][b, row])
+            box = batch["target_boxes"][b, 0].double().numpy()
+            corners = box[:3] + 0.5 * box[3:] * np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)])
+            wfm = batch["world_from_model"][b].double().numpy()
+            model = (corners - wfm[:3, 3]) @ wfm[:3, :3]
+            expect = np.r_[(model.min(0) + model.max(0)) / 2, model.max(0) - model.min(0)]
+            np.testing.assert_allclose(batch["target_boxes_model"][b, 0].numpy(), expect, atol=1e-4)
+
+
+def test_collate_pads_variable_object_and_target_counts(synthetic_root):
+    ds = VidLLMDataset(_cfg(synthetic_root, tasks=["qa"], task_weights=[1.0]), "train")
+    counts = [len(ds.samples[i][1].object_ids) for i in range(len(ds))]
+    many = int(np.argmax(counts))
+    single = counts.index(1)
+    other_scene = next(i for i in range(len(ds)) if ds.samples[i][1].scene_id != ds.samples[many][1].scene_id)
+    items = [ds[many], ds[single], ds[other_scene]]
+    batch = collate_clips(items)
+    assert batch["target_mask"].sum(1).tolist() == [counts[many], 1, counts[other_scene]]
+    assert (batch["target_ids"][~batch["target_mask"]] == -1).all()
+    assert batch["gt_boxes_mask"].sum(1).tolist() == [len(it["gt_boxes"]) for it in items]
+    assert (batch["gt_box_ids"][~batch["gt_boxes_mask"]] == -1).all()
+
+
+def test_datamodule_task_mixing_and_workers(synthetic_root):
+    cfg = _cfg(synthetic_root, tasks=["recon", "grounding"], task_weights=[3.0, 1.0], num_workers=1)
+    dm = VidLLMDataModule(cfg)
+    dm.prepare_data()
+    dm.setup("fit")
+    weights = dm.task_sample_weights(dm.train_set)
+    counts = dm.train_set.task_counts()
+    by_task = {t: float(sum(w for w, (task, _) in zip(weights, dm.train_set.samples) if task == t)) for t in counts}
+    assert by_task["recon"] == pytest.approx(3.0) and by_task["grounding"] == pytest.approx(1.0)
+    batch = next(iter(dm.val_dataloader()))  # one worker process: the dataset pickles and reloads scenes
+    _check_common(batch, 2)
+    assert len(list(dm.train_dataloader().sampler)) == len(dm.train_set)
+
+
+def test_coverage_and_stride_sampling_in_dataset(synthetic_root):
+    for sampling in ("coverage", "stride"):
+        ds = VidLLMDataset(_cfg(synthetic_root, tasks=["recon"], task_weights=[1.0], frame_sampling=sampling, frame_stride=2), "train")
+        item = ds[0]
+        ids = item["frame_ids"].tolist()
+        assert len(ids) == S and ids == sorted(ids)
+        scene = ds.scene(item["scene_id"])
+        assert scene.valid[np.searchsorted(scene.frame_ids, ids)].all()
+
+
+def test_scannet_source_reads_real_format_folders(synthetic_root):
+    dm = VidLLMDataModule(_cfg(synthetic_root, source="scannet", tasks=["grounding"], task_weights=[1.0]))
+    dm.prepare_data()
+    dm.setup("validate")
+    _check_common(next(iter(dm.val_dataloader())), 1 if len(dm.val_set) == 1 else 2)
+    with pytest.raises(DataError, match="ScanNet scene folders not found"):
+        VidLLMDataModule(_cfg(synthetic_root / "nowhere", source="scannet")).prepare_data()
+
+
+def test_unknown_scene_in_scanrefer_record(synthetic_root, tmp_path):
+    records = json.loads((synthetic_root / "annotations" / "ScanRefer_filtered_train.json").read_text())
+    records[3]["scene_id"] = "scene0777_00"
+    (tmp_path / "ScanRefer_filtered_train.json").write_text(json.dumps(records))
+    with pytest.raises(DataError, match=r"ScanRefer_filtered_train.json: record 3: field 'scene_id' = 'scene0777_00' names an unknown scene"):
+        VidLLMDataset(_cfg(synthetic_root, scanrefer_dir=str(tmp_path), tasks=["grounding"], task_weights=[1.0]), "train")
+
+
+def test_synthetic_default_is_generated_into_empty_root(tmp_path):
+    root = tmp_path / "gen"
+    cfg = _cfg(root, synthetic_scenes=2, synthetic_frames=3, synthetic_width=56, synthetic_height=42, num_frames=2, image_size=28, tasks=["qa"], task_weights=[1.0])
+    dm = VidLLMDataModule(cfg)
+    dm.prepare_data()
+    assert sorted(p.name for p in (root / "scans").iterdir()) == ["scene0000_00", "scene0001_00"]
+    assert not list(tmp_path.glob(".gen.tmp-*"))
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["images"].shape == (2, 2, 3, 28, 28)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "file.txt").write_text("x")
+    with pytest.raises(DataError, match="not empty but holds no scenes"):
+        ensure_synthetic(_cfg(tmp_path / "junk"))
+
+
+def test_missing_split_list(synthetic_root, tmp_path):
+    with pytest.raises(DataError, match="no split list 'test.txt'"):
+        VidLLMDataset(_cfg(synthetic_root), "test")

@@ -1,0 +1,208 @@
+"""The Lightning module of both training stages (DESIGN §6).
+
+* Stage 1 — dual-teacher distillation (Eq. 5–7): the student encoder + CTA give ``T'_geom`` and
+  ``T'_lang``; linear projections map them to the teachers' widths; the frozen geometry teacher
+  (DINOv2 from VGGT) and semantic teacher (CLIP vision) run under ``no_grad`` in eval mode. The
+  teachers and projections live on this module, never inside :class:`~vidllm.model.VidLLM`, so
+  they are not in the saved model weights; the teachers are not in the optimiser either.
+* Stage 2 — joint optimisation (Eq. 8): ``L_recon + L_MD`` on every clip (GT depth and poses come
+  with every sample) plus ``L_VL`` on the samples whose task is qa / sqa / grounding / caption.
+
+Batches are the dicts of :mod:`vidllm.data.datamodule`; :func:`vl_batch_from_batch` renders the
+prompts and answers for the VL branch.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from vidllm.config import VidLLMConfig
+from vidllm.errors import ConfigError
+from vidllm.model import VidLLM
+from vidllm.training.distill import distillation_loss
+from vidllm.training.optim import build_optimizer, build_scheduler
+from vidllm.training.stages import apply_stage
+from vl.prompts import GROUNDING_ANSWER, render_prompt
+
+__all__ = ["VidLLMModule", "vl_batch_from_batch", "VL_TASKS"]
+
+_log = logging.getLogger(__name__)
+
+VL_TASKS = ("qa", "sqa", "grounding", "caption")
+
+
+def vl_batch_from_batch(batch: dict) -> tuple[list[int], dict | None]:
+    """Indices of the VL samples of a data batch and the text fields :class:`vl.branch.VLBranch` needs.
+
+    Grounding samples carry their targets (aligned world) and every GT object of the scene as
+    proposals (positives = the targets); captions are prompted with the target's centre in the
+    model frame.
+    """
+    index = [i for i, task in enumerate(batch["task"]) if task in VL_TASKS]
+    if not index:
+        return [], None
+    prompts, answers, targets, proposals, positives = [], [], [], [], []
+    for i in index:
+        task = batch["task"][i]
+        tmask = batch["target_mask"][i]
+        tboxes = batch["target_boxes"][i][tmask]
+        if task == "qa":
+            prompts.append(render_prompt("qa", question=batch["question"][i]))
+            answers.append(batch["answer"][i])
+        elif task == "sqa":
+            prompts.append(render_prompt("sqa", question=batch["question"][i], situation=batch["situation"][i]))
+            answers.append(batch["answer"][i])
+        elif task == "caption":
+            center = batch["target_boxes_model"][i][tmask][0, :3].tolist() if bool(tmask.any()) else None
+            prompts.append(render_prompt("caption", center=center))
+            answers.append(batch["answer"][i])
+        else:
+            prompts.append(render_prompt("ground", description=batch["description"][i]))
+            answers.append(GROUNDING_ANSWER)
+        gmask = batch["gt_boxes_mask"][i]
+        targets.append(tboxes if task == "grounding" else tboxes[:0])
+        proposals.append(batch["gt_boxes"][i][gmask])
+        ids = batch["gt_box_ids"][i][gmask]
+        positives.append(torch.isin(ids, batch["target_ids"][i][tmask]) if task == "grounding" else torch.zeros_like(ids, dtype=torch.bool))
+    vl_batch = {
+        "prompts": prompts,
+        "answers": answers,
+        "target_boxes": targets,
+        "proposals": proposals,
+        "proposal_positives": positives,
+        "world_from_model": batch["world_from_model"][index],
+        "tasks": [batch["task"][i] for i in index],
+    }
+    return index, vl_batch
+
+
+class DistillHeads(nn.Module):
+    """The lightweight linear projections of stage 1 (student width → teacher widths)."""
+
+    def __init__(self, dim: int, geometry_dim: int, semantic_dim: int) -> None:
+        super().__init__()
+        self.geometry = nn.Linear(dim, geometry_dim)
+        self.semantic = nn.Linear(dim, semantic_dim)
+
+
+class VidLLMModule(L.LightningModule):
+    """Both training stages of Vid-LLM.
+
+    Args:
+        config: the full config (``config.train.stage`` selects the stage).
+        tokenizer: tokenizer for a freshly built LLM (``llm.path`` None).
+        model: an existing :class:`VidLLM` to train (default: built from ``config``).
+    """
+
+    def __init__(self, config: VidLLMConfig, tokenizer=None, model: VidLLM | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.stage = config.train.stage
+        self.model = model if model is not None else VidLLM(config, tokenizer)
+        if config.train.init_from and model is None:
+            self.load_initial_weights(config.train.init_from)
+        self.trainable = apply_stage(self.model, self.stage, config.llm.finetune)
+        self.teachers = nn.ModuleDict()
+        self.distill_heads = None
+        if self.stage == 1:
+            self._build_teachers()
+
+    # ------------------------------------------------------------------ setup
+    def _build_teachers(self) -> None:
+        from vidllm.training.teachers import load_geometry_teacher, load_semantic_teacher
+
+        d = self.config.train.distill
+        if not d.geometry_teacher or not d.semantic_teacher:
+            raise ConfigError("stage 1 needs train.distill.geometry_teacher (VGGT model.pt or DINOv2 dir) and train.distill.semantic_teacher (CLIP dir)")
+        self.teachers["geometry"] = load_geometry_teacher(d.geometry_teacher, self.config.encoder)
+        self.teachers["semantic"] = load_semantic_teacher(d.semantic_teacher)
+        dim = self.config.encoder.hidden_size
+        self.distill_heads = DistillHeads(dim, self.teachers["geometry"].hidden_size, self.teachers["semantic"].hidden_size)
+
+    def load_initial_weights(self, path: str) -> None:
+        """Weights only (``train.init_from``): a ``save_pretrained`` directory, a ``.safetensors`` file or a Lightning ``.ckpt``."""
+        from vidllm.io import load_state_dict
+
+        p = Path(path)
+        if p.is_dir():
+            p = p / "model.safetensors"
+        sd = load_state_dict(p)
+        if any(k.startswith("model.") for k in sd):  # a Lightning checkpoint of this module
+            sd = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
+        report = self.model.load_weights(sd)
+        _log.info("initialised from %s (%d missing, %d unexpected keys)", path, len(report["missing"]), len(report["unexpected"]))
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Teachers are frozen copies of files on disk: keep them out of checkpoints.
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("teachers.")}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        own = self.state_dict()
+        checkpoint["state_dict"].update({k: v for k, v in own.items() if k.startswith("teachers.")})
+
+    def configure_optimizers(self):
+        t = self.config.train
+        optimizer = build_optimizer(self.model, t.lr, t.weight_decay, t.betas, t.lr_multipliers)
+        if self.distill_heads is not None:
+            optimizer.add_param_group({"name": "distill_heads", "params": list(self.distill_heads.parameters()), "lr": t.lr, "weight_decay": t.weight_decay})
+        total = self.trainer.max_steps if self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0 else t.max_steps
+        scheduler = build_scheduler(optimizer, t.warmup_steps, total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------ steps
+    def stage1_losses(self, batch: dict) -> dict[str, Tensor]:
+        images = batch["images"]
+        streams = self.model.encode_streams(images)
+        b, s, p, c = streams["t_geom"].shape
+        t_geom = streams["t_geom"].reshape(b * s, p, c)
+        t_lang = (streams["t_lang"] if streams["t_lang"] is not None else streams["t_base"]).reshape(b * s, p, c)
+        tea_geo = self.teachers["geometry"](images)
+        tea_lang, tea_grid = self.teachers["semantic"](images)
+        return distillation_loss(
+            self.distill_heads.geometry(t_geom), self.distill_heads.semantic(t_lang), t_geom, t_lang,
+            tea_geo.to(t_geom.dtype), tea_lang.to(t_geom.dtype), streams["grid_hw"], tea_grid, self.config.train.distill.lambda_sc,
+        )
+
+    def stage2_losses(self, batch: dict) -> dict[str, Tensor]:
+        images = batch["images"]
+        streams = self.model.encode_streams(images)
+        recon = self.model.reconstruct_streams(images, streams)
+        gt = {"depth": batch["depth"], "extrinsics": batch["extrinsics"], "intrinsics": batch["intrinsics"]}
+        losses = {f"recon/{k}": v for k, v in self.model.recon_losses(recon, gt).items()}
+        total = losses["recon/loss"]
+        index, vl_batch = vl_batch_from_batch(batch)
+        if vl_batch is not None:
+            t_lang = self.model.language_stream(streams, recon)[index]
+            geometry = {k: v[index] for k, v in self.model.geometry_for_vl(recon).items()}
+            vl_out = self.model.vl(t_lang, geometry, vl_batch)
+            losses.update({f"vl/{k}": v for k, v in vl_out.items() if torch.is_tensor(v) and v.ndim == 0})
+            total = total + vl_out["loss"]
+        losses["loss"] = total
+        return losses
+
+    def _step(self, batch: dict, split: str) -> Tensor:
+        losses = self.stage1_losses(batch) if self.stage == 1 else self.stage2_losses(batch)
+        bs = batch["images"].shape[0]
+        self.log(f"{split}/loss", losses["loss"], prog_bar=True, batch_size=bs, sync_dist=split != "train")
+        for key, value in losses.items():
+            if key != "loss":
+                self.log(f"{split}/{key}", value.detach(), batch_size=bs, sync_dist=split != "train")
+        return losses["loss"]
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> Tensor:
+        return self._step(batch, "test")
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        out = self.model(batch["images"])
+        return {k: out[k] for k in ("pose_enc", "depth_metric", "depth_conf", "extrinsic_metric", "intrinsic", "scale")}
