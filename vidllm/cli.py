@@ -16,6 +16,10 @@ import sys
 # name → (module, one-line help). Add a command by adding a module and a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("vidllm.commands.config_cmd", "show, validate or list the options of a config"),
+    "fit": ("vidllm.commands.fit_cmd", "train a stage (Lightning): --stage 1|2 --config FILE [--trainer.KEY V] [--GROUP.KEY V]"),
+    "validate": ("vidllm.commands.fit_cmd", "validate a model on the validation split (same arguments as fit)"),
+    "test": ("vidllm.commands.fit_cmd", "test a model (same arguments as fit)"),
+    "predict": ("vidllm.commands.fit_cmd", "predict reconstructions (same arguments as fit)"),
     "synth": ("vidllm.commands.synth_cmd", "generate synthetic scenes in the real ScanNet / ScanRefer / ScanQA formats"),
     "demo": ("vidllm.commands.demo_cmd", "train and evaluate a tiny model end to end on synthetic scenes (CPU)"),
 }
@@ -59,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[name][0])
     sub = argparse.ArgumentParser(prog=f"vidllm {name}", description=COMMANDS[name][1])
     module.add_arguments(sub)
-    args = sub.parse_args(rest)
+    if getattr(module, "ACCEPTS_EXTRA", False):
+        args, args.extra = sub.parse_known_args(rest)
+    else:
+        args = sub.parse_args(rest)
+    args.command = name
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if debug:
         return int(module.run(args) or 0)

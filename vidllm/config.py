@@ -83,6 +83,8 @@ class DataConfig:
     """Voxel size (metres) of the 'coverage' frame sampler."""
     coverage_candidates: int = 128
     """Most frames (evenly spaced) the 'coverage' sampler considers per scene."""
+    grounding_source: str = "scanrefer"
+    """Records of the 'grounding' task: 'scanrefer' (one target), 'multi3drefer' (zero/one/many targets) or 'both'."""
 
     def __post_init__(self) -> None:
         _choice("data.source", self.source, DATA_SOURCES)
@@ -97,6 +99,7 @@ class DataConfig:
             raise ValueError(f"data.task_weights must be non-negative with a positive sum, got {self.task_weights}")
         _choice("data.frame_sampling", self.frame_sampling, FRAME_SAMPLINGS)
         _choice("data.resize_side", self.resize_side, ("shorter", "longer"))
+        _choice("data.grounding_source", self.grounding_source, ("scanrefer", "multi3drefer", "both"))
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
             raise ValueError(f"data.tasks has unknown task(s) {unknown}; expected a subset of {list(TASKS)}")

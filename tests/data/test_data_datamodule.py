@@ -17,7 +17,15 @@ S, H, W = 4, 56, 70  # 84×112 frames, shorter side → 56: 56×75 → crop 56×
 
 
 def _cfg(root, **kw):
-    base = dict(root=str(root), num_frames=S, image_size=56, batch_size=2, num_workers=0, tasks=["recon", "qa", "sqa", "grounding", "caption"], task_weights=[1, 1, 1, 1, 1])
+    base = dict(
+        root=str(root),
+        num_frames=S,
+        image_size=56,
+        batch_size=2,
+        num_workers=0,
+        tasks=["recon", "qa", "sqa", "grounding", "caption"],
+        task_weights=[1, 1, 1, 1, 1],
+    )
     base.update(kw)
     return DataConfig(**base)
 
@@ -118,13 +126,25 @@ def test_unknown_scene_in_scanrefer_record(synthetic_root, tmp_path):
     records = json.loads((synthetic_root / "annotations" / "ScanRefer_filtered_train.json").read_text())
     records[3]["scene_id"] = "scene0777_00"
     (tmp_path / "ScanRefer_filtered_train.json").write_text(json.dumps(records))
-    with pytest.raises(DataError, match=r"ScanRefer_filtered_train.json: record 3: field 'scene_id' = 'scene0777_00' names an unknown scene"):
+    with pytest.raises(
+        DataError, match=r"ScanRefer_filtered_train.json: record 3: field 'scene_id' = 'scene0777_00' names an unknown scene"
+    ):
         VidLLMDataset(_cfg(synthetic_root, scanrefer_dir=str(tmp_path), tasks=["grounding"], task_weights=[1.0]), "train")
 
 
 def test_synthetic_default_is_generated_into_empty_root(tmp_path):
     root = tmp_path / "gen"
-    cfg = _cfg(root, synthetic_scenes=2, synthetic_frames=3, synthetic_width=56, synthetic_height=42, num_frames=2, image_size=28, tasks=["qa"], task_weights=[1.0])
+    cfg = _cfg(
+        root,
+        synthetic_scenes=2,
+        synthetic_frames=3,
+        synthetic_width=56,
+        synthetic_height=42,
+        num_frames=2,
+        image_size=28,
+        tasks=["qa"],
+        task_weights=[1.0],
+    )
     dm = VidLLMDataModule(cfg)
     dm.prepare_data()
     assert sorted(p.name for p in (root / "scans").iterdir()) == ["scene0000_00", "scene0001_00"]
@@ -141,3 +161,14 @@ def test_synthetic_default_is_generated_into_empty_root(tmp_path):
 def test_missing_split_list(synthetic_root, tmp_path):
     with pytest.raises(DataError, match="no split list 'test.txt'"):
         VidLLMDataset(_cfg(synthetic_root), "test")
+
+
+def test_multi3drefer_grounding_with_zero_and_many_targets(synthetic_root):
+    ds = VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0], grounding_source="multi3drefer"), "train")
+    kinds = [rec.eval_type for _, rec in ds.samples]
+    zero, many = kinds.index("zt_w_d"), kinds.index("mt")
+    batch = collate_clips([ds[zero], ds[many]])
+    assert batch["eval_type"] == ["zt_w_d", "mt"]
+    assert batch["target_mask"].sum(1).tolist() == [0, len(ds.samples[many][1].object_ids)]
+    both = VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0], grounding_source="both"), "train")
+    assert len(both) == len(ds) + len(VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0]), "train"))

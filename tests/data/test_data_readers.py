@@ -97,7 +97,10 @@ def test_meta_without_alignment_is_identity(tmp_path):
         (lambda d: (d / "scene0042_00.txt").write_text("axisAlignment = 1 2 3\n"), "axisAlignment"),
         (lambda d: (d / "pose" / "2.txt").write_text("1 0 0\n"), r"pose/2.txt.*16 numbers"),
         (lambda d: (d / "scene0042_00_vh_clean_2.0.010000.segs.json").write_text('{"segIndices": [1, 2]}'), "2 segIndices for a mesh of 7"),
-        (lambda d: (d / "scene0042_00.aggregation.json").write_text('{"segGroups": [{"objectId": 0, "label": "chair"}]}'), r"segGroups\[0\]: field 'segments' missing"),
+        (
+            lambda d: (d / "scene0042_00.aggregation.json").write_text('{"segGroups": [{"objectId": 0, "label": "chair"}]}'),
+            r"segGroups\[0\]: field 'segments' missing",
+        ),
         (lambda d: (d / "scene0042_00.aggregation.json").write_text("{not json"), "not valid JSON"),
         (lambda d: (d / "intrinsic" / "intrinsic_depth.txt").unlink(), "intrinsic_depth.txt: intrinsic file not found"),
     ],
@@ -157,9 +160,18 @@ def test_scanrefer_unique_multiple_and_scan2cap(tmp_path, real_label_map):
     "record, match",
     [
         ({"scene_id": "scene0000_00", "object_id": "1", "object_name": "chair", "ann_id": "0"}, r"record 1: field 'description' missing"),
-        ({"scene_id": "scene0000_00", "object_id": "x", "object_name": "chair", "ann_id": "0", "description": "d"}, r"record 1: field 'object_id' must be an integer"),
-        ({"scene_id": "scene9999_00", "object_id": "1", "object_name": "chair", "ann_id": "0", "description": "d"}, r"record 1: field 'scene_id' = 'scene9999_00' names an unknown scene"),
-        ({"scene_id": "kitchen", "object_id": "1", "object_name": "chair", "ann_id": "0", "description": "d"}, r"record 1: field 'scene_id' = 'kitchen' is not a ScanNet scene id"),
+        (
+            {"scene_id": "scene0000_00", "object_id": "x", "object_name": "chair", "ann_id": "0", "description": "d"},
+            r"record 1: field 'object_id' must be an integer",
+        ),
+        (
+            {"scene_id": "scene9999_00", "object_id": "1", "object_name": "chair", "ann_id": "0", "description": "d"},
+            r"record 1: field 'scene_id' = 'scene9999_00' names an unknown scene",
+        ),
+        (
+            {"scene_id": "kitchen", "object_id": "1", "object_name": "chair", "ann_id": "0", "description": "d"},
+            r"record 1: field 'scene_id' = 'kitchen' is not a ScanNet scene id",
+        ),
     ],
 )
 def test_scanrefer_malformed_records(tmp_path, record, match):
@@ -173,7 +185,14 @@ def test_scanrefer_malformed_records(tmp_path, record, match):
 # ----------------------------------------------------------------------------- ScanQA / Multi3DRefer / ReferIt3D
 def test_scanqa_with_and_without_answers(tmp_path):
     rows = [
-        {"scene_id": "scene0000_00", "question_id": "train-scene0000-0", "question": "what is on the table?", "answers": ["a cup"], "object_ids": [3], "object_names": ["cup"]},
+        {
+            "scene_id": "scene0000_00",
+            "question_id": "train-scene0000-0",
+            "question": "what is on the table?",
+            "answers": ["a cup"],
+            "object_ids": [3],
+            "object_names": ["cup"],
+        },
         {"scene_id": "scene0000_00", "question_id": "test-scene0000-1", "question": "where is it?", "object_ids": [], "object_names": []},
     ]
     path = tmp_path / "ScanQA_v1.0_val.json"
@@ -189,7 +208,14 @@ def test_scanqa_with_and_without_answers(tmp_path):
 
 def test_multi3drefer(tmp_path):
     rows = [
-        {"scene_id": "scene0000_00", "object_name": "chair", "object_ids": [1, 2], "ann_id": 0, "description": "all chairs", "eval_type": "mt"},
+        {
+            "scene_id": "scene0000_00",
+            "object_name": "chair",
+            "object_ids": [1, 2],
+            "ann_id": 0,
+            "description": "all chairs",
+            "eval_type": "mt",
+        },
         {"scene_id": "scene0000_00", "object_name": "bed", "object_ids": [], "ann_id": 1, "description": "the bed", "eval_type": "zt_wo_d"},
     ]
     path = tmp_path / "multi3drefer_val.json"
@@ -235,6 +261,19 @@ def test_sqa3d_missing_annotation(tmp_path):
     q = tmp_path / "q.json"
     a = tmp_path / "a.json"
     q.write_text(json.dumps({"questions": [{"scene_id": "scene0000_00", "situation": "s", "question": "q", "question_id": 5}]}))
-    a.write_text(json.dumps({"annotations": [{"question_id": 6, "answers": [{"answer": "x"}], "position": {"x": 0, "y": 0, "z": 0}, "rotation": {"_x": 0, "_y": 0, "_z": 0, "_w": 1}}]}))
+    a.write_text(
+        json.dumps(
+            {
+                "annotations": [
+                    {
+                        "question_id": 6,
+                        "answers": [{"answer": "x"}],
+                        "position": {"x": 0, "y": 0, "z": 0},
+                        "rotation": {"_x": 0, "_y": 0, "_z": 0, "_w": 1},
+                    }
+                ]
+            }
+        )
+    )
     with pytest.raises(DataError, match=r"q.json: record 0: field 'question_id' = 5 has no entry"):
         read_sqa3d(q, a)

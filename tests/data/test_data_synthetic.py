@@ -88,7 +88,11 @@ def test_annotation_files_read_by_real_readers(synthetic_root, real_label_map):
         m3 = read_multi3drefer(ann / f"multi3drefer_{split}.json", scene_ids=scenes)
         assert {"mt", "zt_w_d"} <= {m.eval_type for m in m3}
         assert all(set(m.object_ids) <= objects[m.scene_id] for m in m3)
-        sqa = read_sqa3d(ann / f"v1_balanced_questions_{split}_scannetv2.json", ann / f"v1_balanced_sqa_annotations_{split}_scannetv2.json", scene_ids=scenes)
+        sqa = read_sqa3d(
+            ann / f"v1_balanced_questions_{split}_scannetv2.json",
+            ann / f"v1_balanced_sqa_annotations_{split}_scannetv2.json",
+            scene_ids=scenes,
+        )
         assert sqa and all(s.answers for s in sqa)
 
 

@@ -35,5 +35,8 @@ def run(args: argparse.Namespace) -> int:
         depth_height=args.depth_height or max(14, round(args.height * 5 / 7)),
     )
     info = generate_dataset(out, args.scenes, seed=args.seed, params=params, workers=args.workers)
-    print(f"wrote {info['num_scenes']} scenes ({params.num_frames} frames of {params.width}x{params.height}) to {out} in {info['seconds']:.1f} s", file=sys.stderr)
+    print(
+        f"wrote {info['num_scenes']} scenes ({params.num_frames} frames of {params.width}x{params.height}) to {out} in {info['seconds']:.1f} s",
+        file=sys.stderr,
+    )
     return 0

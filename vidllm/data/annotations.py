@@ -331,5 +331,9 @@ def read_referit3d_csv(path: str | os.PathLike, scene_ids: Collection[str] | Non
                     f.fail("tokens", "is not a list")
                 tokens = [str(t) for t in parsed]
             extra = {k: v for k, v in row.items() if k not in _REFERIT_REQUIRED and k != "tokens" and k is not None}
-            records.append(ReferIt3DRecord(f.scene("scan_id"), f.int("target_id"), f.str("utterance"), f.str("stimulus_id"), f.str("instance_type"), tokens, extra))
+            records.append(
+                ReferIt3DRecord(
+                    f.scene("scan_id"), f.int("target_id"), f.str("utterance"), f.str("stimulus_id"), f.str("instance_type"), tokens, extra
+                )
+            )
     return records

@@ -40,7 +40,9 @@ def output_geometry(height: int, width: int, image_size: int, resize_side: str =
     return rh, rw, (rh - oh) // 2, (rw - ow) // 2, oh, ow
 
 
-def resize_crop_intrinsics(intrinsics: np.ndarray, in_hw: tuple[int, int], resized_hw: tuple[int, int], crop_tl: tuple[int, int]) -> np.ndarray:
+def resize_crop_intrinsics(
+    intrinsics: np.ndarray, in_hw: tuple[int, int], resized_hw: tuple[int, int], crop_tl: tuple[int, int]
+) -> np.ndarray:
     """Intrinsics ``[3, 3]`` after resizing ``in_hw`` → ``resized_hw`` and cropping at ``(top, left)``."""
     sy, sx = resized_hw[0] / in_hw[0], resized_hw[1] / in_hw[1]
     k = np.array(intrinsics, dtype=np.float64).copy()
@@ -106,7 +108,9 @@ def load_clip(scene: ScanNetScene, frame_indices: np.ndarray, image_size: int, r
     for fid in frame_ids:  # file decoding, one image per frame (the DataLoader workers parallelise this)
         img = read_color(scene.color_path(fid))
         if colors and img.shape != colors[0].shape:
-            raise DataError(f"{scene.color_path(fid)}: colour image is {img.shape[0]}x{img.shape[1]}, other frames are {colors[0].shape[0]}x{colors[0].shape[1]}")
+            raise DataError(
+                f"{scene.color_path(fid)}: colour image is {img.shape[0]}x{img.shape[1]}, other frames are {colors[0].shape[0]}x{colors[0].shape[1]}"
+            )
         colors.append(img)
     h, w = colors[0].shape[:2]
     depth_hw = scene.depth_hw()

@@ -73,7 +73,9 @@ def collate_clips(items: list[dict]) -> dict:
     for key in _STACK:
         shapes = {tuple(it[key].shape) for it in items}
         if len(shapes) > 1:
-            raise DataError(f"collate: '{key}' differs in shape across the batch {sorted(shapes)}; clips need equal frame counts and image sizes")
+            raise DataError(
+                f"collate: '{key}' differs in shape across the batch {sorted(shapes)}; clips need equal frame counts and image sizes"
+            )
         batch[key] = torch.stack([it[key] for it in items])
     batch["gt_boxes"], batch["gt_boxes_mask"] = _pad([it["gt_boxes"] for it in items], 0.0)
     batch["gt_box_ids"], _ = _pad([it["gt_box_ids"] for it in items], -1)
@@ -161,7 +163,9 @@ class VidLLMDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
         generator = torch.Generator().manual_seed(self.cfg.seed)
-        sampler = WeightedRandomSampler(self.task_sample_weights(self.train_set), num_samples=len(self.train_set), replacement=True, generator=generator)
+        sampler = WeightedRandomSampler(
+            self.task_sample_weights(self.train_set), num_samples=len(self.train_set), replacement=True, generator=generator
+        )
         return self._loader(self.train_set, sampler)
 
     def val_dataloader(self) -> DataLoader:

@@ -8,7 +8,8 @@ Sources of each task for split ``<split>`` (directories from :class:`~vidllm.con
 
 * recon — one sample per scene of the split;
 * qa — ``ScanQA_v1.0_<split>.json``; sqa — ``v1_balanced_{questions,sqa_annotations}_<split>_scannetv2.json``;
-* grounding — ``ScanRefer_filtered_<split>.json``;
+* grounding — ``ScanRefer_filtered_<split>.json`` and/or ``multi3drefer_<split>.json`` (data.grounding_source;
+  Multi3DRefer targets may be empty or several, ``eval_type`` is its zt/st/mt type);
 * caption — Scan2Cap: one sample per ScanRefer-annotated object, all its descriptions as references.
 """
 
@@ -23,7 +24,7 @@ from torch.utils.data import Dataset
 
 from recon.geometry import closed_form_inverse_se3, transform_boxes
 from vidllm.config import DataConfig
-from vidllm.data.annotations import read_scanqa, read_scanrefer, read_sqa3d, scan2cap_references
+from vidllm.data.annotations import Multi3DReferRecord, read_multi3drefer, read_scanqa, read_scanrefer, read_sqa3d, scan2cap_references
 from vidllm.data.clip import load_clip
 from vidllm.data.labels import read_label_map
 from vidllm.data.sampling import frame_voxel_keys, sample_coverage, sample_stride, sample_uniform, valid_frame_indices
@@ -75,15 +76,22 @@ class VidLLMDataset(Dataset):
             self.samples += [("qa", r) for r in read_scanqa(path, scene_ids=known)]
         if "sqa" in self.tasks:
             base = Path(cfg.sqa3d_dir or ann)
-            recs = read_sqa3d(base / f"v1_balanced_questions_{split}_scannetv2.json", base / f"v1_balanced_sqa_annotations_{split}_scannetv2.json", scene_ids=known)
+            recs = read_sqa3d(
+                base / f"v1_balanced_questions_{split}_scannetv2.json",
+                base / f"v1_balanced_sqa_annotations_{split}_scannetv2.json",
+                scene_ids=known,
+            )
             self.samples += [("sqa", r) for r in recs]
-        if "grounding" in self.tasks or "caption" in self.tasks:
+        if "caption" in self.tasks or ("grounding" in self.tasks and cfg.grounding_source != "multi3drefer"):
             path = Path(cfg.scanrefer_dir or ann) / f"ScanRefer_filtered_{split}.json"
             refer = read_scanrefer(path, label_map=read_label_map(cfg.label_map), scene_ids=known)
-            if "grounding" in self.tasks:
+            if "grounding" in self.tasks and cfg.grounding_source in ("scanrefer", "both"):
                 self.samples += [("grounding", r) for r in refer]
             if "caption" in self.tasks:
                 self.samples += [("caption", (key, refs)) for key, refs in scan2cap_references(refer).items()]
+        if "grounding" in self.tasks and cfg.grounding_source in ("multi3drefer", "both"):
+            path = Path(cfg.multi3drefer_dir or ann) / f"multi3drefer_{split}.json"
+            self.samples += [("grounding", r) for r in read_multi3drefer(path, scene_ids=known)]
         self._scenes: dict[str, ScanNetScene] = {}
         self._coverage: dict[str, np.ndarray] = {}
         self._candidates: dict[str, np.ndarray] = {}
@@ -128,7 +136,9 @@ class VidLLMDataset(Dataset):
             pool = sample_uniform(candidates, min(cfg.coverage_candidates, len(candidates)))
             pool = np.unique(pool)
             keys = [
-                frame_voxel_keys(read_depth(scene.depth_path(scene.frame_ids[i])), scene.intrinsic_depth, scene.aligned_c2w[i], cfg.coverage_voxel_size)
+                frame_voxel_keys(
+                    read_depth(scene.depth_path(scene.frame_ids[i])), scene.intrinsic_depth, scene.aligned_c2w[i], cfg.coverage_voxel_size
+                )
                 for i in pool  # once per scene, cached
             ]
             self._coverage[scene.scene_id] = sample_coverage(pool, cfg.num_frames, keys)
@@ -147,6 +157,9 @@ class VidLLMDataset(Dataset):
             target_ids = list(rec.object_ids)
         elif task == "sqa":
             text.update(situation=rec.situation, question=rec.question, answers=list(rec.answers), record_id=str(rec.question_id))
+        elif task == "grounding" and isinstance(rec, Multi3DReferRecord):
+            text.update(description=rec.description, record_id=f"{rec.scene_id}|{rec.ann_id}", eval_type=rec.eval_type)
+            target_ids = list(rec.object_ids)
         elif task == "grounding":
             text.update(description=rec.description, record_id=f"{rec.scene_id}|{rec.object_id}|{rec.ann_id}", eval_type=rec.eval_type)
             target_ids = [rec.object_id]
@@ -156,7 +169,9 @@ class VidLLMDataset(Dataset):
             target_ids = [object_id]
         text["answer"] = text["answers"][0] if text["answers"] else ""
         item.update(text)
-        item.update(self._targets(scene, target_ids, item["world_from_model"], strict=task in ("grounding", "caption"), record=text["record_id"]))
+        item.update(
+            self._targets(scene, target_ids, item["world_from_model"], strict=task in ("grounding", "caption"), record=text["record_id"])
+        )
         return item
 
     def _targets(self, scene: ScanNetScene, object_ids: list[int], world_from_model: torch.Tensor, strict: bool, record: str) -> dict:

@@ -27,8 +27,24 @@ STRUCTURAL_NYU40_IDS = frozenset({1, 2, 22})
 """nyu40 ids of wall, floor and ceiling: never GT objects."""
 
 SCANREFER_CLASSES = (
-    "cabinet", "bed", "chair", "sofa", "table", "door", "window", "bookshelf", "picture", "counter",
-    "desk", "curtain", "refrigerator", "shower curtain", "toilet", "sink", "bathtub", "others",
+    "cabinet",
+    "bed",
+    "chair",
+    "sofa",
+    "table",
+    "door",
+    "window",
+    "bookshelf",
+    "picture",
+    "counter",
+    "desk",
+    "curtain",
+    "refrigerator",
+    "shower curtain",
+    "toilet",
+    "sink",
+    "bathtub",
+    "others",
 )
 """ScanRefer's 18 classes (17 nyu40 classes + 'others'), used for unique / multiple."""
 

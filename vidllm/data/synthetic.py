@@ -129,7 +129,12 @@ def render_frames(vertices, triangles, obj_of_tri, colors, c2w, intrinsics, widt
 
 
 def _write_matrix(path: Path, matrix: np.ndarray) -> None:
-    path.write_text("\n".join(" ".join(f"{x:.9g}" if np.isfinite(x) else ("-inf" if x < 0 else "inf" if x > 0 else "nan") for x in row) for row in matrix) + "\n")
+    path.write_text(
+        "\n".join(
+            " ".join(f"{x:.9g}" if np.isfinite(x) else ("-inf" if x < 0 else "inf" if x > 0 else "nan") for x in row) for row in matrix
+        )
+        + "\n"
+    )
 
 
 def _write_ply(path: Path, vertices: np.ndarray, triangles: np.ndarray, colors: np.ndarray) -> None:
@@ -193,14 +198,23 @@ def generate_scene(out: str | os.PathLike, index: int, seed: int = 0, params: Sy
     _write_ply(root / f"{scene_id}_vh_clean_2.ply", unaligned, tris, colors[obj_of_vertex])
     seg_ids = part_of_vertex * 7 + 3  # arbitrary non-contiguous segment ids, as in ScanNet
     (root / f"{scene_id}_vh_clean_2.0.010000.segs.json").write_text(
-        json.dumps({"params": {"kThresh": "0.0001", "segMinVerts": "20"}, "sceneId": f"{scene_id}_vh_clean_2", "segIndices": seg_ids.tolist()})
+        json.dumps(
+            {"params": {"kThresh": "0.0001", "segMinVerts": "20"}, "sceneId": f"{scene_id}_vh_clean_2", "segIndices": seg_ids.tolist()}
+        )
     )
     groups = []
     for oid, obj in enumerate(everything):
         segs = sorted(set(seg_ids[obj_of_vertex == oid].tolist()))
         groups.append({"id": oid, "objectId": oid, "segments": segs, "label": obj.category})
     (root / f"{scene_id}.aggregation.json").write_text(
-        json.dumps({"sceneId": f"scannet.{scene_id}", "appId": "vidllm.synthetic", "segGroups": groups, "segmentsFile": f"scannet.{scene_id}_vh_clean_2.0.010000.segs.json"})
+        json.dumps(
+            {
+                "sceneId": f"scannet.{scene_id}",
+                "appId": "vidllm.synthetic",
+                "segGroups": groups,
+                "segmentsFile": f"scannet.{scene_id}_vh_clean_2.0.010000.segs.json",
+            }
+        )
     )
     (root / f"{scene_id}.txt").write_text(
         f"axisAlignment = {' '.join(f'{x:.9g}' for x in m.reshape(-1))}\n"
@@ -216,7 +230,9 @@ def generate_scene(out: str | os.PathLike, index: int, seed: int = 0, params: Sy
     for name in ("extrinsic_color", "extrinsic_depth"):
         _write_matrix(root / "intrinsic" / f"{name}.txt", np.eye(4))
     # ---- frames (some with lost tracking: -inf pose)
-    lost = set(rng.choice(np.arange(1, params.num_frames), size=min(params.invalid_pose_frames, params.num_frames - 1), replace=False).tolist())
+    lost = set(
+        rng.choice(np.arange(1, params.num_frames), size=min(params.invalid_pose_frames, params.num_frames - 1), replace=False).tolist()
+    )
     c2w_unaligned = m_inv @ c2w_aligned
     depth_mm = np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16)
     for i in range(params.num_frames):  # file writing per frame (I/O, not a tensor hot path)
@@ -293,6 +309,12 @@ def generate_dataset(
         }
         for name, content in files.items():
             (out / "annotations" / name).write_text(json.dumps(content, indent=1))
-    info = {"generator": "vidllm.data.synthetic", "num_scenes": num_scenes, "seed": seed, "params": asdict(params), "seconds": round(time.perf_counter() - start, 2)}
+    info = {
+        "generator": "vidllm.data.synthetic",
+        "num_scenes": num_scenes,
+        "seed": seed,
+        "params": asdict(params),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
     (out / "synthetic_info.json").write_text(json.dumps(info, indent=1))
     return info

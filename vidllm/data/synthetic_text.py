@@ -70,7 +70,9 @@ def scene_language(scene_id: str, layout: RoomLayout, rng: np.random.Generator) 
             order = sorted(same, key=lambda k: volumes[k])
             rank = "smallest" if order[0] == i else "largest" if order[-1] == i else None
             if rank:
-                descs.append(f"it is the {rank} of the {NUMBER_WORDS[min(len(same), 12)]} {_plural(o.category)} in the room. it is {o.color}.")
+                descs.append(
+                    f"it is the {rank} of the {NUMBER_WORDS[min(len(same), 12)]} {_plural(o.category)} in the room. it is {o.color}."
+                )
             else:
                 descs.append(f"the {o.category} is {o.color} and it is {_wall_phrase(o.box, layout.size)}. the {name(j)} is close to it.")
         else:
@@ -112,7 +114,16 @@ def scene_language(scene_id: str, layout: RoomLayout, rng: np.random.Generator) 
     # Multi3DRefer: zero / single / multiple targets
     ann = 0
     for cat, members in by_cat.items():
-        multi.append(_m3(scene_id, cat, [first_id + i for i in members], ann, f"all the {_plural(cat)} in the room.", "mt" if len(members) > 1 else "st_wo_d"))
+        multi.append(
+            _m3(
+                scene_id,
+                cat,
+                [first_id + i for i in members],
+                ann,
+                f"all the {_plural(cat)} in the room.",
+                "mt" if len(members) > 1 else "st_wo_d",
+            )
+        )
         ann += 1
         colors = {objs[i].color for i in members}
         for color in sorted(colors):
@@ -134,7 +145,14 @@ def scene_language(scene_id: str, layout: RoomLayout, rng: np.random.Generator) 
 
 
 def _m3(scene_id, cat, ids, ann_id, text, eval_type) -> dict:
-    return {"scene_id": scene_id, "object_name": cat.replace(" ", "_"), "object_ids": ids, "ann_id": ann_id, "description": text, "eval_type": eval_type}
+    return {
+        "scene_id": scene_id,
+        "object_name": cat.replace(" ", "_"),
+        "object_ids": ids,
+        "ann_id": ann_id,
+        "description": text,
+        "eval_type": eval_type,
+    }
 
 
 def _sqa3d(scene_id, layout, centers, dist, by_cat, rng) -> tuple[list[dict], list[dict]]:

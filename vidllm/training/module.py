@@ -119,6 +119,12 @@ class VidLLMModule(L.LightningModule):
         d = self.config.train.distill
         if not d.geometry_teacher or not d.semantic_teacher:
             raise ConfigError("stage 1 needs train.distill.geometry_teacher (VGGT model.pt or DINOv2 dir) and train.distill.semantic_teacher (CLIP dir)")
+        for key, value in (("geometry_teacher", d.geometry_teacher), ("semantic_teacher", d.semantic_teacher)):
+            if not Path(value).exists():
+                raise ConfigError(
+                    f"train.distill.{key} = {value!r} does not exist; point it at real teacher weights, or make the tiny "
+                    f"synthetic-data teachers with `vidllm teachers --out outputs/teachers`"
+                )
         self.teachers["geometry"] = load_geometry_teacher(d.geometry_teacher, self.config.encoder)
         self.teachers["semantic"] = load_semantic_teacher(d.semantic_teacher)
         dim = self.config.encoder.hidden_size

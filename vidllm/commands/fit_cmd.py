@@ -1,0 +1,182 @@
+"""``vidllm fit|validate|test|predict``: Lightning training and evaluation of either stage.
+
+    vidllm fit --stage 1 --config configs/tiny.yaml --trainer.max_steps 20
+    vidllm fit --stage 2 --config configs/tiny.yaml --model.init_from outputs/stage1/model --trainer.max_steps 20
+    vidllm fit --stage 2 --config configs/tiny.yaml --ckpt_path last          # resume the same stage
+
+Arguments:
+
+* ``--config FILE`` — the model config (typed :class:`~vidllm.config.VidLLMConfig` YAML).
+  ``--stage N`` layers ``configs/stageN.yaml`` (the stage's defaults) on top of it.
+* ``--trainer.KEY VALUE`` — any ``lightning.Trainer`` argument (checked against its signature;
+  values are parsed as YAML: ``--trainer.devices 2``, ``--trainer.strategy ddp``).
+* ``--GROUP.KEY VALUE`` — any config field (``--data.num_frames 4``, ``--cta.mode concat_sa``);
+  ``--model.`` may prefix them, and ``--model.init_from`` is ``train.init_from`` (weights only).
+* ``--ckpt_path PATH|last`` — resume the same stage from a Lightning checkpoint.
+* ``--out DIR`` — run directory: ``config.yaml`` (resolved), ``csv/`` and ``tensorboard/`` logs,
+  ``checkpoints/`` (``last.ckpt``), and after ``fit`` the trained model as ``model/``
+  (``save_pretrained``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+from pathlib import Path
+
+import yaml
+
+from vidllm.config import VidLLMConfig, config_from_dict, load_config, save_config
+from vidllm.errors import ConfigError
+
+_log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+MODES = ("fit", "validate", "test", "predict")
+ACCEPTS_EXTRA = True  # --trainer.* and --GROUP.KEY arguments are parsed here, not by argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stage", type=int, choices=(1, 2), default=None, help="training stage (default: train.stage of the config)")
+    parser.add_argument("--config", required=True, help="model config YAML (e.g. configs/tiny.yaml)")
+    parser.add_argument("--out", default=None, help="run directory (default: outputs/stage<N>)")
+    parser.add_argument("--ckpt_path", default=None, help="Lightning checkpoint to resume the same stage from ('last' = <out>/checkpoints/last.ckpt)")
+    parser.add_argument("--seed", type=int, default=None, help="global seed (default: train.seed)")
+    parser.epilog = "Also: --trainer.KEY VALUE (any lightning.Trainer argument) and --GROUP.KEY VALUE (any config field; see `vidllm config --list`)."
+
+
+def split_dotted(extra: list[str]) -> tuple[dict, list[str]]:
+    """``--trainer.x 1 --data.y=2`` → ({"trainer.x": "1", ...}) in order; errors on anything else."""
+    pairs: dict[str, str] = {}
+    i = 0
+    while i < len(extra):
+        arg = extra[i]
+        if not arg.startswith("--") or "." not in arg:
+            raise ConfigError(f"unrecognised argument {arg!r}; expected --trainer.KEY VALUE or --GROUP.KEY VALUE")
+        if "=" in arg:
+            key, value = arg[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(extra):
+                raise ConfigError(f"argument {arg} needs a value")
+            key, value = arg[2:], extra[i + 1]
+            i += 2
+        pairs[key] = value
+    return pairs, []
+
+
+def _trainer_kwargs(pairs: dict[str, str]) -> dict:
+    import lightning as L
+
+    allowed = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
+    out = {}
+    for key, value in pairs.items():
+        if not key.startswith("trainer."):
+            continue
+        name = key[len("trainer."):]
+        if name not in allowed:
+            raise ConfigError(f"--trainer.{name}: not a lightning.Trainer argument")
+        out[name] = yaml.safe_load(value)
+    return out
+
+
+def resolve_config(config_path: str, stage: int | None, pairs: dict[str, str]) -> VidLLMConfig:
+    """Model config → stage defaults → command-line overrides."""
+    cfg = load_config(config_path)
+    stage = stage or cfg.train.stage
+    stage_file = CONFIG_DIR / f"stage{stage}.yaml"
+    if stage_file.is_file():
+        from omegaconf import OmegaConf
+
+        cfg = config_from_dict(OmegaConf.to_container(OmegaConf.load(stage_file)), source=str(stage_file), base=cfg)
+    overrides = {"train": {"stage": stage}}
+    for key, value in pairs.items():
+        if key.startswith("trainer."):
+            continue
+        dotted = key[len("model."):] if key.startswith("model.") else key
+        if dotted == "init_from":
+            dotted = "train.init_from"
+        node = overrides
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return config_from_dict(overrides, source="command-line arguments", base=cfg)
+
+
+def default_trainer_kwargs(cfg: VidLLMConfig, out: Path) -> dict:
+    import torch
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    cuda = torch.cuda.is_available()
+    return {
+        "default_root_dir": str(out),
+        "max_steps": cfg.train.max_steps,
+        "gradient_clip_val": cfg.train.grad_clip,
+        "precision": "bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "32-true",
+        "accelerator": "auto",
+        "devices": 1,
+        "log_every_n_steps": 1,
+        "logger": [CSVLogger(str(out), name="csv", version=""), TensorBoardLogger(str(out), name="tensorboard", version="")],
+        "callbacks": [ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, every_n_train_steps=max(1, min(500, cfg.train.max_steps // 4 or 1))), LearningRateMonitor("step")],
+        "num_sanity_val_steps": 0,
+    }
+
+
+def build_tokenizer(cfg: VidLLMConfig, out: Path):
+    """The tokenizer of a freshly built LLM: ``llm.tokenizer_path`` or a word-level one built from the
+    training annotations (saved to ``<out>/tokenizer``); None when the LLM is loaded from a directory."""
+    from vl.tokenizer import build_word_tokenizer, load_tokenizer
+
+    if cfg.llm.path is not None:
+        return None
+    if cfg.llm.tokenizer_path:
+        return load_tokenizer(cfg.llm.tokenizer_path)
+    if (out / "tokenizer").is_dir():
+        return load_tokenizer(out / "tokenizer")
+    from vidllm.data.corpus import annotation_corpus
+
+    return build_word_tokenizer(annotation_corpus(cfg.data), save_dir=out / "tokenizer")
+
+
+def run(args: argparse.Namespace) -> int:
+    import lightning as L
+
+    from vidllm.data.datamodule import VidLLMDataModule, ensure_synthetic
+    from vidllm.training.module import VidLLMModule
+
+    mode = getattr(args, "command", "fit")
+    pairs, _ = split_dotted(args.extra)
+    cfg = resolve_config(args.config, args.stage, pairs)
+    out = Path(args.out or f"outputs/stage{cfg.train.stage}")
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(cfg.train.seed if args.seed is None else args.seed, workers=True, verbose=False)
+    trainer_kwargs = default_trainer_kwargs(cfg, out)
+    trainer_kwargs.update(_trainer_kwargs(pairs))
+    if cfg.data.source == "synthetic":
+        ensure_synthetic(cfg.data)
+    save_config(cfg, out / "config.yaml")
+    tokenizer = build_tokenizer(cfg, out)
+    module = VidLLMModule(cfg, tokenizer)
+    data = VidLLMDataModule(cfg.data)
+    trainer = L.Trainer(**trainer_kwargs)
+    ckpt = args.ckpt_path
+    if ckpt == "last":
+        ckpt = str(out / "checkpoints" / "last.ckpt")
+        if not Path(ckpt).is_file():
+            raise ConfigError(f"--ckpt_path last: {ckpt} does not exist (nothing to resume in {out})")
+    print(f"vidllm {mode}: stage {cfg.train.stage}, run directory {out}", flush=True)
+    if mode == "fit":
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt)
+        if trainer.is_global_zero:
+            module.model.save_pretrained(out / "model")
+            print(f"vidllm fit: saved the trained model to {out / 'model'}", flush=True)
+    elif mode == "validate":
+        trainer.validate(module, datamodule=data, ckpt_path=ckpt)
+    elif mode == "test":
+        trainer.test(module, datamodule=data, ckpt_path=ckpt)
+    else:
+        trainer.predict(module, datamodule=data, ckpt_path=ckpt)
+    return 0
