@@ -66,6 +66,8 @@ class ReconstructionModel(nn.Module):
             "depth_conf": conf,
             "extrinsic": extrinsic,
             "intrinsic": intrinsic,
+            # last aggregator layer, patch tokens only [B, S, P, 2C]: the geometry tokens of the fusion baselines
+            "geometry_tokens": layers[self.cfg.aggregator.depth - 1][:, :, start:],
         }
 
     def forward(self, images: Tensor) -> dict[str, Tensor | list[Tensor]]:

@@ -17,3 +17,12 @@ def synthetic_root(tmp_path_factory):
     params = SynthParams(num_frames=8, width=112, height=84, depth_width=80, depth_height=60, invalid_pose_frames=1)
     generate_dataset(root, 3, seed=7, params=params, workers=1)
     return root
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """A word-level tokenizer over a small corpus (for micro models built with tests.helpers.micro_config)."""
+    from tests.helpers import CORPUS
+    from vl.tokenizer import build_word_tokenizer
+
+    return build_word_tokenizer(CORPUS)

@@ -121,6 +121,13 @@ class DistillConfig:
     """Directory of a transformers CLIPVisionModel: the frozen semantic teacher."""
     lambda_sc: float = 1.0
     """Weight λ of the structural-consistency loss L_sc."""
+    teachers: list[str] = field(default_factory=lambda: ["geometry", "semantic"])
+    """Teachers used: both (the paper), or one of 'geometry' / 'semantic' (the one-teacher ablation; L_sc needs both)."""
+
+    def __post_init__(self) -> None:
+        bad = [t for t in self.teachers if t not in ("geometry", "semantic")]
+        if bad or not self.teachers:
+            raise ValueError(f"train.distill.teachers = {self.teachers}; expected a non-empty subset of ['geometry', 'semantic']")
 
 
 @dataclass

@@ -13,6 +13,7 @@ VL branch, the CTA and the encoder, never the aggregator or the reconstruction h
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -54,7 +55,10 @@ class VidLLM(ReconstructionModel):
         set_attention_backend(config.attention_backend)
         self.config = config
         dim = config.encoder.hidden_size
-        self.cta = build_cta(config.cta, dim)
+        cta_cfg = config.cta
+        if cta_cfg.mode in FUSION_MODES and cta_cfg.geometry_dim == 0:
+            cta_cfg = dataclasses.replace(cta_cfg, geometry_dim=2 * dim)  # aggregator tokens are [frame; global] = 2C wide
+        self.cta = build_cta(cta_cfg, dim)
         md = config.metric_depth
         self.metric_depth = MetricDepthModel(md, dim, config.encoder.patch_size) if md.enabled else None
         if md.enabled and len(config.encoder.intermediate_layers) != 4:
@@ -125,7 +129,7 @@ class VidLLM(ReconstructionModel):
         """``T'_lang``; for the fusion baselines, fused with the aggregator's geometry tokens now."""
         if streams["t_lang"] is not None:
             return streams["t_lang"]
-        geometry_tokens = recon["geometry_tokens"]
+        geometry_tokens = recon["geometry_tokens"].detach()  # one-way: VL never trains the aggregator
         _, t_lang = self.cta(streams["t_base"], geometry_tokens=geometry_tokens)
         return t_lang
 

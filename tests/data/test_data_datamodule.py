@@ -172,3 +172,11 @@ def test_multi3drefer_grounding_with_zero_and_many_targets(synthetic_root):
     assert batch["target_mask"].sum(1).tolist() == [0, len(ds.samples[many][1].object_ids)]
     both = VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0], grounding_source="both"), "train")
     assert len(both) == len(ds) + len(VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0]), "train"))
+
+
+def test_split_naming_a_missing_scene_folder(synthetic_root, tmp_path):
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    (splits / "scannetv2_train.txt").write_text("scene0000_00\nscene0099_00\n")
+    with pytest.raises(DataError, match=r"1 scene folder\(s\) of split 'train' not found, e.g. \['scene0099_00'\]"):
+        VidLLMDataset(_cfg(synthetic_root, split_dir=str(splits)), "train")

@@ -2,7 +2,7 @@
 
 import torch
 
-from tests.model.conftest import micro_config
+from tests.helpers import micro_config
 from vidllm.model import VidLLM
 
 RECON_ONLY = ("aggregator", "camera_head", "depth_head", "metric_depth")

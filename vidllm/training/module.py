@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from vidllm.config import VidLLMConfig
 from vidllm.errors import ConfigError
 from vidllm.model import VidLLM
-from vidllm.training.distill import distillation_loss
+from vidllm.training.distill import distillation_loss, geometry_distill_loss, semantic_distill_loss
 from vidllm.training.optim import build_optimizer, build_scheduler
 from vidllm.training.stages import apply_stage
 from vl.prompts import GROUNDING_ANSWER, render_prompt
@@ -81,13 +81,11 @@ def vl_batch_from_batch(batch: dict) -> tuple[list[int], dict | None]:
     return index, vl_batch
 
 
-class DistillHeads(nn.Module):
-    """The lightweight linear projections of stage 1 (student width → teacher widths)."""
+class DistillHeads(nn.ModuleDict):
+    """The lightweight linear projections of stage 1: one per teacher (student width → teacher width)."""
 
-    def __init__(self, dim: int, geometry_dim: int, semantic_dim: int) -> None:
-        super().__init__()
-        self.geometry = nn.Linear(dim, geometry_dim)
-        self.semantic = nn.Linear(dim, semantic_dim)
+    def __init__(self, dim: int, teacher_widths: dict[str, int]) -> None:
+        super().__init__({name: nn.Linear(dim, width) for name, width in teacher_widths.items()})
 
 
 class VidLLMModule(L.LightningModule):
@@ -117,18 +115,23 @@ class VidLLMModule(L.LightningModule):
         from vidllm.training.teachers import load_geometry_teacher, load_semantic_teacher
 
         d = self.config.train.distill
-        if not d.geometry_teacher or not d.semantic_teacher:
-            raise ConfigError("stage 1 needs train.distill.geometry_teacher (VGGT model.pt or DINOv2 dir) and train.distill.semantic_teacher (CLIP dir)")
-        for key, value in (("geometry_teacher", d.geometry_teacher), ("semantic_teacher", d.semantic_teacher)):
+        paths = {"geometry": d.geometry_teacher, "semantic": d.semantic_teacher}
+        for name in d.teachers:
+            key, value = f"{name}_teacher", paths[name]
+            if not value:
+                raise ConfigError(f"stage 1 needs train.distill.{key} (geometry: VGGT model.pt or DINOv2 dir; semantic: CLIP dir)")
             if not Path(value).exists():
                 raise ConfigError(
                     f"train.distill.{key} = {value!r} does not exist; point it at real teacher weights, or make the tiny "
                     f"synthetic-data teachers with `vidllm teachers --out outputs/teachers`"
                 )
-        self.teachers["geometry"] = load_geometry_teacher(d.geometry_teacher, self.config.encoder)
-        self.teachers["semantic"] = load_semantic_teacher(d.semantic_teacher)
+        if "geometry" in d.teachers:
+            self.teachers["geometry"] = load_geometry_teacher(d.geometry_teacher, self.config.encoder)
+        if "semantic" in d.teachers:
+            self.teachers["semantic"] = load_semantic_teacher(d.semantic_teacher)
         dim = self.config.encoder.hidden_size
-        self.distill_heads = DistillHeads(dim, self.teachers["geometry"].hidden_size, self.teachers["semantic"].hidden_size)
+        widths = {name: teacher.hidden_size for name, teacher in self.teachers.items()}
+        self.distill_heads = DistillHeads(dim, widths)
 
     def load_initial_weights(self, path: str) -> None:
         """Weights only (``train.init_from``): a ``save_pretrained`` directory, a ``.safetensors`` file or a Lightning ``.ckpt``."""
@@ -156,7 +159,8 @@ class VidLLMModule(L.LightningModule):
         optimizer = build_optimizer(self.model, t.lr, t.weight_decay, t.betas, t.lr_multipliers)
         if self.distill_heads is not None:
             optimizer.add_param_group({"name": "distill_heads", "params": list(self.distill_heads.parameters()), "lr": t.lr, "weight_decay": t.weight_decay})
-        total = self.trainer.max_steps if self.trainer is not None and self.trainer.max_steps and self.trainer.max_steps > 0 else t.max_steps
+        trainer = self._trainer  # None when used outside a Trainer (tests, notebooks)
+        total = trainer.max_steps if trainer is not None and trainer.max_steps and trainer.max_steps > 0 else t.max_steps
         scheduler = build_scheduler(optimizer, t.warmup_steps, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -167,12 +171,20 @@ class VidLLMModule(L.LightningModule):
         b, s, p, c = streams["t_geom"].shape
         t_geom = streams["t_geom"].reshape(b * s, p, c)
         t_lang = (streams["t_lang"] if streams["t_lang"] is not None else streams["t_base"]).reshape(b * s, p, c)
-        tea_geo = self.teachers["geometry"](images)
-        tea_lang, tea_grid = self.teachers["semantic"](images)
-        return distillation_loss(
-            self.distill_heads.geometry(t_geom), self.distill_heads.semantic(t_lang), t_geom, t_lang,
-            tea_geo.to(t_geom.dtype), tea_lang.to(t_geom.dtype), streams["grid_hw"], tea_grid, self.config.train.distill.lambda_sc,
-        )
+        if len(self.teachers) == 2:
+            tea_geo = self.teachers["geometry"](images)
+            tea_lang, tea_grid = self.teachers["semantic"](images)
+            return distillation_loss(
+                self.distill_heads["geometry"](t_geom), self.distill_heads["semantic"](t_lang), t_geom, t_lang,
+                tea_geo.to(t_geom.dtype), tea_lang.to(t_geom.dtype), streams["grid_hw"], tea_grid, self.config.train.distill.lambda_sc,
+            )
+        # one-teacher ablation: only that teacher's term (L_sc compares both streams with both teachers)
+        if "geometry" in self.teachers:
+            geo = geometry_distill_loss(self.distill_heads["geometry"](t_geom), self.teachers["geometry"](images).to(t_geom.dtype))
+            return {"loss": geo, "geo": geo}
+        tea_lang, _ = self.teachers["semantic"](images)
+        lang = semantic_distill_loss(self.distill_heads["semantic"](t_lang), tea_lang.to(t_lang.dtype))
+        return {"loss": lang, "lang": lang}
 
     def stage2_losses(self, batch: dict) -> dict[str, Tensor]:
         images = batch["images"]

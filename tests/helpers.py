@@ -1,0 +1,22 @@
+"""Helpers shared by test packages: a micro Vid-LLM config (seconds on CPU) and a word corpus."""
+
+from pathlib import Path
+
+from vidllm.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ["what color is the chair", "red blue green yellow", "find the table next to the bed", "how many chairs are there", "two three"]
+
+
+def micro_config(**overrides):
+    """configs/tiny.yaml shrunk further: 2 frames of 56×70, narrow heads; ``overrides`` are dotted keys."""
+    base = [
+        "encoder.hidden_size=32", "encoder.num_heads=2", "encoder.num_layers=4",
+        "cta.num_heads=2", "cta.num_bridge_tokens=4",
+        "recon.aggregator.depth=4", "recon.aggregator.num_heads=2", "recon.camera_head.num_heads=2", "recon.camera_head.trunk_depth=1",
+        "recon.depth_head.features=16", "recon.depth_head.out_channels=[8,8,16,16]",
+        "metric_depth.features=16", "metric_depth.out_channels=[8,8,16,16]", "metric_depth.n_bins=8",
+        "llm.hidden_size=32", "llm.num_heads=2", "llm.num_kv_heads=1", "llm.intermediate_size=64", "llm.num_layers=1",
+        "data.num_frames=2", "data.image_size=56",
+    ]
+    return load_config(ROOT / "configs" / "tiny.yaml", base + [f"{k}={v}" for k, v in overrides.items()])
