@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+
 @pytest.fixture
 def clip():
     torch.manual_seed(0)

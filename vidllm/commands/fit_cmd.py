@@ -126,14 +126,18 @@ def default_trainer_kwargs(cfg: VidLLMConfig, out: Path) -> dict:
 
 
 def build_tokenizer(cfg: VidLLMConfig, out: Path):
-    """The tokenizer of a freshly built LLM: ``llm.tokenizer_path`` or a word-level one built from the
-    training annotations (saved to ``<out>/tokenizer``); None when the LLM is loaded from a directory."""
+    """The tokenizer of a freshly built LLM: ``llm.tokenizer_path``, else the one saved with
+    ``train.init_from``, else ``<out>/tokenizer``, else a word-level one built from the dataset's
+    annotations (saved to ``<out>/tokenizer``); None when the LLM is loaded from a directory."""
     from vl.tokenizer import build_word_tokenizer, load_tokenizer
 
     if cfg.llm.path is not None:
         return None
     if cfg.llm.tokenizer_path:
         return load_tokenizer(cfg.llm.tokenizer_path)
+    init = Path(cfg.train.init_from) if cfg.train.init_from else None
+    if init is not None and init.is_dir() and (init / "tokenizer").is_dir():
+        return load_tokenizer(init / "tokenizer")  # the vocabulary the initial weights were trained with
     if (out / "tokenizer").is_dir():
         return load_tokenizer(out / "tokenizer")
     from vidllm.data.corpus import annotation_corpus

@@ -26,20 +26,25 @@ def record_texts(task: str, record) -> Iterator[str]:
     yield from getattr(record, "answers", None) or []
 
 
+VL_TASKS = ("qa", "sqa", "grounding", "caption")
+
+
 def annotation_corpus(cfg: DataConfig, splits: tuple[str, ...] = ("train", "val")) -> list[str]:
-    """All annotation texts of the configured tasks over ``splits`` (splits that do not exist are skipped)."""
+    """All annotation texts of every VL task over ``splits``, whatever ``cfg.tasks`` trains now (the
+    tokenizer belongs to the model and must cover both stages). Tasks or splits whose files are
+    missing are skipped; no text at all is an error."""
     from vidllm.data.dataset import VidLLMDataset
     from vidllm.errors import DataError
 
     texts: list[str] = []
     for split in splits:
-        try:
-            dataset = VidLLMDataset(cfg, split)
-        except DataError:
-            if split == splits[0]:
-                raise
-            continue
-        for task, record in dataset.samples:
-            if task != "recon":
-                texts.extend(record_texts(task, record))
+        for task in VL_TASKS:
+            try:
+                dataset = VidLLMDataset(cfg, split, tasks=[task])
+            except DataError:
+                continue
+            for name, record in dataset.samples:
+                texts.extend(record_texts(name, record))
+    if not texts:
+        raise DataError(f"{cfg.root}: no annotation text found for splits {list(splits)} (needed to build the word-level tokenizer)")
     return texts

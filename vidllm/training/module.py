@@ -200,6 +200,8 @@ class VidLLMModule(L.LightningModule):
             vl_out = self.model.vl(t_lang, geometry, vl_batch)
             losses.update({f"vl/{k}": v for k, v in vl_out.items() if torch.is_tensor(v) and v.ndim == 0})
             total = total + vl_out["loss"]
+        else:  # a recon-only batch: keep every trainable VL parameter in the graph (DDP requires it)
+            total = total + 0.0 * sum(p.sum() for p in self.model.vl.parameters() if p.requires_grad)
         losses["loss"] = total
         return losses
 

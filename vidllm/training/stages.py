@@ -18,6 +18,9 @@ STAGE_MODULES = {
 }
 
 _LLM_PREFIX = "vl.lm.model."
+NEVER_TRAINED = ("mask_token",)
+"""Parameter-name endings that never train: DINOv2's mask token serves masked-image pre-training only
+(it takes no part in the forward, so training it would also break DDP's used-parameter check)."""
 
 
 def trainable_modules(stage: int) -> tuple[str, ...]:
@@ -50,7 +53,7 @@ def apply_stage(model: nn.Module, stage: int, finetune: str) -> list[str]:
     trainable = []
     for name, param in model.named_parameters():
         top = name.split(".", 1)[0]
-        train = top in modules
+        train = top in modules and not name.endswith(NEVER_TRAINED)
         if train and name.startswith(_LLM_PREFIX):
             train = _llm_param_trains(name, finetune)
         param.requires_grad_(train)

@@ -1,0 +1,87 @@
+"""`vidllm fit` end to end on synthetic data: stage 1 → stage 2 (weights only), resume, DDP."""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import CLIPVisionConfig, CLIPVisionModel
+
+from recon.model import ReconstructionModel
+from tests.helpers import micro_config
+from vidllm.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+MICRO = [
+    "--encoder.hidden_size", "32", "--encoder.num_heads", "2", "--cta.num_heads", "2", "--cta.num_bridge_tokens", "4",
+    "--recon.aggregator.num_heads", "2", "--recon.camera_head.num_heads", "2", "--recon.camera_head.trunk_depth", "1",
+    "--recon.depth_head.features", "16", "--recon.depth_head.out_channels", "[8,8,16,16]",
+    "--metric_depth.features", "16", "--metric_depth.out_channels", "[8,8,16,16]", "--metric_depth.n_bins", "8",
+    "--llm.hidden_size", "32", "--llm.num_heads", "2", "--llm.num_kv_heads", "1", "--llm.intermediate_size", "64", "--llm.num_layers", "1",
+    "--data.num_frames", "2", "--data.image_size", "56", "--data.batch_size", "2",
+    "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "1",
+]
+
+
+@pytest.fixture(scope="module")
+def teacher_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("teachers")
+    cfg = micro_config()
+    torch.save(ReconstructionModel(cfg.encoder, cfg.recon).vggt_state_dict(), root / "model.pt")
+    CLIPVisionModel(CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=28, patch_size=7)).save_pretrained(root / "clip")
+    return root
+
+
+def _losses(run: Path, key: str) -> list[float]:
+    with open(run / "csv" / "metrics.csv") as f:
+        return [float(row[key]) for row in csv.DictReader(f) if row.get(key)]
+
+
+def _steps(run: Path, key: str) -> list[int]:
+    with open(run / "csv" / "metrics.csv") as f:
+        return [int(row["step"]) for row in csv.DictReader(f) if row.get(key)]
+
+
+def test_stage1_then_stage2_from_stage1_weights(tmp_path, synthetic_root, teacher_files):
+    common = ["--config", str(ROOT / "configs" / "tiny.yaml"), "--data.root", str(synthetic_root), *MICRO]
+    teachers = ["--train.distill.geometry_teacher", str(teacher_files / "model.pt"), "--train.distill.semantic_teacher", str(teacher_files / "clip")]
+    assert main(["fit", "--stage", "1", *common, *teachers, "--trainer.max_steps", "3", "--out", str(tmp_path / "s1")]) == 0
+    assert (tmp_path / "s1" / "model" / "model.safetensors").is_file()
+    assert _losses(tmp_path / "s1", "train/loss")
+    assert main(["fit", "--stage", "2", *common, "--model.init_from", str(tmp_path / "s1" / "model"), "--trainer.max_steps", "3", "--out", str(tmp_path / "s2")]) == 0
+    assert len(_losses(tmp_path / "s2", "train/recon/loss")) == 3
+    saved = (tmp_path / "s2" / "config.yaml").read_text()
+    assert "stage: 2" in saved and str(tmp_path / "s1" / "model") in saved
+
+
+def test_resume_same_stage_from_last_checkpoint(tmp_path, synthetic_root):
+    args = ["fit", "--stage", "2", "--config", str(ROOT / "configs" / "tiny.yaml"), "--data.root", str(synthetic_root), *MICRO, "--out", str(tmp_path / "run")]
+    assert main([*args, "--trainer.max_steps", "2"]) == 0
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert _steps(tmp_path / "run", "train/loss") == [0, 1]
+    assert main([*args, "--trainer.max_steps", "4", "--ckpt_path", "last"]) == 0
+    assert _steps(tmp_path / "run", "train/loss")[-2:] == [2, 3]  # continued after step 2, not restarted
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    assert main(["fit", "--config", str(ROOT / "configs" / "tiny.yaml"), "--trainer.max_stepz", "3", "--out", str(tmp_path)]) == 1
+    assert "max_stepz" in capsys.readouterr().err
+    assert main(["fit", "--config", str(ROOT / "configs" / "tiny.yaml"), "--data.nope", "3", "--out", str(tmp_path)]) == 1
+    assert "data.nope" in capsys.readouterr().err
+    assert main(["fit", "--stage", "1", "--config", str(ROOT / "configs" / "tiny.yaml"), "--train.distill.geometry_teacher", str(tmp_path / "x.pt"), "--out", str(tmp_path)]) == 1
+    assert "vidllm teachers" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(tmp_path, synthetic_root, teacher_files):
+    cmd = [
+        sys.executable, "-m", "vidllm.cli", "fit", "--stage", "1", "--config", str(ROOT / "configs" / "tiny.yaml"), "--data.root", str(synthetic_root), *MICRO,
+        "--train.distill.geometry_teacher", str(teacher_files / "model.pt"), "--train.distill.semantic_teacher", str(teacher_files / "clip"),
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_steps", "3", "--out", str(tmp_path / "ddp"),
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "ddp" / "model" / "model.safetensors").is_file()
