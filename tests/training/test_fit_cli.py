@@ -85,3 +85,20 @@ def test_ddp_two_cpu_processes(tmp_path, synthetic_root, teacher_files):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "ddp" / "model" / "model.safetensors").is_file()
+
+
+def test_export_checkpoint_matches_saved_model(tmp_path, synthetic_root):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("export_checkpoint", ROOT / "tools" / "export_checkpoint.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    args = ["fit", "--stage", "2", "--config", str(ROOT / "configs" / "tiny.yaml"), "--data.root", str(synthetic_root), *MICRO, "--out", str(tmp_path / "run")]
+    assert main([*args, "--trainer.max_steps", "1"]) == 0
+    assert tool.main([str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "exported")]) == 0
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "exported" / "model.safetensors"))
+    b = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert tool.main([str(tmp_path / "nope.ckpt"), "--out", str(tmp_path / "x")]) == 1

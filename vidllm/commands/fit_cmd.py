@@ -12,6 +12,8 @@ Arguments:
   values are parsed as YAML: ``--trainer.devices 2``, ``--trainer.strategy ddp``).
 * ``--GROUP.KEY VALUE`` — any config field (``--data.num_frames 4``, ``--cta.mode concat_sa``);
   ``--model.`` may prefix them, and ``--model.init_from`` is ``train.init_from`` (weights only).
+* ``--trainer_config FILE`` — a YAML of Trainer arguments (``configs/strategies/``: DDP, FSDP,
+  DeepSpeed ZeRO-2/3), applied before ``--trainer.*``.
 * ``--ckpt_path PATH|last`` — resume the same stage from a Lightning checkpoint.
 * ``--out DIR`` — run directory: ``config.yaml`` (resolved), ``csv/`` and ``tensorboard/`` logs,
   ``checkpoints/`` (``last.ckpt``), and after ``fit`` the trained model as ``model/``
@@ -43,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="run directory (default: outputs/stage<N>)")
     parser.add_argument("--ckpt_path", default=None, help="Lightning checkpoint to resume the same stage from ('last' = <out>/checkpoints/last.ckpt)")
     parser.add_argument("--seed", type=int, default=None, help="global seed (default: train.seed)")
+    parser.add_argument("--trainer_config", default=None, help="YAML of lightning.Trainer arguments, e.g. configs/strategies/fsdp.yaml (--trainer.* still override it)")
     parser.epilog = "Also: --trainer.KEY VALUE (any lightning.Trainer argument) and --GROUP.KEY VALUE (any config field; see `vidllm config --list`)."
 
 
@@ -150,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vidllm.data.datamodule import VidLLMDataModule, ensure_synthetic
     from vidllm.training.module import VidLLMModule
+    from vidllm.training.strategies import build_strategy, read_trainer_config
 
     mode = getattr(args, "command", "fit")
     pairs, _ = split_dotted(args.extra)
@@ -158,7 +162,11 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.train.seed if args.seed is None else args.seed, workers=True, verbose=False)
     trainer_kwargs = default_trainer_kwargs(cfg, out)
+    if args.trainer_config:
+        trainer_kwargs.update(read_trainer_config(args.trainer_config))
     trainer_kwargs.update(_trainer_kwargs(pairs))
+    if "strategy" in trainer_kwargs:
+        trainer_kwargs["strategy"] = build_strategy(trainer_kwargs["strategy"])
     if cfg.data.source == "synthetic":
         ensure_synthetic(cfg.data)
     save_config(cfg, out / "config.yaml")
