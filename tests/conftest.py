@@ -26,3 +26,21 @@ def tokenizer():
     from vl.tokenizer import build_word_tokenizer
 
     return build_word_tokenizer(CORPUS)
+
+
+@pytest.fixture(scope="session")
+def teacher_files(tmp_path_factory):
+    """Stand-in stage-1 teachers in the real file formats, sized for tests.helpers.micro_config:
+    a VGGT-layout ``model.pt`` (geometry) and a CLIP vision directory ``clip/`` (semantic)."""
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from recon.model import ReconstructionModel
+    from tests.helpers import micro_config
+
+    root = tmp_path_factory.mktemp("teachers")
+    cfg = micro_config()
+    torch.save(ReconstructionModel(cfg.encoder, cfg.recon).vggt_state_dict(), root / "model.pt")
+    clip = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=28, patch_size=7)
+    CLIPVisionModel(clip).save_pretrained(root / "clip")
+    return root

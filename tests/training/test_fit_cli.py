@@ -7,10 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from recon.model import ReconstructionModel
-from tests.helpers import micro_config
 from vidllm.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,15 +21,6 @@ MICRO = [
     "--data.num_frames", "2", "--data.image_size", "56", "--data.batch_size", "2",
     "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "1",
 ]
-
-
-@pytest.fixture(scope="module")
-def teacher_files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("teachers")
-    cfg = micro_config()
-    torch.save(ReconstructionModel(cfg.encoder, cfg.recon).vggt_state_dict(), root / "model.pt")
-    CLIPVisionModel(CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=28, patch_size=7)).save_pretrained(root / "clip")
-    return root
 
 
 def _losses(run: Path, key: str) -> list[float]:

@@ -5,9 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-from transformers import CLIPVisionConfig, CLIPVisionModel
 
-from recon.model import ReconstructionModel
 from tests.helpers import micro_config
 from vidllm.config import config_from_dict
 from vidllm.data.datamodule import collate_clips
@@ -17,16 +15,6 @@ from vidllm.training.stages import trainable_modules
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DELTAS = sorted([*CONFIGS.glob("ablations/*.yaml"), *CONFIGS.glob("baselines/*.yaml"), CONFIGS / "stage1.yaml", CONFIGS / "stage2.yaml"])
-
-
-@pytest.fixture(scope="module")
-def teachers(tmp_path_factory):
-    """Tiny stand-in teachers in the real file formats (a VGGT-layout model.pt and a CLIP directory)."""
-    root = tmp_path_factory.mktemp("teachers")
-    cfg = micro_config()
-    torch.save(ReconstructionModel(cfg.encoder, cfg.recon).vggt_state_dict(), root / "model.pt")
-    CLIPVisionModel(CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=28, patch_size=7)).save_pretrained(root / "clip")
-    return root
 
 
 def _with_delta(path: Path, overrides: dict) -> object:
@@ -45,10 +33,10 @@ def _batch(cfg):
 
 
 @pytest.mark.parametrize("path", DELTAS, ids=lambda p: str(p.relative_to(CONFIGS)))
-def test_config_trains_one_step(path, synthetic_root, teachers, tokenizer):
+def test_config_trains_one_step(path, synthetic_root, teacher_files, tokenizer):
     overrides = {
         "data": {"root": str(synthetic_root), "num_frames": 2, "image_size": 56},
-        "train": {"init_from": None, "distill": {"geometry_teacher": str(teachers / "model.pt"), "semantic_teacher": str(teachers / "clip")}},
+        "train": {"init_from": None, "distill": {"geometry_teacher": str(teacher_files / "model.pt"), "semantic_teacher": str(teacher_files / "clip")}},
         "encoder": {"pretrained_path": None},
         "recon": {"vggt_checkpoint": None},
         "llm": {"path": None},
