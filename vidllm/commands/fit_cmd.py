@@ -148,9 +148,18 @@ def build_tokenizer(cfg: VidLLMConfig, out: Path):
     return build_word_tokenizer(annotation_corpus(cfg.data), save_dir=out / "tokenizer")
 
 
+def _quiet_known_warnings() -> None:
+    """Silence third-party deprecation chatter that says nothing about the user's run."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*is deprecated.*")
+
+
 def run(args: argparse.Namespace) -> int:
     import lightning as L
 
+    _quiet_known_warnings()
     from vidllm.data.datamodule import VidLLMDataModule, ensure_synthetic
     from vidllm.training.module import VidLLMModule
     from vidllm.training.strategies import build_strategy, read_trainer_config
