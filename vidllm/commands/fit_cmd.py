@@ -113,6 +113,8 @@ def default_trainer_kwargs(cfg: VidLLMConfig, out: Path) -> dict:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    from vidllm.training.checkpoint_io import AtomicCheckpointIO
+
     cuda = torch.cuda.is_available()
     return {
         "default_root_dir": str(out),
@@ -125,6 +127,7 @@ def default_trainer_kwargs(cfg: VidLLMConfig, out: Path) -> dict:
         "logger": [CSVLogger(str(out), name="csv", version=""), TensorBoardLogger(str(out), name="tensorboard", version="")],
         "callbacks": [ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, every_n_train_steps=max(1, min(500, cfg.train.max_steps // 4 or 1))), LearningRateMonitor("step")],
         "num_sanity_val_steps": 0,
+        "plugins": [AtomicCheckpointIO()],
     }
 
 
