@@ -47,3 +47,14 @@ def test_semantic_teacher_from_local_clip_directory(tmp_path):
     assert not any(p.requires_grad for p in teacher.parameters())
     with pytest.raises(CheckpointError, match="no config.json"):
         load_semantic_teacher(tmp_path / "missing")
+
+
+def test_geometry_teacher_reads_head_count_from_meta_json(tmp_path):
+    import json
+
+    torch.manual_seed(0)
+    branch = ReconstructionModel(TINY_ENC, TINY_RECON).eval()
+    torch.save(branch.vggt_state_dict(), tmp_path / "model.pt")
+    (tmp_path / "meta.json").write_text(json.dumps({"vggt_overrides": {"encoder_num_heads": 2, "num_heads": 2}}))
+    images = torch.rand(1, 2, 3, 42, 56)
+    torch.testing.assert_close(load_geometry_teacher(tmp_path / "model.pt")(images), branch.encoder(images).patch_tokens)

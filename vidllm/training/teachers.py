@@ -108,7 +108,8 @@ def load_geometry_teacher(path: str | Path, encoder_cfg: EncoderConfig | None = 
         encoder_cfg: for a directory, the encoder config to load it with (``pretrained_path`` is set
             to ``path``); sizes are checked against the directory's config.
         vggt_overrides: sizes a VGGT file does not reveal (``encoder_num_heads``; see
-            :data:`recon.vggt_loader.VGGT_DEFAULTS`).
+            :data:`recon.vggt_loader.VGGT_DEFAULTS`); read from a ``meta.json`` beside the file
+            (key ``vggt_overrides``) when present, explicit arguments winning.
     """
     from recon.vggt_loader import infer_configs, vggt_to_branch
 
@@ -118,6 +119,12 @@ def load_geometry_teacher(path: str | Path, encoder_cfg: EncoderConfig | None = 
         cfg = EncoderConfig(**{**vars(base), "pretrained_path": str(path)})
         return GeometryTeacher(SharedEncoder(cfg))
     sd = load_state_dict(path)
+    meta = path.parent / "meta.json"
+    if meta.is_file():  # written by `vidllm teachers`: the sizes the weights do not reveal
+        import json
+
+        vggt_overrides = {**json.loads(meta.read_text()).get("vggt_overrides", {}), **vggt_overrides}
+        vggt_overrides = {k: v for k, v in vggt_overrides.items() if k == "encoder_num_heads"}
     if not any(k.startswith("aggregator.patch_embed.") for k in sd):
         raise CheckpointError(f"{path}: no 'aggregator.patch_embed.*' weights — not a VGGT checkpoint, so it cannot give a geometry teacher")
     enc_cfg, _ = infer_configs({k: v for k, v in sd.items() if not k.startswith(("camera_head.", "depth_head."))} | _stub_keys(sd), **vggt_overrides)
