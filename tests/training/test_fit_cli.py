@@ -90,3 +90,14 @@ def test_export_checkpoint_matches_saved_model(tmp_path, synthetic_root):
     b = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert tool.main([str(tmp_path / "nope.ckpt"), "--out", str(tmp_path / "x")]) == 1
+
+
+def test_resumed_run_has_the_losses_of_an_uninterrupted_run(tmp_path, synthetic_root):
+    common = ["fit", "--stage", "2", "--config", str(ROOT / "configs" / "tiny.yaml"), "--data.root", str(synthetic_root), *MICRO, "--data.batch_size", "1", "--train.max_steps", "4"]
+    assert main([*common, "--out", str(tmp_path / "full"), "--trainer.max_steps", "4"]) == 0
+    assert main([*common, "--out", str(tmp_path / "cut"), "--trainer.max_steps", "2"]) == 0  # stopped mid-epoch
+    assert main([*common, "--out", str(tmp_path / "cut"), "--trainer.max_steps", "4", "--ckpt_path", "last"]) == 0
+    full = _losses(tmp_path / "full", "train/loss")
+    resumed = _losses(tmp_path / "cut", "train/loss")
+    assert len(full) == 4
+    torch.testing.assert_close(torch.tensor(resumed[-2:]), torch.tensor(full[2:]), rtol=1e-5, atol=1e-6)

@@ -42,10 +42,11 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader
 
 from vidllm.config import DataConfig
 from vidllm.data.dataset import VidLLMDataset
+from vidllm.data.resumable import ResumableDataLoader, ResumableWeightedSampler
 from vidllm.data.synthetic import SynthParams, generate_dataset, is_generated
 from vidllm.errors import DataError
 
@@ -149,7 +150,8 @@ class VidLLMDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: VidLLMDataset, sampler=None) -> DataLoader:
         workers = self.cfg.num_workers
-        return DataLoader(
+        kind = ResumableDataLoader if isinstance(sampler, ResumableWeightedSampler) else DataLoader
+        return kind(
             dataset,
             batch_size=self.cfg.batch_size,
             sampler=sampler,
@@ -162,10 +164,7 @@ class VidLLMDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
-        generator = torch.Generator().manual_seed(self.cfg.seed)
-        sampler = WeightedRandomSampler(
-            self.task_sample_weights(self.train_set), num_samples=len(self.train_set), replacement=True, generator=generator
-        )
+        sampler = ResumableWeightedSampler(self.task_sample_weights(self.train_set), num_samples=len(self.train_set), seed=self.cfg.seed)
         return self._loader(self.train_set, sampler)
 
     def val_dataloader(self) -> DataLoader:

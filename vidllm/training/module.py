@@ -159,9 +159,9 @@ class VidLLMModule(L.LightningModule):
         optimizer = build_optimizer(self.model, t.lr, t.weight_decay, t.betas, t.lr_multipliers)
         if self.distill_heads is not None:
             optimizer.add_param_group({"name": "distill_heads", "params": list(self.distill_heads.parameters()), "lr": t.lr, "weight_decay": t.weight_decay})
-        trainer = self._trainer  # None when used outside a Trainer (tests, notebooks)
-        total = trainer.max_steps if trainer is not None and trainer.max_steps and trainer.max_steps > 0 else t.max_steps
-        scheduler = build_scheduler(optimizer, t.warmup_steps, total)
+        # The schedule's length is train.max_steps (the run's plan), not the Trainer's stopping step,
+        # so a run stopped early and resumed follows the same learning-rate curve.
+        scheduler = build_scheduler(optimizer, t.warmup_steps, t.max_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------------ steps

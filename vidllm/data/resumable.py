@@ -1,0 +1,80 @@
+"""A training DataLoader that can stop mid-epoch and resume with the same batches.
+
+:class:`ResumableWeightedSampler` draws the epoch's sample order from ``(seed, epoch)`` alone
+(Lightning calls ``set_epoch``), and :class:`ResumableDataLoader` counts the batches it has
+yielded in the current epoch. Lightning stores the loader's ``state_dict()`` in every checkpoint
+and hands it back through ``load_state_dict()`` on ``--ckpt_path`` resume; the sampler then skips
+the samples already consumed, so the run continues with exactly the batches an uninterrupted run
+would have seen (items themselves are deterministic per index). The guarantee is for one process:
+under DDP, Lightning re-wraps the sampler per rank and the epoch restarts at its first batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+__all__ = ["ResumableWeightedSampler", "ResumableDataLoader"]
+
+
+class ResumableWeightedSampler(Sampler[int]):
+    """Weighted sampling with replacement whose order depends only on ``(seed, epoch)``.
+
+    Args:
+        weights: ``[N]`` non-negative sample weights.
+        num_samples: samples drawn per epoch.
+        seed: base seed.
+    """
+
+    def __init__(self, weights: torch.Tensor, num_samples: int, seed: int = 0) -> None:
+        self.weights = torch.as_tensor(weights, dtype=torch.double)
+        self.num_samples = int(num_samples)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def order(self, epoch: int) -> list[int]:
+        """The sample indices of ``epoch`` (``[num_samples]``)."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.multinomial(self.weights, self.num_samples, replacement=True, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        skip, self.skip = self.skip, 0
+        yield from self.order(self.epoch)[skip:]
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over a :class:`ResumableWeightedSampler` with Lightning's ``state_dict`` protocol."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.sampler, ResumableWeightedSampler):
+            raise TypeError("ResumableDataLoader needs a ResumableWeightedSampler as its sampler")
+        self._batches = 0
+        self._resume_from = 0
+
+    def __iter__(self):
+        self._batches = self._resume_from
+        self.sampler.skip = self._resume_from * (self.batch_size or 1)
+        self._resume_from = 0
+        for batch in super().__iter__():
+            self._batches += 1
+            yield batch
+
+    def __len__(self) -> int:
+        return super().__len__()
+
+    def state_dict(self) -> dict:
+        return {"batches": self._batches, "epoch": self.sampler.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume_from = int(state.get("batches", 0))
+        self.sampler.set_epoch(int(state.get("epoch", self.sampler.epoch)))
