@@ -52,18 +52,21 @@ class ResumableWeightedSampler(Sampler[int]):
 
 
 class ResumableDataLoader(DataLoader):
-    """A DataLoader over a :class:`ResumableWeightedSampler` with Lightning's ``state_dict`` protocol."""
+    """A DataLoader with Lightning's ``state_dict`` protocol; resumable when its sampler is a
+    :class:`ResumableWeightedSampler`."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if not isinstance(self.sampler, ResumableWeightedSampler):
-            raise TypeError("ResumableDataLoader needs a ResumableWeightedSampler as its sampler")
+        # Under DDP Lightning rebuilds the loader around a per-rank sampler wrapper: it still works,
+        # but resumes at the start of the epoch (see the module docstring).
+        self._resumable = isinstance(self.sampler, ResumableWeightedSampler)
         self._batches = 0
         self._resume_from = 0
 
     def __iter__(self):
-        self._batches = self._resume_from
-        self.sampler.skip = self._resume_from * (self.batch_size or 1)
+        self._batches = self._resume_from if self._resumable else 0
+        if self._resumable:
+            self.sampler.skip = self._resume_from * (self.batch_size or 1)
         self._resume_from = 0
         for batch in super().__iter__():
             self._batches += 1
@@ -73,8 +76,10 @@ class ResumableDataLoader(DataLoader):
         return super().__len__()
 
     def state_dict(self) -> dict:
-        return {"batches": self._batches, "epoch": self.sampler.epoch}
+        return {"batches": self._batches, "epoch": getattr(self.sampler, "epoch", 0)}
 
     def load_state_dict(self, state: dict) -> None:
+        if not self._resumable:
+            return
         self._resume_from = int(state.get("batches", 0))
         self.sampler.set_epoch(int(state.get("epoch", self.sampler.epoch)))
