@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("vidllm.commands.fit_cmd", "validate a model on the validation split (same arguments as fit)"),
     "test": ("vidllm.commands.fit_cmd", "test a model (same arguments as fit)"),
     "predict": ("vidllm.commands.fit_cmd", "predict reconstructions (same arguments as fit)"),
+    "teachers": ("vidllm.commands.teachers_cmd", "train the tiny geometry (VGGT-style) and semantic (CLIP-style) teachers on synthetic scenes"),
     "synth": ("vidllm.commands.synth_cmd", "generate synthetic scenes in the real ScanNet / ScanRefer / ScanQA formats"),
     "demo": ("vidllm.commands.demo_cmd", "train and evaluate a tiny model end to end on synthetic scenes (CPU)"),
 }

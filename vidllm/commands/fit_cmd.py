@@ -159,6 +159,24 @@ def _quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*is deprecated.*")
 
 
+def ensure_teachers(cfg: VidLLMConfig) -> None:
+    """Stage 1 on synthetic data: make the tiny teachers (``vidllm teachers``) when the configured
+    files are missing and sit at the layout ``vidllm teachers --out DIR`` writes."""
+    d = cfg.train.distill
+    wanted = {"geometry": d.geometry_teacher, "semantic": d.semantic_teacher}
+    missing = {k: v for k, v in wanted.items() if k in d.teachers and v and not Path(v).exists()}
+    if cfg.train.stage != 1 or not missing or cfg.data.source != "synthetic" or not d.geometry_teacher:
+        return
+    from vidllm.teachers.build import build_teachers, default_teacher_paths
+
+    out = Path(d.geometry_teacher).parent.parent
+    expected = {k: str(v) for k, v in default_teacher_paths(out).items()}
+    if any(str(Path(v)) != expected[k] for k, v in wanted.items() if v):
+        return  # not the default layout: the module reports the missing files
+    print(f"vidllm fit: stage-1 teachers not found; training the tiny synthetic teachers into {out} (vidllm teachers)", flush=True)
+    build_teachers(cfg, out)
+
+
 def run(args: argparse.Namespace) -> int:
     import lightning as L
 
@@ -181,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
         trainer_kwargs["strategy"] = build_strategy(trainer_kwargs["strategy"])
     if cfg.data.source == "synthetic":
         ensure_synthetic(cfg.data)
+    ensure_teachers(cfg)
     save_config(cfg, out / "config.yaml")
     tokenizer = build_tokenizer(cfg, out)
     module = VidLLMModule(cfg, tokenizer)

@@ -159,9 +159,15 @@ def load_semantic_teacher(path: str | Path, layer: int = -2) -> SemanticTeacher:
     path = Path(path)
     if not (path / "config.json").is_file():
         raise CheckpointError(f"semantic teacher: {path} is not a local HF-format directory (no config.json)")
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # a full CLIPModel directory has text-tower keys the vision tower skips
     try:
         cfg = CLIPVisionConfig.from_pretrained(path, local_files_only=True)
         model = CLIPVisionModel.from_pretrained(path, config=cfg, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise CheckpointError(f"semantic teacher: cannot load a CLIP vision model from {path}: {str(err).splitlines()[0]}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
     return SemanticTeacher(model, layer)
