@@ -17,6 +17,6 @@ def micro_config(**overrides):
         "recon.depth_head.features=16", "recon.depth_head.out_channels=[8,8,16,16]",
         "metric_depth.features=16", "metric_depth.out_channels=[8,8,16,16]", "metric_depth.n_bins=8",
         "llm.hidden_size=32", "llm.num_heads=2", "llm.num_kv_heads=1", "llm.intermediate_size=64", "llm.num_layers=1",
-        "data.num_frames=2", "data.image_size=56",
+        "data.num_frames=2", "data.image_size=56", "recon.vggt_checkpoint=null",
     ]
     return load_config(ROOT / "configs" / "tiny.yaml", base + [f"{k}={v}" for k, v in overrides.items()])

@@ -58,3 +58,18 @@ def test_geometry_teacher_reads_head_count_from_meta_json(tmp_path):
     (tmp_path / "meta.json").write_text(json.dumps({"vggt_overrides": {"encoder_num_heads": 2, "num_heads": 2}}))
     images = torch.rand(1, 2, 3, 42, 56)
     torch.testing.assert_close(load_geometry_teacher(tmp_path / "model.pt")(images), branch.encoder(images).patch_tokens)
+
+
+def test_training_starts_from_a_vggt_checkpoint(tmp_path, tokenizer):
+    from tests.helpers import micro_config
+    from vidllm.config import config_from_dict
+    from vidllm.training.module import VidLLMModule
+
+    cfg = micro_config()
+    source = ReconstructionModel(cfg.encoder, cfg.recon)
+    torch.save(source.vggt_state_dict(), tmp_path / "model.pt")
+    cfg = config_from_dict({"recon": {"vggt_checkpoint": str(tmp_path / "model.pt")}, "train": {"init_from": None}}, base=cfg)
+    module = VidLLMModule(cfg, tokenizer)
+    for part in ("encoder", "aggregator", "camera_head", "depth_head"):
+        mine, theirs = getattr(module.model, part).state_dict(), getattr(source, part).state_dict()
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs), part

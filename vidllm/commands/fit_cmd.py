@@ -160,20 +160,25 @@ def _quiet_known_warnings() -> None:
 
 
 def ensure_teachers(cfg: VidLLMConfig) -> None:
-    """Stage 1 on synthetic data: make the tiny teachers (``vidllm teachers``) when the configured
-    files are missing and sit at the layout ``vidllm teachers --out DIR`` writes."""
+    """On synthetic data, make the tiny teachers (``vidllm teachers``) when a file the run needs is
+    missing — the stage-1 teachers, or ``recon.vggt_checkpoint`` when no ``train.init_from`` is
+    given — and the configured paths are the layout ``vidllm teachers --out DIR`` writes."""
     d = cfg.train.distill
-    wanted = {"geometry": d.geometry_teacher, "semantic": d.semantic_teacher}
-    missing = {k: v for k, v in wanted.items() if k in d.teachers and v and not Path(v).exists()}
-    if cfg.train.stage != 1 or not missing or cfg.data.source != "synthetic" or not d.geometry_teacher:
+    needed = []
+    if cfg.train.stage == 1:
+        needed += [v for k, v in (("geometry", d.geometry_teacher), ("semantic", d.semantic_teacher)) if k in d.teachers and v]
+    if cfg.recon.vggt_checkpoint and not cfg.train.init_from:
+        needed.append(cfg.recon.vggt_checkpoint)
+    missing = [v for v in needed if not Path(v).exists()]
+    if not missing or cfg.data.source != "synthetic":
         return
     from vidllm.teachers.build import build_teachers, default_teacher_paths
 
-    out = Path(d.geometry_teacher).parent.parent
-    expected = {k: str(v) for k, v in default_teacher_paths(out).items()}
-    if any(str(Path(v)) != expected[k] for k, v in wanted.items() if v):
+    out = Path(missing[0]).parent.parent if Path(missing[0]).name == "model.pt" else Path(missing[0]).parent
+    layout = {str(p) for p in default_teacher_paths(out).values()}
+    if any(str(Path(v)) not in layout for v in missing):
         return  # not the default layout: the module reports the missing files
-    print(f"vidllm fit: stage-1 teachers not found; training the tiny synthetic teachers into {out} (vidllm teachers)", flush=True)
+    print(f"vidllm fit: teacher files not found; training the tiny synthetic teachers into {out} (vidllm teachers)", flush=True)
     build_teachers(cfg, out)
 
 

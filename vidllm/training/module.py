@@ -102,8 +102,11 @@ class VidLLMModule(L.LightningModule):
         self.config = config
         self.stage = config.train.stage
         self.model = model if model is not None else VidLLM(config, tokenizer)
-        if config.train.init_from and model is None:
-            self.load_initial_weights(config.train.init_from)
+        if model is None:
+            if config.train.init_from:
+                self.load_initial_weights(config.train.init_from)
+            elif config.recon.vggt_checkpoint:
+                self.load_vggt_initialisation(config.recon.vggt_checkpoint)
         self.trainable = apply_stage(self.model, self.stage, config.llm.finetune)
         self.teachers = nn.ModuleDict()
         self.distill_heads = None
@@ -145,6 +148,21 @@ class VidLLMModule(L.LightningModule):
             sd = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
         report = self.model.load_weights(sd)
         _log.info("initialised from %s (%d missing, %d unexpected keys)", path, len(report["missing"]), len(report["unexpected"]))
+
+    def load_vggt_initialisation(self, path: str) -> None:
+        """Initialise the shared encoder and the reconstruction branch from a VGGT checkpoint
+        (``recon.vggt_checkpoint``; used when there is no ``train.init_from``)."""
+        from recon.vggt_loader import load_vggt_weights
+        from vidllm.errors import CheckpointError
+        from vidllm.io import load_state_dict
+
+        if not Path(path).is_file():
+            raise CheckpointError(
+                f"recon.vggt_checkpoint = {path!r} does not exist; point it at a VGGT model.pt, set it to null, or make the "
+                f"tiny synthetic teachers with `vidllm teachers --out outputs/teachers`"
+            )
+        report = load_vggt_weights(self.model, load_state_dict(path), strict=False)
+        _log.info("initialised encoder + reconstruction branch from %s (%d missing, %d unexpected keys)", path, len(report.missing), len(report.unexpected))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Teachers are frozen copies of files on disk: keep them out of checkpoints.
