@@ -67,18 +67,15 @@ def read_trainer_config(path: str | Path) -> dict:
 
 
 def transformer_block_classes() -> set[type]:
-    """The transformer-block classes FSDP wraps one by one (aggregator/camera blocks, DINOv2 and LLM layers)."""
+    """The transformer-block classes FSDP wraps one by one: aggregator/camera blocks, DINOv2 layers and
+    the decoder layers of the LLM families the configs use (Qwen2 / Qwen2.5, Llama / Vicuna)."""
+    from transformers.models.dinov2_with_registers.modeling_dinov2_with_registers import Dinov2WithRegistersLayer
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
+
     from recon.layers.block import Block
 
-    classes: set[type] = {Block}
-    try:
-        from transformers.models.dinov2_with_registers.modeling_dinov2_with_registers import Dinov2WithRegistersLayer
-        from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
-
-        classes |= {Dinov2WithRegistersLayer, Qwen2DecoderLayer}
-    except ImportError:
-        pass
-    return classes
+    return {Block, Dinov2WithRegistersLayer, Qwen2DecoderLayer, LlamaDecoderLayer}
 
 
 def build_strategy(spec):
