@@ -88,8 +88,8 @@ def train_loop(
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         budget.step_done()
-        losses.append(float(loss))
-        terms = {k: float(v) for k, v in out.items() if isinstance(v, Tensor) and v.numel() == 1}
+        losses.append(float(loss.detach()))
+        terms = {k: float(v.detach()) for k, v in out.items() if isinstance(v, Tensor) and v.numel() == 1}
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if budget.steps % eval_every == 0 and not budget.finished():
