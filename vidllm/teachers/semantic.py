@@ -33,12 +33,11 @@ from torch import Tensor
 from vidllm.teachers.config import TeacherTrainConfig
 from vidllm.teachers.loop import train_loop
 from vidllm.teachers.scenes import SceneFrames, load_split_scenes, object_pixel_counts
+from vidllm.training.teachers import clip_pixel_values
 
-__all__ = ["visible_objects", "build_clip_model", "clip_inputs", "evaluate_semantic", "train_semantic_teacher", "SEMANTIC_DIR"]
+__all__ = ["visible_objects", "build_clip_model", "evaluate_semantic", "train_semantic_teacher", "SEMANTIC_DIR"]
 
 SEMANTIC_DIR = "semantic"
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def visible_objects(scene: SceneFrames, min_fraction: float) -> Tensor:
@@ -74,17 +73,6 @@ def build_clip_model(tcfg: TeacherTrainConfig, tokenizer):
     return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=tcfg.projection_dim))
 
 
-def clip_inputs(images: Tensor, image_size: int, patch: int) -> Tensor:
-    """Frames ``[N, 3, H, W]`` in [0, 1] → CLIP pixel values (shorter side ``image_size``, sides multiples of ``patch``)."""
-    h, w = images.shape[-2:]
-    scale = image_size / min(h, w)
-    size = (max(patch, round(h * scale / patch) * patch), max(patch, round(w * scale / patch) * patch))
-    x = F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
-
-
 def _encode_text(model, tokenizer, names: list[str], max_length: int) -> Tensor:
     tok = tokenizer(names, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
     ids = tok["input_ids"]
@@ -115,7 +103,7 @@ def evaluate_semantic(model, tokenizer, scenes: list[SceneFrames], tcfg: Teacher
         shown = torch.zeros(int(keep.sum()), len(names), dtype=torch.bool)
         for j, name in enumerate(scene.object_names):
             shown[:, index[name]] |= vis[keep, j]
-        pixels = clip_inputs(scene.images[keep], tcfg.vision_image_size, tcfg.vision_patch)
+        pixels = clip_pixel_values(scene.images[keep], tcfg.vision_image_size, tcfg.vision_patch)
         scores = _encode_images(model, pixels) @ text.T
         best = scores.argmax(dim=-1)
         correct += float(shown[torch.arange(best.shape[0]), best].sum())
@@ -169,7 +157,7 @@ def train_semantic_teacher(
             weights = captions[i] / captions[i].sum()
             texts.append(_caption(scene.object_names[rng.choice(len(weights), p=weights)], tokenizer))
             images.append(scene.images[f])
-        img = _encode_images(model, clip_inputs(torch.stack(images), tcfg.vision_image_size, tcfg.vision_patch))
+        img = _encode_images(model, clip_pixel_values(torch.stack(images), tcfg.vision_image_size, tcfg.vision_patch))
         txt = _encode_text(model, tokenizer, texts, tcfg.text_max_length)
         logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
         # several frames may share a caption: every frame whose caption equals column j is a positive

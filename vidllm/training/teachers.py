@@ -35,6 +35,21 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def clip_input_size(height: int, width: int, image_size: int, patch: int) -> tuple[int, int]:
+    """CLIP input size: shorter side → ``image_size``, both sides multiples of ``patch``."""
+    scale = image_size / min(height, width)
+    return max(patch, round(height * scale / patch) * patch), max(patch, round(width * scale / patch) * patch)
+
+
+def clip_pixel_values(images: Tensor, image_size: int, patch: int) -> Tensor:
+    """Frames ``[N, 3, H, W]`` in [0, 1] → CLIP-normalised pixels at :func:`clip_input_size` (bicubic, antialiased)."""
+    size = clip_input_size(*images.shape[-2:], image_size, patch)
+    x = F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
 class FrozenTeacher(nn.Module):
     """Base class: parameters frozen, always in eval mode, forward without gradient."""
 
@@ -73,8 +88,6 @@ class SemanticTeacher(FrozenTeacher):
         cfg = model.config
         self.image_size = int(cfg.image_size)
         self.patch_size = int(cfg.patch_size)
-        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1), persistent=False)
         self.freeze()
 
     @property
@@ -83,17 +96,14 @@ class SemanticTeacher(FrozenTeacher):
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """Teacher input size: shorter side → ``image_size``, both sides multiples of the patch size."""
-        scale = self.image_size / min(height, width)
-        p = self.patch_size
-        return max(p, round(height * scale / p) * p), max(p, round(width * scale / p) * p)
+        return clip_input_size(height, width, self.image_size, self.patch_size)
 
     @torch.no_grad()
     def forward(self, images: Tensor) -> tuple[Tensor, tuple[int, int]]:
         if images.dim() == 5:
             images = images.flatten(0, 1)
         size = self.input_size(*images.shape[-2:])
-        x = F.interpolate(images.float(), size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
-        x = (x - self.mean) / self.std
+        x = clip_pixel_values(images, self.image_size, self.patch_size)
         out = self.model(pixel_values=x.to(next(self.model.parameters()).dtype), output_hidden_states=True, interpolate_pos_encoding=True)
         tokens = out.hidden_states[self.layer][:, 1:]
         return tokens, (size[0] // self.patch_size, size[1] // self.patch_size)
