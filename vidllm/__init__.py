@@ -11,6 +11,7 @@ from vidllm.errors import CheckpointError, ConfigError, DataError, VidLLMError
 __version__ = "0.1.0"
 
 __all__ = [
+    "VidLLM",
     "VidLLMConfig",
     "load_config",
     "save_config",
@@ -20,3 +21,17 @@ __all__ = [
     "CheckpointError",
     "__version__",
 ]
+
+
+def __getattr__(name: str):
+    """``vidllm.VidLLM`` (and the API result types) are imported on first use, so ``import vidllm``
+    and ``vidllm --help`` stay fast."""
+    if name == "VidLLM":
+        from vidllm.model import VidLLM
+
+        return VidLLM
+    if name in ("Reconstruction", "Answer", "Grounding"):
+        from vidllm import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'vidllm' has no attribute {name!r}")

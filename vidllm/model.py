@@ -27,6 +27,7 @@ from recon.geometry import pose_encoding_to_extri_intri
 from recon.losses import ReconLoss, metric_depth_loss
 from recon.metric_depth import MetricDepthModel
 from recon.model import ReconstructionModel
+from vidllm.api import InferenceMixin
 from vidllm.config import VidLLMConfig, load_config, save_config
 from vidllm.errors import CheckpointError
 from vidllm.io import load_state_dict, save_safetensors
@@ -41,7 +42,7 @@ FUSION_MODES = ("add", "xattn_fusion")
 geometry tokens (VG-LLM / VLM-3R style) after the reconstruction branch has run."""
 
 
-class VidLLM(ReconstructionModel):
+class VidLLM(InferenceMixin, ReconstructionModel):
     """Vid-LLM built from a :class:`~vidllm.config.VidLLMConfig`.
 
     Args:
@@ -199,9 +200,18 @@ class VidLLM(ReconstructionModel):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu", strict: bool = True) -> VidLLM:
-        """Rebuild a model written by :meth:`save_pretrained` (weights via safetensors only)."""
+    def from_pretrained(
+        cls, directory: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None, strict: bool = True
+    ) -> VidLLM:
+        """Rebuild a model written by :meth:`save_pretrained` (weights via safetensors only), in eval mode.
+
+        Args:
+            device: where to put the model (default: CUDA when available, else CPU).
+            dtype: compute dtype of the inference methods (``torch.bfloat16`` / ``"bfloat16"`` →
+                autocast); weights stay float32 so training can resume from the same model.
+        """
         directory = Path(directory)
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if not (directory / "config.yaml").is_file():
             raise CheckpointError(f"{directory}: not a saved vidllm model (no config.yaml)")
         config = load_config(directory / "config.yaml")
@@ -211,10 +221,17 @@ class VidLLM(ReconstructionModel):
 
             tokenizer = load_tokenizer(directory / "tokenizer")
         model = cls(config, tokenizer)
-        report = model.load_weights(load_state_dict(directory / "model.safetensors", map_location), strict=strict)
+        if not (directory / "model.safetensors").is_file():
+            raise CheckpointError(f"{directory}: no model.safetensors beside config.yaml")
+        report = model.load_weights(load_state_dict(directory / "model.safetensors", "cpu"), strict=strict)
         if report["unexpected"] or (strict and report["missing"]):
             raise CheckpointError(f"{directory / 'model.safetensors'}: missing keys {report['missing'][:10]}, unexpected keys {report['unexpected'][:10]}")
-        return model.to(map_location)
+        if isinstance(dtype, str):
+            if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
+                raise ValueError(f"from_pretrained: dtype {dtype!r} is not a torch dtype (use 'float32', 'bfloat16' or 'float16')")
+            dtype = getattr(torch, dtype)
+        model.inference_dtype = dtype
+        return model.to(device).eval()
 
     def load_weights(self, state_dict: dict[str, Tensor], strict: bool = False) -> dict[str, list[str]]:
         """Load (a subset of) weights; shape mismatches are errors naming the key and both shapes.

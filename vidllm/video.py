@@ -3,7 +3,7 @@
 Accepted forms (DESIGN §1, issue "Python API"): a path to a video file (``.mp4``, ``.avi``,
 ``.mov``, ``.mkv``, ``.webm``), a folder of images (sorted numerically by the digits in their
 names), a ScanNet scene folder (its ``color/`` images), a list of image paths, a list of PIL
-images, a ``[S, 3, H, W]`` tensor in [0, 1], or a ``[S, H, W, 3]`` uint8 array.
+images or of ``[H, W(, C)]`` arrays, a ``[S, 3, H, W]`` tensor in [0, 1], or a ``[S, H, W, 3]`` uint8 array.
 
 Frames are returned as ``uint8`` RGB arrays ``[H, W, 3]`` — grayscale, RGBA, palette and 16-bit
 images are converted — and may differ in size (the preprocessing brings each to the model's
@@ -187,7 +187,7 @@ def read_frames(video, num_frames: int | None = None, sampling: str = "uniform",
     if isinstance(video, (list, tuple)):
         if not video:
             raise DataError("the list of frames is empty")
-        if all(isinstance(v, Image.Image) for v in video):
+        if all(isinstance(v, (Image.Image, np.ndarray)) for v in video):  # PIL images or [H, W(, C)] arrays
             idx = sample_indices(len(video), num_frames, sampling, stride)
             return Frames([to_rgb_uint8(video[i], f"frame {i}") for i in idx], idx, [f"frame {i}" for i in idx], source_count=len(video))
         return _read_image_files([Path(v) for v in video], num_frames, sampling, stride, on_corrupt)

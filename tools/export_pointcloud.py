@@ -1,0 +1,173 @@
+"""Video → metric, coloured point cloud (PLY) with cameras (JSON) and a PNG preview.
+
+    python tools/export_pointcloud.py --checkpoint outputs/demo/stage2/model --video scene.mp4 --out scene.ply \\
+        [--conf-threshold 0.2] [--voxel-size 0.02] [--max-frames 32] [--frame-sampling uniform] [--cameras] [--boxes boxes.json]
+    python tools/export_pointcloud.py --vggt model.pt --video frames/ --out scene.ply   # a plain VGGT checkpoint (relative scale)
+
+``--video`` is anything the Python API accepts (video file, image folder, ScanNet scene folder).
+Points are in the model frame (first camera; metres after real-scale alignment). Writes
+``scene.ply``, ``scene.cameras.json`` (poses and intrinsics), ``scene.png`` (preview; boxes from
+``--boxes``, a JSON list of ``[cx, cy, cz, dx, dy, dz]`` or ``{"pred": [...], "gt": [...]}``), and
+with ``--cameras`` ``scene.cameras.ply`` (frusta as an open3d line set). All files are written
+atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vidllm.evaluation.cli import run_tool  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path, help="Vid-LLM model directory (save_pretrained)")
+    src.add_argument("--vggt", type=Path, help="plain VGGT checkpoint (model.pt / .safetensors): reconstruction branch only, relative scale")
+    p.add_argument("--video", required=True, help="video file, image folder or ScanNet scene folder")
+    p.add_argument("--out", required=True, type=Path, help="output PLY path")
+    p.add_argument("--conf-threshold", type=float, default=0.0, help="drop the points below this confidence quantile (0–1)")
+    p.add_argument("--voxel-size", type=float, default=None, help="voxel down-sampling (metres)")
+    p.add_argument("--max-frames", type=int, default=None, help="frames sampled from the video (default: the model's data.num_frames)")
+    p.add_argument("--frame-sampling", choices=("uniform", "stride"), default=None, help="frame sampler (default: the model config's)")
+    p.add_argument("--cameras", action="store_true", help="also write the camera frusta as a line set (<out>.cameras.ply)")
+    p.add_argument("--boxes", type=Path, default=None, help="JSON boxes to draw in the preview (model frame)")
+    p.add_argument("--image-size", type=int, default=518, help="--vggt only: preprocessed frame width (multiple of 14)")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="--vggt only: loader override such as num_heads=16 or depth_head_layers=[4,11,17,23] (see recon.vggt_loader.VGGT_DEFAULTS); "
+                        "a meta.json beside the checkpoint with 'vggt_overrides' is read first")
+    p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
+    return p
+
+
+def _load_boxes(path: Path | None) -> list[tuple[np.ndarray, str, str]]:
+    from vidllm.errors import DataError
+
+    if path is None:
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"--boxes {path}: cannot read JSON ({err})") from None
+    groups = data if isinstance(data, dict) else {"boxes": data}
+    colours = {"pred": "red", "gt": "lime", "boxes": "red"}
+    out = []
+    for name, boxes in groups.items():
+        arr = np.asarray(boxes, dtype=np.float64)
+        if arr.size and (arr.ndim != 2 or arr.shape[1] != 6):
+            raise DataError(f"--boxes {path}: field {name!r} must be a list of [cx, cy, cz, dx, dy, dz], got shape {arr.shape}")
+        out.append((arr.reshape(-1, 6), colours.get(name, "orange"), name))
+    return out
+
+
+def frusta_line_set(rec, depth: float = 0.15):
+    """An open3d ``LineSet`` with one frustum (apex + image corners at ``depth`` m) per camera."""
+    import open3d as o3d
+
+    points, lines = [], []
+    h, w = rec.depth.shape[-2:]
+    corners_px = np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], dtype=np.float64)
+    for i in range(rec.extrinsics.shape[0]):  # one frustum per camera
+        rot, t = rec.extrinsics[i, :, :3].astype(np.float64), rec.extrinsics[i, :, 3].astype(np.float64)
+        cam_corners = (np.linalg.inv(rec.intrinsics[i].astype(np.float64)) @ corners_px.T).T * depth
+        world = (cam_corners - t) @ rot  # camera → world: R^T (x − t)
+        apex = -rot.T @ t
+        base = len(points)
+        points += [apex, *world]
+        lines += [[base, base + k] for k in range(1, 5)] + [[base + k, base + k % 4 + 1] for k in range(1, 5)]
+    ls = o3d.geometry.LineSet(o3d.utility.Vector3dVector(np.asarray(points)), o3d.utility.Vector2iVector(np.asarray(lines)))
+    ls.colors = o3d.utility.Vector3dVector(np.tile([[0.1, 0.1, 0.9]], (len(lines), 1)))
+    return ls
+
+
+def export(args: argparse.Namespace) -> dict:
+    """Run the export; returns a summary (point count, files)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from vidllm.api import frames_to_tensor, reconstruction_from_outputs
+    from vidllm.errors import DataError
+    from vidllm.evaluation.report import write_json
+    from vidllm.io import atomic_write
+    from vidllm.viz import render_pointcloud
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    steps = tqdm(total=5, desc="export", unit="step")
+    if args.checkpoint is not None:
+        from vidllm.model import VidLLM
+
+        model = VidLLM.from_pretrained(args.checkpoint, device=device)
+        images, frames = model.load_video(args.video, args.max_frames, args.frame_sampling)
+        steps.update(1)
+        with torch.no_grad():
+            _, out = model._forward_geometry(images[None])
+    else:
+        from recon.vggt_loader import from_vggt_checkpoint
+        from vidllm.video import read_frames
+
+        if args.image_size % 14:
+            raise DataError(f"--image-size {args.image_size} must be a multiple of 14")
+        from recon.reconstruct import _parse_overrides
+
+        meta = args.vggt.parent / "meta.json"
+        overrides = json.loads(meta.read_text()).get("vggt_overrides", {}) if meta.is_file() else {}
+        overrides.update(_parse_overrides(args.override))
+        model = from_vggt_checkpoint(args.vggt, **overrides).to(device).eval()
+        frames = read_frames(args.video, args.max_frames or 32, args.frame_sampling or "uniform")
+        images = frames_to_tensor(frames, args.image_size, "longer").to(device)
+        steps.update(1)
+        with torch.no_grad():
+            out = model(images[None])
+    steps.update(1)
+    rec = reconstruction_from_outputs(out, images, 0, frames)
+    if args.conf_threshold:
+        rec = rec.filter_confidence(args.conf_threshold)
+    if args.voxel_size:
+        rec = rec.voxel_down_sample(args.voxel_size)
+    if len(rec) == 0:
+        raise DataError(f"no point left after filtering (--conf-threshold {args.conf_threshold}); nothing written to {args.out}")
+    steps.update(1)
+    out_path = args.out if args.out.suffix.lower() == ".ply" else args.out.with_suffix(".ply")
+    rec.save(out_path)
+    cameras_path = write_json(out_path.with_suffix(".cameras.json"), rec.cameras_dict())
+    files = {"ply": str(out_path), "cameras": str(cameras_path)}
+    if args.cameras:
+        import open3d as o3d
+
+        with atomic_write(out_path.with_suffix(".cameras.ply"), None) as tmp:
+            if not o3d.io.write_line_set(str(tmp), frusta_line_set(rec)):
+                raise DataError(f"{out_path.with_suffix('.cameras.ply')}: open3d could not write the line set")
+        files["frusta"] = str(out_path.with_suffix(".cameras.ply"))
+    steps.update(1)
+    boxes = _load_boxes(args.boxes)
+    preview = render_pointcloud(out_path.with_suffix(".png"), rec.points, rec.colors, boxes, rec.camera_centers, up_axis=1,
+                                title=f"{len(rec)} points, {rec.depth.shape[0]} frames, scale {rec.scale:.3f}")
+    files["preview"] = str(preview)
+    steps.update(1)
+    steps.close()
+    return {"points": len(rec), "frames": int(rec.depth.shape[0]), "scale": rec.scale, "files": files}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    def body() -> int:
+        summary = export(args)
+        print(f"wrote {summary['points']} points from {summary['frames']} frames (scale {summary['scale']:.4f}) to {summary['files']['ply']}")
+        for kind, path in summary["files"].items():
+            if kind != "ply":
+                print(f"  {kind}: {path}")
+        return 0
+
+    return run_tool("export_pointcloud", body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,91 @@
+"""The model as an evaluation predictor: encode a clip once, then answer / ground / caption its queries in batches.
+
+Any object with the same three methods (``prepare``, ``ground``, ``generate``) can stand in for
+the model — the tests use an oracle to check the protocols.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from vl.grounding import boxes_in_model_frame
+from vl.prompts import render_prompt
+
+__all__ = ["ModelPredictor"]
+
+
+class ModelPredictor:
+    """Runs a :class:`vidllm.model.VidLLM` on evaluation clips.
+
+    Args:
+        model: the model (eval mode); batch_size: queries per VL forward.
+    """
+
+    def __init__(self, model, batch_size: int = 8) -> None:
+        self.model = model.eval()
+        self.batch_size = max(1, int(batch_size))
+        self._state: dict | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def prepare(self, clip: dict) -> dict:
+        """Encode and reconstruct one clip (``images [S, 3, H, W]``); returns the reconstruction outputs (batch 1)."""
+        images = clip["images"][None].to(self.device)
+        with self.model.autocast():
+            streams = self.model.encode_streams(images)
+            out = self.model.reconstruct_streams(images, streams)
+            t_lang = self.model.language_stream(streams, out)
+        self._state = {"t_lang": t_lang.float(), "geometry": {k: v.float() for k, v in self.model.geometry_for_vl(out).items()}, "clip": clip}
+        return out
+
+    def _chunks(self, n: int):
+        for start in range(0, n, self.batch_size):
+            yield start, min(n, start + self.batch_size)
+
+    def _inputs(self, n: int) -> tuple[Tensor, dict]:
+        st = self._state
+        if st is None:
+            raise RuntimeError("ModelPredictor: call prepare(clip) before querying")
+        return st["t_lang"].expand(n, *st["t_lang"].shape[1:]), {k: v.expand(n, *v.shape[1:]) for k, v in st["geometry"].items()}
+
+    @torch.no_grad()
+    def ground(self, descriptions: list[str], proposals: Tensor | None) -> list[dict]:
+        """Boxes for grounding queries on the prepared clip, in the **aligned world** (via the clip's ``world_from_model``).
+
+        Returns per query: ``box [6]`` (chosen proposal or best regressed box), ``boxes [T, 6]`` and
+        ``scores [T]`` (all regressed slots with objectness), ``proposal_index`` (−1 none).
+        """
+        wfm = self._state["clip"]["world_from_model"].to(self.device)
+        results = []
+        for a, b in self._chunks(len(descriptions)):
+            t_lang, geometry = self._inputs(b - a)
+            props = None if proposals is None else [proposals.to(self.device)] * (b - a)
+            with self.model.autocast():
+                res = self.model.vl.ground(
+                    t_lang, geometry, [render_prompt("ground", description=d) for d in descriptions[a:b]], props, wfm[None].expand(b - a, 4, 4)
+                )
+            for i in range(b - a):
+                results.append(
+                    {"box": res["box"][i].float().cpu(), "boxes": res["boxes"][i].float().cpu(), "scores": res["scores"][i].float().cpu(),
+                     "proposal_index": int(res["proposal_index"][i])}
+                )
+        return results
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], max_new_tokens: int | None = None) -> list[str]:
+        """Greedy answers to rendered prompts (see :mod:`vl.prompts`) on the prepared clip."""
+        texts: list[str] = []
+        for a, b in self._chunks(len(prompts)):
+            t_lang, geometry = self._inputs(b - a)
+            with self.model.autocast():
+                texts += self.model.vl.generate(t_lang, geometry, prompts[a:b], max_new_tokens)
+        return texts
+
+    def model_frame_center(self, box_world: Tensor) -> list[float]:
+        """Centre of an aligned-world box in the prepared clip's model frame (the caption prompt's location)."""
+        wfm = self._state["clip"]["world_from_model"].float()
+        return boxes_in_model_frame(box_world.reshape(1, 6).float(), wfm)[0, :3].tolist()

@@ -1,0 +1,62 @@
+"""ScanQA / SQA3D evaluation runs: EM@1, refined EM, and the n-gram metrics when the ``eval`` extra is installed."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from tqdm.auto import tqdm
+
+from vidllm.errors import DataError
+from vidllm.evaluation.clips import SceneClips
+from vidllm.metrics.captions import MissingExtraError
+from vidllm.metrics.qa import clean_answer, qa_exact_match, qa_metrics
+from vl.prompts import render_prompt
+
+__all__ = ["evaluate_qa", "majority_answer_baseline"]
+
+
+def majority_answer_baseline(train_answers: list[str], references: dict) -> dict:
+    """EM@1 of always answering the most frequent (cleaned) training answer."""
+    if not train_answers:
+        return {"answer": "", "em@1": 0.0}
+    answer = Counter(clean_answer(a) for a in train_answers).most_common(1)[0][0]
+    res = qa_exact_match({q: answer for q in references}, references)
+    return {"answer": answer, "em@1": res["em@1"], "refined_em": res["refined_em"]}
+
+
+def evaluate_qa(predictor, clips: SceneClips, task: str = "qa", limit: int | None = None, captions: bool = True, max_new_tokens: int | None = None,
+                progress: bool = True) -> tuple[list[dict], dict]:
+    """Answer every question of the split (``task``: 'qa' = ScanQA, 'sqa' = SQA3D).
+
+    Returns ``predictions`` (per question: ``question_id, scene_id, question, prediction, answers``) and
+    the :func:`~vidllm.metrics.qa.qa_metrics` dict; without pycocoevalcap the n-gram metrics are
+    listed under ``unavailable``.
+    """
+    records = clips.records(task)
+    if limit:
+        records = records[:limit]
+    if not records:
+        raise DataError(f"{clips.cfg.root}: no {task} records in split '{clips.dataset.split}'")
+    groups: dict[str, list] = defaultdict(list)
+    for rec in records:
+        groups[rec.scene_id].append(rec)
+    predictions: list[dict] = []
+    bar = tqdm(total=len(records), desc=task, unit="question", disable=not progress)
+    for scene_id, recs in groups.items():
+        predictor.prepare(clips.clip(scene_id))
+        prompts = [render_prompt(task, r.question, situation=getattr(r, "situation", "")) for r in recs]
+        for rec, text in zip(recs, predictor.generate(prompts, max_new_tokens)):
+            predictions.append({"question_id": str(rec.question_id), "scene_id": scene_id, "question": rec.question, "prediction": text,
+                                "answers": list(rec.answers)})
+        bar.update(len(recs))
+    bar.close()
+    preds = {p["question_id"]: p["prediction"] for p in predictions}
+    refs = {p["question_id"]: p["answers"] for p in predictions if p["answers"]}
+    if not refs:
+        raise DataError(f"{clips.cfg.root}: the {task} records of split '{clips.dataset.split}' have no reference answers")
+    try:
+        metrics = qa_metrics(preds, refs, with_captions=captions)
+    except MissingExtraError as err:
+        metrics = qa_metrics(preds, refs, with_captions=False)
+        metrics["unavailable"] = {"bleu-4, meteor, rouge-l, cider": str(err)}
+    return predictions, metrics
