@@ -118,13 +118,18 @@ class VidLLM(InferenceMixin, ReconstructionModel):
         return out
 
     def geometry_for_vl(self, recon: dict) -> dict[str, Tensor]:
-        """Detached metric geometry for the 3D patches (one-way gradient)."""
-        return {
+        """Detached metric geometry for the 3D patches (one-way gradient); with the GeoVR-style
+        alignment enabled also the aggregator's ``geometry_tokens [B, S, P, 2C]`` (its target)."""
+        geometry = {
             "depth": recon["depth_metric"].detach(),
             "depth_conf": recon["depth_conf"].detach(),
             "extrinsic": recon["extrinsic_metric"].detach(),
             "intrinsic": recon["intrinsic"].detach(),
         }
+        geo_aux = self.config.vl.geo_aux
+        if geo_aux.enabled and geo_aux.align_weight > 0:
+            geometry["geometry_tokens"] = recon["geometry_tokens"].detach()
+        return geometry
 
     def language_stream(self, streams: dict, recon: dict) -> Tensor:
         """``T'_lang``; for the fusion baselines, fused with the aggregator's geometry tokens now."""

@@ -19,6 +19,7 @@ _EXPORTS = {
     "render_prompt": "vl.prompts",
     "render_prompts": "vl.prompts",
     "combine_vl_losses": "vl.losses",
+    "GeoAuxHeads": "vl.geo_aux",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -12,14 +12,22 @@ Text fields of a batch (``dict``):
 * optional ``target_boxes``: B tensors ``[N_b, 6]`` (``N_b`` may be 0), ``proposals``: B tensors
   ``[Q_b, 6]`` and ``proposal_positives``: B bool tensors ``[Q_b]`` — in the aligned world when
   ``world_from_model [B, 4, 4]`` is given (mapped with its inverse), otherwise in the model frame.
+
+With ``vl.geo_aux.enabled`` the GeoVR-style auxiliary heads of :mod:`vl.geo_aux` add camera /
+scale query tokens after the 3D tokens (training and inference alike) and, in :meth:`VLBranch.forward`,
+the terms ``geo_camera``, ``geo_depth``, ``geo_scale``, ``geo_align`` to the VL loss. The alignment
+reads the aggregator's detached ``geometry_tokens [B, S, P, 2C]`` from the geometry dict when present.
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 from torch import Tensor, nn
 
 from vl.config import LLMConfig, VLConfig
+from vl.geo_aux import GeoAuxHeads
 from vl.grounding import GroundingHead, boxes_in_model_frame, boxes_in_world_frame
 from vl.llm import LanguageModel
 from vl.losses import combine_vl_losses
@@ -28,6 +36,8 @@ from vl.pooling import voxel_pool
 from vl.prompts import GROUNDING_ANSWER
 
 __all__ = ["VLBranch", "pad_boxes"]
+
+_log = logging.getLogger(__name__)
 
 
 def pad_boxes(boxes: list[Tensor], device, dtype=torch.float32) -> tuple[Tensor, Tensor]:
@@ -58,13 +68,18 @@ class VLBranch(nn.Module):
         self.pos_embed = build_position_embedding(vl_cfg.pos_embed, dim)
         self.lm = LanguageModel(llm_cfg, dim, vl_cfg.projector_layers, tokenizer)
         self.grounding = GroundingHead(self.lm.hidden_size, dim, vl_cfg.grounding.max_targets)
+        # built only when enabled, so the default model's state dict is unchanged
+        self.geo_aux = GeoAuxHeads(vl_cfg.geo_aux, self.lm.hidden_size, dim, self.lm.num_layers) if vl_cfg.geo_aux.enabled else None
+        self._warned_no_geometry_tokens = False
 
     # ------------------------------------------------------------------ 3D tokens
     def tokens_3d(self, t_lang: Tensor, geometry: dict[str, Tensor]) -> dict[str, Tensor]:
         """Eq. 3–4 then voxel pooling: ``T_3D = T'_lang + PE(P_v)``, pooled per voxel, capped.
 
         Returns:
-            ``features [B, M, C]``, ``points [B, M, 3]`` (model frame), ``mask [B, M]``, ``counts [B, M]``.
+            ``features [B, M, C]``, ``points [B, M, 3]`` (model frame), ``mask [B, M]``, ``counts [B, M]``,
+            and the pre-pooling ``patch_points [B, S, P, 3]``, ``patch_valid [B, S, P]`` (plus, with the
+            geo_aux camera head, ``frame_features [B, S, C]``: mean of each frame's valid ``T_3D`` tokens, 0 if none).
         """
         for key in ("depth", "extrinsic", "intrinsic"):
             if key not in geometry:
@@ -83,7 +98,44 @@ class VLBranch(nn.Module):
             )
         pe_dtype = next((q.dtype for q in self.pos_embed.parameters()), torch.float32)
         t3d = t_lang + self.pos_embed(points.to(pe_dtype)).to(t_lang.dtype)
-        return voxel_pool(t3d.flatten(1, 2), points.flatten(1, 2), valid.flatten(1, 2), self.cfg.voxel_size, self.cfg.max_3d_tokens)
+        out = voxel_pool(t3d.flatten(1, 2), points.flatten(1, 2), valid.flatten(1, 2), self.cfg.voxel_size, self.cfg.max_3d_tokens)
+        out.update(patch_points=points, patch_valid=valid)
+        if self.geo_aux is not None and self.geo_aux.use_camera:
+            v = valid.to(t3d.dtype)
+            out["frame_features"] = torch.einsum("bspc,bsp->bsc", t3d, v) / v.sum(2, keepdim=True).clamp_min(1)
+        return out
+
+    def _queries(self, tokens: dict[str, Tensor]) -> Tensor | None:
+        """GeoVR-style query embeddings ``[B, K, H]`` spliced after the 3D tokens (None when geo_aux is off)."""
+        if self.geo_aux is None:
+            return None
+        summary = self.lm.projector(tokens["frame_features"].to(self.lm.projector[0].weight.dtype)) if self.geo_aux.use_camera else None
+        return self.geo_aux.queries(tokens["features"].shape[0], summary)
+
+    def _geo_aux_losses(self, tokens: dict[str, Tensor], geometry: dict[str, Tensor], out: dict) -> dict[str, Tensor]:
+        """Unweighted auxiliary terms (see :mod:`vl.geo_aux`)."""
+        aux = self.geo_aux
+        num_frames = tokens["patch_valid"].shape[1]
+        vi = out["inputs"]["visual_index"]
+        m = tokens["mask"].shape[1]
+        states = out["hidden_states"]
+        b_tok, l_tok = ((vi >= 0) & (vi < m)).nonzero(as_tuple=True)
+        token_states = {}
+        for layer in sorted(set(aux.depth_layers) | set(aux.align_layers)):
+            h = states[layer]
+            token_states[layer] = h.new_zeros(h.shape[0], m, h.shape[-1]).index_put((b_tok, vi[b_tok, l_tok]), h[b_tok, l_tok])
+        query_states = None
+        k = aux.num_queries(num_frames)
+        if k:
+            b_q, l_q = (vi >= m).nonzero(as_tuple=True)
+            h = states[-1]
+            query_states = h.new_zeros(h.shape[0], k, h.shape[-1]).index_put((b_q, vi[b_q, l_q] - m), h[b_q, l_q])
+        if aux.use_align and "geometry_tokens" not in geometry and not self._warned_no_geometry_tokens:
+            _log.warning("vl.geo_aux: the geometry dict has no 'geometry_tokens'; the alignment loss is skipped")
+            self._warned_no_geometry_tokens = True
+        pred = aux.predict(token_states, query_states, num_frames)
+        target = aux.targets(geometry, tokens, self.cfg.voxel_size, self.cfg.max_3d_tokens)
+        return aux.losses(pred, target, tokens["mask"])
 
     @staticmethod
     def _anchor(tokens: dict[str, Tensor]) -> Tensor:
@@ -101,13 +153,21 @@ class VLBranch(nn.Module):
 
         Returns:
             ``loss`` (weighted total), its parts (``lm``, ``l1``, ``giou``, ``objectness``,
-            ``proposal``), ``answer_logits``, ``ground_state``, ``num_3d_tokens [B]``.
+            ``proposal``; with geo_aux ``geo_camera``, ``geo_depth``, ``geo_scale``, ``geo_align``),
+            ``answer_logits``, ``ground_state``, ``num_3d_tokens [B]``.
         """
         tokens = self.tokens_3d(t_lang, geometry)
-        out = self.lm(tokens["features"], tokens["mask"], list(batch["prompts"]), list(batch["answers"]))
+        extra = self._queries(tokens)
+        out = self.lm(
+            tokens["features"], tokens["mask"], list(batch["prompts"]), list(batch["answers"]), extra=extra,
+            output_hidden_states=self.geo_aux is not None and self.geo_aux.needs_all_layers,
+        )
+        if "hidden_states" not in out and self.geo_aux is not None:
+            out["hidden_states"] = (out["hidden"],)
         sel = out["has_ground"]
-        # every grounding parameter joins the graph (zero-weighted) so DDP sees no unused parameters
-        zero = sum(p.sum() for p in self.grounding.parameters()) * 0.0
+        # every grounding (and geo_aux) parameter joins the graph (zero-weighted) so DDP sees no unused parameters
+        extra_params = list(self.geo_aux.parameters()) if self.geo_aux is not None else []
+        zero = sum(p.sum() for p in [*self.grounding.parameters(), *extra_params]) * 0.0
         terms: dict[str, Tensor] = {}
         wfm = batch.get("world_from_model")
         mode = self.cfg.grounding.mode
@@ -138,6 +198,10 @@ class VLBranch(nn.Module):
                 terms["proposal"] = zero
         losses = combine_vl_losses(out["lm_loss"], terms, self.cfg)
         losses["loss"] = losses["loss"] + zero
+        if self.geo_aux is not None:
+            geo = self._geo_aux_losses(tokens, geometry, out)
+            losses.update(geo)
+            losses["loss"] = losses["loss"] + self.geo_aux.weighted_total(geo)
         return {**losses, "answer_logits": out["answer_logits"], "ground_state": out["ground_state"], "num_3d_tokens": tokens["mask"].sum(1)}
 
     # ------------------------------------------------------------------ inference
@@ -145,7 +209,7 @@ class VLBranch(nn.Module):
     def generate(self, t_lang: Tensor, geometry: dict[str, Tensor], prompts: list[str], max_new_tokens: int | None = None) -> list[str]:
         """Greedy answers (B strings) for B prompts."""
         tokens = self.tokens_3d(t_lang, geometry)
-        return self.lm.generate(tokens["features"], tokens["mask"], list(prompts), max_new_tokens)["text"]
+        return self.lm.generate(tokens["features"], tokens["mask"], list(prompts), max_new_tokens, extra=self._queries(tokens))["text"]
 
     @torch.no_grad()
     def ground(self, t_lang: Tensor, geometry: dict[str, Tensor], prompts: list[str], proposals: list[Tensor] | None = None, world_from_model: Tensor | None = None) -> dict:
@@ -161,7 +225,7 @@ class VLBranch(nn.Module):
             object). Boxes are in the aligned world when ``world_from_model`` is given, else the model frame.
         """
         tokens = self.tokens_3d(t_lang, geometry)
-        out = self.lm(tokens["features"], tokens["mask"], list(prompts), [GROUNDING_ANSWER] * len(prompts))
+        out = self.lm(tokens["features"], tokens["mask"], list(prompts), [GROUNDING_ANSWER] * len(prompts), extra=self._queries(tokens))
         boxes, logits = self.grounding.regress(out["ground_state"], self._anchor(tokens))
         scores = logits.sigmoid()
         top = scores.argmax(-1)

@@ -36,6 +36,62 @@ class GroundingConfig:
 
 
 @dataclass
+class GeoAuxConfig:
+    """GeoVR-style auxiliary geometric heads on the LLM hidden states (papers/001 §3.3–3.6).
+
+    Training-time regularisers only (the heads are never run at inference); off by default, in
+    which case the branch builds no extra parameters. Targets come from the detached metric
+    geometry the branch receives (the reconstruction branch plays GeoVR's 3D teacher); see
+    :mod:`vl.geo_aux`. Layer lists are *fractions of the LLM depth* in (0, 1] (GeoVR maps teacher
+    layers to LLM layers by depth ratio): ``f`` selects the output of decoder layer
+    ``max(1, round(f · L))``; 1.0 is the last layer (after the final norm).
+    """
+
+    enabled: bool = False
+    """Build the heads and add their losses to the VL loss."""
+    camera_weight: float = 1.0
+    """Weight of the camera-token pose loss (one camera query token per frame); 0 drops the camera token and head."""
+    rotation_weight: float = 1.0
+    """Factor of the quaternion L1 term inside the camera loss (GeoVR Eq. 2 λ_q)."""
+    fov_weight: float = 0.5
+    """Factor of the field-of-view L1 term inside the camera loss (GeoVR Eq. 2 λ_f)."""
+    depth_weight: float = 1.0
+    """Weight of the geometry ("depth") head loss on the 3D-token hidden states; 0 drops the head."""
+    depth_conf_alpha: float = 0.2
+    """Confidence regulariser α of the aleatoric geometry loss ``c·‖p̂−p‖ − α·log c`` (GeoVR Eq. 3)."""
+    depth_layers: list[float] = field(default_factory=lambda: [1.0])
+    """LLM layers (depth fractions) whose 3D-token hidden states, concatenated, feed the geometry head."""
+    scale_weight: float = 1.0
+    """Weight of the scale-token loss ``|log ŝ − log s|`` (GeoVR Eq. 4); 0 drops the scale token and head."""
+    align_weight: float = 0.5
+    """Weight of the multi-layer alignment loss ``1 − cos`` to the pooled geometry tokens (GeoVR Eq. 5); 0 drops it."""
+    align_layers: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
+    """LLM layers (depth fractions) aligned to the aggregator's geometry tokens, one projector MLP each."""
+    geometry_dim: int = 0
+    """Width of the geometry tokens aligned to (0 = 2·C, the aggregator's [frame; global] tokens)."""
+    normalize_by_scale: bool = True
+    """Divide the translation and point targets by the clip's scene scale s (VGGT normalisation), so the
+    camera and geometry heads learn up-to-scale structure and the scale token the metric magnitude."""
+
+    def __post_init__(self) -> None:
+        weights = (self.camera_weight, self.rotation_weight, self.fov_weight, self.depth_weight, self.scale_weight, self.align_weight)
+        if min(weights) < 0 or self.depth_conf_alpha < 0:
+            raise ValueError("vl.geo_aux weights and depth_conf_alpha must be >= 0")
+        for name in ("depth_layers", "align_layers"):
+            fracs = getattr(self, name)
+            if any(not 0.0 < float(f) <= 1.0 for f in fracs):
+                raise ValueError(f"vl.geo_aux.{name} = {list(fracs)}: entries are fractions of the LLM depth in (0, 1]")
+        if self.depth_weight > 0 and not self.depth_layers:
+            raise ValueError("vl.geo_aux.depth_layers must name at least one layer when depth_weight > 0")
+        if self.align_weight > 0 and not self.align_layers:
+            raise ValueError("vl.geo_aux.align_layers must name at least one layer when align_weight > 0")
+        if self.enabled and max(self.camera_weight, self.depth_weight, self.scale_weight, self.align_weight) == 0:
+            raise ValueError("vl.geo_aux.enabled needs at least one of camera/depth/scale/align_weight > 0")
+        if self.geometry_dim < 0:
+            raise ValueError(f"vl.geo_aux.geometry_dim must be >= 0, got {self.geometry_dim}")
+
+
+@dataclass
 class VLConfig:
     """3D patch construction, token budget, projector, grounding and VL loss weights."""
 
@@ -55,6 +111,8 @@ class VLConfig:
     """Weight of the language-model cross-entropy."""
     grounding: GroundingConfig = field(default_factory=GroundingConfig)
     """Grounding head."""
+    geo_aux: GeoAuxConfig = field(default_factory=GeoAuxConfig)
+    """GeoVR-style auxiliary geometric heads (baseline; off by default)."""
 
     def __post_init__(self) -> None:
         if self.depth_sample not in DEPTH_SAMPLES:

@@ -7,6 +7,9 @@
 * Adds the special tokens ``<3d>`` and ``<ground>`` (resizing the embeddings when needed).
 * Projects 3D tokens to the LLM width (MLP) and splices them in place of ``<3d>``: a sample with
   ``n`` valid 3D tokens gets exactly ``n`` embeddings there (variable count → padded + masked).
+  Optional ``extra`` query embeddings ``[B, K, H]`` (already at the LLM width, e.g. the GeoVR-style
+  camera / scale tokens of :mod:`vl.geo_aux`) follow the 3D tokens; their ``visual_index`` is
+  ``M + k`` (``M`` = 3D-token slots). Without ``<3d>`` in a prompt they end the prompt.
 * Labels cover only the answer span (answer tokens + EOS); the LM loss is computed only at those
   positions (the vocabulary projection is never applied to the whole sequence).
 * Greedy batched generation with left padding and explicit position ids, KV cache.
@@ -163,15 +166,19 @@ class LanguageModel(nn.Module):
     def _answer_ids(self, answer: str) -> list[int]:
         return self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
 
-    def build_inputs(self, visual: Tensor, visual_mask: Tensor, prompts: list[str], answers: list[str] | None = None, left_pad: bool = False) -> dict[str, Tensor]:
+    def build_inputs(
+        self, visual: Tensor, visual_mask: Tensor, prompts: list[str], answers: list[str] | None = None, left_pad: bool = False, num_extra: int = 0
+    ) -> dict[str, Tensor]:
         """Token ids, 3D-token indices, labels and masks of a batch, padded to a common length.
 
         Args:
             visual: ``[B, M, C]`` 3D tokens (before the projector); visual_mask: ``[B, M]`` bool.
             prompts: B user prompts with one ``<3d>`` each; answers: B answers (training) or None.
             left_pad: pad on the left (generation) instead of the right.
+            num_extra: K query tokens placed right after the 3D tokens (indices ``M .. M+K−1``).
         Returns:
-            ``input_ids [B, L]`` (pad where 3D tokens go), ``visual_index [B, L]`` (−1 = text),
+            ``input_ids [B, L]`` (pad where 3D tokens go), ``visual_index [B, L]`` (−1 = text,
+            ``M + k`` = extra query k),
             ``labels [B, L]`` (−100 outside answers), ``attention_mask [B, L]``, ``position_ids [B, L]``.
         """
         bsz = len(prompts)
@@ -181,13 +188,17 @@ class LanguageModel(nn.Module):
                 f"visual {tuple(visual.shape)}, visual_mask {tuple(visual_mask.shape)}"
             )
         device = visual.device
+        extra = torch.arange(visual.shape[1], visual.shape[1] + num_extra, dtype=torch.long)
         seqs, vidx, labs = [], [], []
         for b in range(bsz):  # per sample (text lengths differ); no per-token Python work
             p = torch.tensor(self._prompt_ids(prompts[b]), dtype=torch.long)
             a = torch.tensor(self._answer_ids(answers[b]) if answers is not None else [], dtype=torch.long)
-            vis = visual_mask[b].nonzero(as_tuple=True)[0].cpu()
+            vis = torch.cat([visual_mask[b].nonzero(as_tuple=True)[0].cpu(), extra])
             hit = (p == self.token_3d_id).nonzero(as_tuple=True)[0]
-            if hit.numel():
+            if not hit.numel() and num_extra:  # no <3d>: the queries end the prompt
+                ids = torch.cat([p, torch.full((num_extra,), -1, dtype=torch.long), a])
+                vi = torch.cat([torch.full((p.numel(),), -1, dtype=torch.long), extra, torch.full((a.numel(),), -1, dtype=torch.long)])
+            elif hit.numel():
                 k = int(hit[0])
                 ids = torch.cat([p[:k], torch.full((vis.numel(),), -1, dtype=torch.long), p[k + 1 :], a])
                 vi = torch.cat([torch.full((k,), -1, dtype=torch.long), vis, torch.full((p.numel() - k - 1 + a.numel(),), -1, dtype=torch.long)])
@@ -226,29 +237,37 @@ class LanguageModel(nn.Module):
         out["position_ids"] = (out["attention_mask"].cumsum(-1) - 1).clamp_min(0)
         return out
 
-    def embed(self, visual: Tensor, inputs: dict[str, Tensor]) -> Tensor:
-        """Input embeddings ``[B, L, H]``: token embeddings with projected 3D tokens spliced in."""
+    def embed(self, visual: Tensor, inputs: dict[str, Tensor], extra: Tensor | None = None) -> Tensor:
+        """Input embeddings ``[B, L, H]``: token embeddings with projected 3D tokens (and ``extra [B, K, H]``) spliced in."""
         emb = self.model.get_input_embeddings()(inputs["input_ids"])
         vis = self.projector(visual.to(self.projector[0].weight.dtype)).to(emb.dtype)  # [B, M, H]
+        if extra is not None:
+            vis = torch.cat([vis, extra.to(emb.dtype)], dim=1)
         idx = inputs["visual_index"]
         gathered = vis[torch.arange(vis.shape[0], device=vis.device)[:, None], idx.clamp_min(0)]
         return torch.where((idx >= 0)[..., None], gathered, emb)
 
     # ------------------------------------------------------------------ training forward
-    def forward(self, visual: Tensor, visual_mask: Tensor, prompts: list[str], answers: list[str]) -> dict[str, Tensor]:
+    def forward(
+        self, visual: Tensor, visual_mask: Tensor, prompts: list[str], answers: list[str], extra: Tensor | None = None, output_hidden_states: bool = False
+    ) -> dict[str, Tensor]:
         """Teacher-forced pass.
 
         Args:
             visual: ``[B, M, C]`` 3D tokens; visual_mask ``[B, M]``; prompts / answers: B strings each.
+            extra: optional query embeddings ``[B, K, H]`` placed after the 3D tokens.
+            output_hidden_states: also return ``hidden_states`` (the stack: index 0 = input
+                embeddings, ``l`` = output of decoder layer ``l``, the last after the final norm).
         Returns:
             ``lm_loss`` (mean CE over answer tokens; 0 when there are none), ``answer_logits``
             ``[T, V]`` at the T predicted positions, ``ground_state [B, H]`` (last-layer hidden
             state at the first ``<ground>`` token of each answer; zeros where absent),
             ``has_ground [B]`` bool, ``hidden [B, L, H]`` and the built ``inputs``.
         """
-        inputs = self.build_inputs(visual, visual_mask, prompts, answers, left_pad=False)
-        embeds = self.embed(visual, inputs)
-        hidden = self._hidden_states(embeds, inputs["attention_mask"], inputs["position_ids"])
+        inputs = self.build_inputs(visual, visual_mask, prompts, answers, left_pad=False, num_extra=0 if extra is None else extra.shape[1])
+        embeds = self.embed(visual, inputs, extra)
+        states = self._hidden_states(embeds, inputs["attention_mask"], inputs["position_ids"], output_hidden_states)
+        hidden = states[-1] if output_hidden_states else states
         labels = inputs["labels"]
         target = labels[:, 1:]
         sel = target != -100
@@ -262,29 +281,41 @@ class LanguageModel(nn.Module):
         has_ground = is_ground.any(-1)
         first = is_ground.float().argmax(-1)
         ground_state = hidden[torch.arange(hidden.shape[0], device=hidden.device), first] * has_ground[:, None].to(hidden.dtype)
-        return {"lm_loss": lm_loss, "answer_logits": answer_logits, "ground_state": ground_state, "has_ground": has_ground, "hidden": hidden, "inputs": inputs}
+        out = {"lm_loss": lm_loss, "answer_logits": answer_logits, "ground_state": ground_state, "has_ground": has_ground, "hidden": hidden, "inputs": inputs}
+        if output_hidden_states:
+            out["hidden_states"] = states
+        return out
 
-    def _hidden_states(self, embeds: Tensor, attention_mask: Tensor, position_ids: Tensor) -> Tensor:
-        """Last-layer hidden states ``[B, L, H]`` (after the final norm) from the LM's decoder stack."""
+    def _hidden_states(self, embeds: Tensor, attention_mask: Tensor, position_ids: Tensor, all_layers: bool = False) -> Tensor | tuple[Tensor, ...]:
+        """Last-layer hidden states ``[B, L, H]`` (after the final norm) from the LM's decoder stack,
+        or with ``all_layers`` the whole stack (``num_layers + 1`` tensors, see :meth:`forward`)."""
         base = self.base_model
         decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
         if decoder is not None and decoder is not base:
-            out = decoder(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+            out = decoder(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False, output_hidden_states=all_layers)
+            if all_layers:
+                states = tuple(out.hidden_states)
+                return states[:-1] + (out.last_hidden_state,)
             return out.last_hidden_state
         out = self.model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False, output_hidden_states=True, logits_to_keep=1)
-        return out.hidden_states[-1]
+        return tuple(out.hidden_states) if all_layers else out.hidden_states[-1]
+
+    @property
+    def num_layers(self) -> int:
+        """Decoder layers of the LLM."""
+        return int(self.base_model.config.num_hidden_layers)
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
-    def generate(self, visual: Tensor, visual_mask: Tensor, prompts: list[str], max_new_tokens: int | None = None) -> dict:
-        """Greedy decoding of a batch (left-padded, KV cache).
+    def generate(self, visual: Tensor, visual_mask: Tensor, prompts: list[str], max_new_tokens: int | None = None, extra: Tensor | None = None) -> dict:
+        """Greedy decoding of a batch (left-padded, KV cache); ``extra`` as in :meth:`forward`.
 
         Returns:
             ``text`` (B strings, special tokens removed) and ``token_ids [B, T]`` (pad after EOS).
         """
         max_new = max_new_tokens or self.cfg.max_new_tokens
-        inputs = self.build_inputs(visual, visual_mask, prompts, None, left_pad=True)
-        embeds = self.embed(visual, inputs)
+        inputs = self.build_inputs(visual, visual_mask, prompts, None, left_pad=True, num_extra=0 if extra is None else extra.shape[1])
+        embeds = self.embed(visual, inputs, extra)
         mask = inputs["attention_mask"]
         pos = inputs["position_ids"]
         pad = self.tokenizer.pad_token_id
