@@ -146,6 +146,10 @@ def extri_intri_to_pose_encoding(extrinsics: Tensor, intrinsics: Tensor, image_h
     return torch.cat([trans, quat, fov_h[..., None], fov_w[..., None]], dim=-1).to(extrinsics.dtype)
 
 
+MIN_FOV = 1e-4
+"""Smallest field of view (radians) turned into a focal length: FoV 0 would give an infinite focal length."""
+
+
 def pose_encoding_to_extri_intri(pose_encoding: Tensor, image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """The 9-D pose encoding → extrinsics and intrinsics (principal point at the centre).
 
@@ -160,8 +164,9 @@ def pose_encoding_to_extri_intri(pose_encoding: Tensor, image_hw: tuple[int, int
     height, width = image_hw
     trans = pose_encoding[..., :3]
     rot = quat_to_mat(pose_encoding[..., 3:7])
-    fov_h = pose_encoding[..., 7]
-    fov_w = pose_encoding[..., 8]
+    # an untrained / ReLU camera head can predict FoV 0: clamp so the focal length stays finite
+    fov_h = pose_encoding[..., 7].clamp(min=MIN_FOV)
+    fov_w = pose_encoding[..., 8].clamp(min=MIN_FOV)
     extrinsics = torch.cat([rot, trans[..., None]], dim=-1)
     fy = (height / 2.0) / torch.tan(fov_h / 2.0)
     fx = (width / 2.0) / torch.tan(fov_w / 2.0)

@@ -77,6 +77,10 @@ class DataConfig:
     """Width of the synthetic colour frames (the depth camera gets 5/7 of the colour resolution)."""
     synthetic_height: int = 168
     """Height of the synthetic colour frames."""
+    synthetic_trajectory: str = "loop"
+    """Camera path of the synthetic videos: 'loop' (a 360° sweep with per-frame jitter: a sparse scan) or 'walk' (a smooth handheld walk along synthetic_arc_degrees)."""
+    synthetic_arc_degrees: float = 150.0
+    """Arc of the room-centred ellipse the 'walk' trajectory covers, in degrees."""
     split_dir: str | None = None
     """Directory with the split lists ({train,val}.txt or scannetv2_{train,val}.txt; default: <root>/splits)."""
     coverage_voxel_size: float = 0.2
@@ -99,6 +103,7 @@ class DataConfig:
             raise ValueError(f"data.task_weights must be non-negative with a positive sum, got {self.task_weights}")
         _choice("data.frame_sampling", self.frame_sampling, FRAME_SAMPLINGS)
         _choice("data.resize_side", self.resize_side, ("shorter", "longer"))
+        _choice("data.synthetic_trajectory", self.synthetic_trajectory, ("loop", "walk"))
         _choice("data.grounding_source", self.grounding_source, ("scanrefer", "multi3drefer", "both"))
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
@@ -211,7 +216,7 @@ def config_from_dict(data: dict | None, source: str = "<dict>", base: VidLLMConf
     try:
         merged = OmegaConf.merge(schema, OmegaConf.create(data or {}))
     except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or "?"
+        key = getattr(err, "full_key", None) or _group_given_a_scalar(schema, data) or "?"
         reason = str(err).splitlines()[0]
         if "not in struct" in reason or "Key '" in reason and "not in" in reason:
             raise ConfigError(f"{source}: unknown config key '{key}'") from None
@@ -223,6 +228,25 @@ def config_from_dict(data: dict | None, source: str = "<dict>", base: VidLLMConf
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or "?"
         raise ConfigError(f"{source}: invalid value for config key '{key}': {str(err).splitlines()[0]}") from None
+
+
+def _group_given_a_scalar(schema, data, prefix: str = "") -> str | None:
+    """Dotted key of the first config group (a section) that ``data`` sets to a non-mapping.
+
+    OmegaConf's merge error for ``data: 5`` carries no key; this recovers it for the message.
+    """
+    if not isinstance(data, dict):
+        return None
+    for key, value in data.items():
+        node = schema.get(key) if isinstance(key, str) and key in schema else None
+        if not OmegaConf.is_dict(node):
+            continue
+        if not isinstance(value, dict) and value is not None:
+            return f"{prefix}{key}"
+        inner = _group_given_a_scalar(node, value, f"{prefix}{key}.")
+        if inner:
+            return inner
+    return None
 
 
 def _free_form_dict_keys(cls: type, prefix: str = "") -> list[str]:
@@ -274,6 +298,8 @@ def _read_yaml_layers(path: Path, seen: tuple[Path, ...] = ()) -> dict:
         raise ConfigError(f"{path}: 'defaults' must be a list of YAML paths")
     merged = OmegaConf.create({})
     for layer in layers:
+        if not (path.parent / str(layer)).is_file():
+            raise ConfigError(f"{path}: 'defaults' names {str(layer)!r}, not found: {path.parent / str(layer)}")
         merged = OmegaConf.merge(merged, _read_yaml_layers(path.parent / str(layer), seen + (path.resolve(),)))
     return OmegaConf.to_container(OmegaConf.merge(merged, raw))
 

@@ -82,16 +82,16 @@ def load_state_dict(path: str | os.PathLike, map_location: str | torch.device = 
         try:
             return load_file(str(path), device=str(map_location))
         except Exception as err:
-            raise CheckpointError(f"{path}: not a valid safetensors file ({err})") from None
+            raise CheckpointError(f"{path}: not a valid safetensors file ({_first_line(err)})") from None
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"{path}: refused to load — the file contains Python objects beyond tensors, and loading it "
-            f"could run code ({str(err).splitlines()[0]}). Convert it to safetensors from a trusted environment."
+            f"could run code ({_first_line(err)}). Convert it to safetensors from a trusted environment."
         ) from None
     except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({str(err).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({_first_line(err)})") from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -99,3 +99,9 @@ def load_state_dict(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: expected a dict of tensors (a state dict), got {type(obj).__name__}")
     return obj
+
+
+def _first_line(err: BaseException) -> str:
+    """First line of an exception's message, or its type name when the message is empty."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

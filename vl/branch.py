@@ -222,7 +222,8 @@ class VLBranch(nn.Module):
             below), ``selected [B, T]`` (slots above ``grounding.score_threshold`` plus the best one:
             the multi-target prediction), ``box [B, 6]`` (the prediction: the chosen proposal if proposals were given and
             one was chosen, else the best regressed slot), ``proposal_index [B]`` (−1 = none / no
-            object). Boxes are in the aligned world when ``world_from_model`` is given, else the model frame.
+            object), ``proposal_best [B]`` (the highest-scoring real proposal, −1 without proposals:
+            the prediction for queries known to have a target). Boxes are in the aligned world when ``world_from_model`` is given, else the model frame.
         """
         tokens = self.tokens_3d(t_lang, geometry)
         out = self.lm(tokens["features"], tokens["mask"], list(prompts), [GROUNDING_ANSWER] * len(prompts), extra=self._queries(tokens))
@@ -233,6 +234,7 @@ class VLBranch(nn.Module):
         selected[torch.arange(boxes.shape[0], device=boxes.device), top] = True
         best = boxes[torch.arange(boxes.shape[0], device=boxes.device), top]
         choice = torch.full((boxes.shape[0],), -1, dtype=torch.long, device=boxes.device)
+        proposal_best = choice.clone()
         if world_from_model is not None:
             boxes = torch.stack([boxes_in_world_frame(boxes[i], world_from_model[i].float()) for i in range(boxes.shape[0])])
             best = torch.stack([boxes_in_world_frame(best[i : i + 1], world_from_model[i].float())[0] for i in range(best.shape[0])])
@@ -240,7 +242,9 @@ class VLBranch(nn.Module):
             props, pmask = pad_boxes(self._to_model(list(proposals), world_from_model), t_lang.device)
             plogits = self.grounding.score_proposals(out["ground_state"], tokens["features"], tokens["points"], tokens["mask"], props, pmask)
             choice = self.grounding.select(plogits)
+            if plogits.shape[1] > 1:  # the best real proposal, ignoring "no object" (queries known to have a target)
+                proposal_best = plogits[:, :-1].argmax(-1)
             world_props, _ = pad_boxes([p.reshape(-1, 6).float() for p in proposals], t_lang.device)
             chosen = world_props[torch.arange(choice.shape[0], device=choice.device), choice.clamp_min(0)]
             best = torch.where((choice >= 0)[:, None], chosen, best)
-        return {"boxes": boxes, "scores": scores, "selected": selected, "box": best, "proposal_index": choice}
+        return {"boxes": boxes, "scores": scores, "selected": selected, "box": best, "proposal_index": choice, "proposal_best": proposal_best}

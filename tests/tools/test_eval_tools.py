@@ -73,7 +73,7 @@ class OraclePredictor:
         for d in descriptions:
             gt = self.scene.objects.boxes[self.scene.objects.index_of(self.targets[(self.scene.scene_id, d)])]
             i = int(np.argmin(np.abs(proposals.numpy() - gt).sum(1)))
-            out.append({"box": proposals[i], "boxes": proposals[i : i + 1], "scores": torch.ones(1), "proposal_index": i})
+            out.append({"box": proposals[i], "boxes": proposals[i : i + 1], "scores": torch.ones(1), "proposal_index": i, "proposal_best": i})
         return out
 
 
@@ -107,7 +107,7 @@ def test_multi3drefer_and_proposal_dir(model_dir, synthetic_root, tmp_path):
     assert _tool("eval_scanrefer").main(["--checkpoint", str(model_dir), "--data", str(synthetic_root), "--out", str(out2), "--proposals", str(props),
                                          "--limit", "3", "--quiet"]) == 0
     preds = json.loads((out2 / "predictions.json").read_text())
-    assert all(p["proposal_index"] == -1 or np.allclose(p["pred_box"], boxes[p["proposal_index"]], atol=1e-5) for p in preds)
+    assert all(np.allclose(p["pred_box"], boxes[p["proposal_index"]], atol=1e-5) for p in preds)  # always a real proposal
 
 
 def test_qa_scan2cap_recon_tools(model_dir, synthetic_root, tmp_path):

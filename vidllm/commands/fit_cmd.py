@@ -25,12 +25,13 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
+import pickle
 from pathlib import Path
 
 import yaml
 
 from vidllm.config import VidLLMConfig, config_from_dict, load_config, save_config
-from vidllm.errors import ConfigError
+from vidllm.errors import CheckpointError, ConfigError
 
 _log = logging.getLogger(__name__)
 
@@ -182,6 +183,16 @@ def ensure_teachers(cfg: VidLLMConfig) -> None:
     build_teachers(cfg, out)
 
 
+def _looks_like_torch_file(path: Path) -> bool:
+    """A complete ``torch.save`` file: a zip archive (the default format) or a legacy pickle stream."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as handle:
+        return handle.read(1) == b"\x80"
+
+
 def run(args: argparse.Namespace) -> int:
     import lightning as L
 
@@ -194,6 +205,15 @@ def run(args: argparse.Namespace) -> int:
     pairs, _ = split_dotted(args.extra)
     cfg = resolve_config(args.config, args.stage, pairs)
     out = Path(args.out or f"outputs/stage{cfg.train.stage}")
+    ckpt = args.ckpt_path  # checked before any data generation or model building
+    if ckpt == "last":
+        ckpt = str(out / "checkpoints" / "last.ckpt")
+        if not Path(ckpt).is_file():
+            raise ConfigError(f"--ckpt_path last: {ckpt} does not exist (nothing to resume in {out})")
+    elif ckpt is not None and ckpt not in ("best", "hpc") and not ckpt.startswith("registry") and "://" not in ckpt and not Path(ckpt).exists():
+        raise ConfigError(f"--ckpt_path {ckpt}: no such checkpoint file")
+    if ckpt is not None and Path(ckpt).is_file() and not _looks_like_torch_file(Path(ckpt)):
+        raise CheckpointError(f"--ckpt_path {ckpt}: not a torch checkpoint (empty, truncated or another format)")
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.train.seed if args.seed is None else args.seed, workers=True, verbose=False)
     trainer_kwargs = default_trainer_kwargs(cfg, out)
@@ -210,21 +230,26 @@ def run(args: argparse.Namespace) -> int:
     module = VidLLMModule(cfg, tokenizer)
     data = VidLLMDataModule(cfg.data)
     trainer = L.Trainer(**trainer_kwargs)
-    ckpt = args.ckpt_path
-    if ckpt == "last":
-        ckpt = str(out / "checkpoints" / "last.ckpt")
-        if not Path(ckpt).is_file():
-            raise ConfigError(f"--ckpt_path last: {ckpt} does not exist (nothing to resume in {out})")
     print(f"vidllm {mode}: stage {cfg.train.stage}, run directory {out}", flush=True)
-    if mode == "fit":
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt)
-        if trainer.is_global_zero:
-            module.model.save_pretrained(out / "model")
-            print(f"vidllm fit: saved the trained model to {out / 'model'}", flush=True)
-    elif mode == "validate":
-        trainer.validate(module, datamodule=data, ckpt_path=ckpt)
-    elif mode == "test":
-        trainer.test(module, datamodule=data, ckpt_path=ckpt)
-    else:
-        trainer.predict(module, datamodule=data, ckpt_path=ckpt)
+    # Resume never unpickles arbitrary objects, whatever torch's default (DESIGN §6).
+    kwargs = {"datamodule": data, "ckpt_path": ckpt, "weights_only": True if ckpt is not None else None}
+    try:
+        if mode == "fit":
+            trainer.fit(module, **kwargs)
+        elif mode == "validate":
+            trainer.validate(module, **kwargs)
+        elif mode == "test":
+            trainer.test(module, **kwargs)
+        else:
+            trainer.predict(module, **kwargs)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"--ckpt_path {ckpt}: refused to load — the file contains Python objects beyond tensors, and loading it "
+            f"could run code ({str(err).splitlines()[0]})"
+        ) from None
+    except EOFError:  # an empty or truncated file (torch.load reports other corruption as RuntimeError)
+        raise CheckpointError(f"--ckpt_path {ckpt}: not a readable checkpoint (the file is empty or truncated)") from None
+    if mode == "fit" and trainer.is_global_zero:
+        module.model.save_pretrained(out / "model")
+        print(f"vidllm fit: saved the trained model to {out / 'model'}", flush=True)
     return 0

@@ -4,6 +4,8 @@ Multi3DRefer formats (layout: see :mod:`vidllm.data.synthetic`)."""
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -34,9 +36,37 @@ def run(args: argparse.Namespace) -> int:
         depth_width=args.depth_width or max(14, round(args.width * 5 / 7)),
         depth_height=args.depth_height or max(14, round(args.height * 5 / 7)),
     )
-    info = generate_dataset(out, args.scenes, seed=args.seed, params=params, workers=args.workers)
+    # Generate beside --out, then move into place: a kill mid-way never leaves half-written scenes.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        info = generate_dataset(tmp, args.scenes, seed=args.seed, params=params, workers=args.workers)
+        _move_into(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     print(
         f"wrote {info['num_scenes']} scenes ({params.num_frames} frames of {params.width}x{params.height}) to {out} in {info['seconds']:.1f} s",
         file=sys.stderr,
     )
     return 0
+
+
+def _move_into(src: Path, dst: Path) -> None:
+    """Move the generated tree ``src`` onto ``dst``: a rename when ``dst`` is missing or empty, else
+    entry by entry (files and second-level folders such as ``scans/<scene>`` replaced whole)."""
+    if not dst.exists() or (dst.is_dir() and not any(dst.iterdir())):
+        if dst.exists():
+            dst.rmdir()
+        os.replace(src, dst)
+        return
+    for entry in sorted(src.iterdir(), key=lambda p: p.name == "synthetic_info.json"):  # the marker file last
+        target = dst / entry.name
+        if entry.is_dir():
+            target.mkdir(exist_ok=True)
+            for child in entry.iterdir():
+                if (target / child.name).is_dir():
+                    shutil.rmtree(target / child.name)
+                os.replace(child, target / child.name)
+        else:
+            os.replace(entry, target)

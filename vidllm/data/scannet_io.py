@@ -196,8 +196,20 @@ def read_mesh_vertices(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
 
 
 def read_split(path: str | os.PathLike) -> list[str]:
-    """Scene ids of a split list (one per line, e.g. ``scannetv2_val.txt``)."""
+    """Scene ids of a split list (one per line, e.g. ``scannetv2_val.txt``).
+
+    An id is a folder name under the data root: entries that are paths (a separator, ``..``,
+    an absolute path) are refused, so a split list cannot point outside the data root.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: split list not found")
-    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    ids = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        scene_id = line.strip()
+        if not scene_id:
+            continue
+        if scene_id in (".", "..") or "/" in scene_id or "\\" in scene_id or "\0" in scene_id or Path(scene_id).is_absolute():
+            raise DataError(f"{path}: line {lineno}: {scene_id!r} is not a scene folder name (paths are not allowed in split lists)")
+        ids.append(scene_id)
+    return ids

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from vidllm.data.labels import read_label_map
-from vidllm.data.synthetic_layout import RoomLayout, SceneObject, box_mesh, camera_trajectory, make_layout
+from vidllm.data.synthetic_layout import TRAJECTORIES, RoomLayout, SceneObject, box_mesh, camera_trajectory, make_layout
 from vidllm.data.synthetic_text import scene_language
 
 __all__ = ["SynthParams", "generate_scene", "generate_dataset", "render_frames", "scene_id_of", "is_generated"]
@@ -54,6 +54,8 @@ class SynthParams:
     min_objects: int = 4
     max_objects: int = 12
     jpeg_quality: int = 92
+    trajectory: str = "loop"
+    arc_degrees: float = 150.0
 
     def __post_init__(self) -> None:
         for name in ("num_frames", "width", "height", "depth_width", "depth_height"):
@@ -61,6 +63,10 @@ class SynthParams:
                 raise ValueError(f"synthetic {name} must be >= 1, got {getattr(self, name)}")
         if not 4 <= self.min_objects <= self.max_objects:
             raise ValueError(f"synthetic object counts need 4 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}")
+        if self.trajectory not in TRAJECTORIES:
+            raise ValueError(f"synthetic trajectory {self.trajectory!r}; expected one of {list(TRAJECTORIES)}")
+        if not 0 < self.arc_degrees <= 360:
+            raise ValueError(f"synthetic arc_degrees must be in (0, 360], got {self.arc_degrees}")
 
 
 def scene_id_of(index: int) -> str:
@@ -186,7 +192,7 @@ def generate_scene(out: str | os.PathLike, index: int, seed: int = 0, params: Sy
     colors = np.array([o.rgb for o in everything], dtype=np.uint8)
     m = _alignment(rng)
     m_inv = np.linalg.inv(m)
-    c2w_aligned = camera_trajectory(layout, params.num_frames, rng)
+    c2w_aligned = camera_trajectory(layout, params.num_frames, rng, params.trajectory, params.arc_degrees)
     k_color = _intrinsics(params.width, params.height, params.hfov_deg)
     k_depth = _intrinsics(params.depth_width, params.depth_height, params.hfov_deg)
     _, _, rgb = render_frames(verts, tris, obj_of_tri, colors, c2w_aligned, k_color, params.width, params.height)

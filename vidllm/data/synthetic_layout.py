@@ -243,9 +243,22 @@ def _look(forward: np.ndarray) -> np.ndarray:
     return np.stack([right, down, f], axis=1)
 
 
-def camera_trajectory(layout: RoomLayout, num_frames: int, rng: np.random.Generator) -> np.ndarray:
-    """Camera→world poses ``[F, 4, 4]`` (aligned world): a loop around the room centre at eye
-    height, looking outward and slightly down, sweeping 360° so every wall is seen."""
+TRAJECTORIES = ("loop", "walk")
+
+
+def camera_trajectory(layout: RoomLayout, num_frames: int, rng: np.random.Generator, kind: str = "loop", arc_degrees: float = 150.0) -> np.ndarray:
+    """Camera→world poses ``[F, 4, 4]`` (aligned world) at eye height, looking outward and slightly down.
+
+    ``kind="loop"``: a loop around the room centre sweeping 360° (every wall is seen), with
+    independent yaw/pitch jitter per frame — a sparse scan. ``kind="walk"``: a handheld video —
+    the camera walks ``arc_degrees`` along the edge of the object-free zone, looking across the
+    room centre at the far side; yaw, pitch and height wobble with slow sinusoids, so consecutive
+    frames differ by a small, smooth motion.
+    """
+    if kind == "walk":
+        return _walk_trajectory(layout, num_frames, rng, arc_degrees)
+    if kind != "loop":
+        raise ValueError(f"synthetic trajectory {kind!r}; expected one of {list(TRAJECTORIES)}")
     start = rng.uniform(0, 2 * np.pi)
     phis = start + np.linspace(0, 2 * np.pi, num_frames, endpoint=False) * rng.choice([-1.0, 1.0])
     eye = rng.uniform(1.35, 1.6)
@@ -256,6 +269,26 @@ def camera_trajectory(layout: RoomLayout, num_frames: int, rng: np.random.Genera
         pos = np.array([cx + rx * np.cos(phi), cy + ry * np.sin(phi), eye + 0.05 * np.sin(3 * phi)])
         yaw = phi + rng.uniform(-0.25, 0.25)
         pitch = -rng.uniform(0.25, 0.45)
+        forward = np.array([np.cos(yaw) * np.cos(pitch), np.sin(yaw) * np.cos(pitch), np.sin(pitch)])
+        poses[i, :3, :3] = _look(forward)
+        poses[i, :3, 3] = pos
+    return poses
+
+
+def _walk_trajectory(layout: RoomLayout, num_frames: int, rng: np.random.Generator, arc_degrees: float) -> np.ndarray:
+    start = rng.uniform(0, 2 * np.pi)
+    t = np.linspace(0.0, 1.0, num_frames)
+    phis = start + np.deg2rad(arc_degrees) * t * rng.choice([-1.0, 1.0])
+    eye = rng.uniform(1.35, 1.6)
+    wobble = rng.uniform(0, 2 * np.pi, 3)  # phases of the slow yaw / pitch / height wobbles
+    yaw_amp, pitch_mean = rng.uniform(0.03, 0.08), -rng.uniform(0.3, 0.4)
+    poses = np.tile(np.eye(4), (num_frames, 1, 1))
+    cx, cy = layout.cam_center
+    rx, ry = layout.cam_radii[0] + 0.3, layout.cam_radii[1] + 0.3  # the edge of the object-free zone
+    for i, phi in enumerate(phis):  # F ≤ a few hundred: a pose each, not a hot path
+        pos = np.array([cx + rx * np.cos(phi), cy + ry * np.sin(phi), eye + 0.04 * np.sin(2 * np.pi * t[i] + wobble[2])])
+        yaw = phi + np.pi + yaw_amp * np.sin(2 * np.pi * 1.5 * t[i] + wobble[0])  # looking across the room centre
+        pitch = pitch_mean + 0.04 * np.sin(2 * np.pi * t[i] + wobble[1])
         forward = np.array([np.cos(yaw) * np.cos(pitch), np.sin(yaw) * np.cos(pitch), np.sin(pitch)])
         poses[i, :3, :3] = _look(forward)
         poses[i, :3, 3] = pos

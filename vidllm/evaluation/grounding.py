@@ -41,8 +41,9 @@ def evaluate_scanrefer(predictor, clips: SceneClips, proposals: str = "gt", limi
     Returns:
         ``predictions`` (per query: ``scene_id, object_id, ann_id, eval_type, description, pred_box,
         gt_box, iou``, boxes ``[cx, cy, cz, dx, dy, dz]`` in the aligned world) and ``metrics``
-        (:func:`~vidllm.metrics.grounding.scanrefer_accuracy` plus ``proposals`` and ``chance@0.25``/``chance@0.5``
-        — the expected accuracy of picking a proposal uniformly at random).
+        (:func:`~vidllm.metrics.grounding.scanrefer_accuracy` plus ``proposals``, ``chance`` = mean of
+        1 / #proposals, and ``chance@0.25``/``chance@0.5`` — the expected Acc@k of picking a proposal
+        uniformly at random).
     """
     records = [r for r in clips.records("grounding") if not isinstance(r, Multi3DReferRecord)]
     if limit:
@@ -50,7 +51,7 @@ def evaluate_scanrefer(predictor, clips: SceneClips, proposals: str = "gt", limi
     if not records:
         raise DataError(f"{clips.cfg.root}: no ScanRefer records in split '{clips.dataset.split}'")
     predictions: list[dict] = []
-    chance = {0.25: [], 0.5: []}
+    chance: dict = {0.25: [], 0.5: [], "uniform": []}
     bar = tqdm(total=len(records), desc="scanrefer", unit="query", disable=not progress)
     for scene_id, recs in _by_scene(records).items():
         scene = clips.scene(scene_id)
@@ -59,23 +60,27 @@ def evaluate_scanrefer(predictor, clips: SceneClips, proposals: str = "gt", limi
         preds = predictor.ground([r.description for r in recs], props)
         for rec, pred in zip(recs, preds):
             gt = _gt_box(scene, rec.object_id, f"ScanRefer record {scene_id}|{rec.object_id}|{rec.ann_id}")
-            box = np.asarray(pred["box"], dtype=np.float64)
+            best = int(pred.get("proposal_best", -1))
+            # a ScanRefer query always has a target: with proposals, the best real proposal is the prediction
+            box = props[best].numpy().astype(np.float64) if props is not None and best >= 0 else np.asarray(pred["box"], dtype=np.float64)
             iou = float(box_iou(box, gt))
             predictions.append(
                 {"scene_id": scene_id, "object_id": str(rec.object_id), "ann_id": str(rec.ann_id), "eval_type": rec.eval_type,
                  "description": rec.description, "pred_box": box.tolist(), "gt_box": gt.tolist(), "iou": iou,
-                 "proposal_index": int(pred.get("proposal_index", -1))}
+                 "proposal_index": best if props is not None else -1}
             )
             if props is not None and len(props):
                 ious = box_iou(props.numpy().astype(np.float64), gt[None].repeat(len(props), 0))
-                for k in chance:
+                for k in (0.25, 0.5):
                     chance[k].append(float(np.mean(ious >= k)))
+                chance["uniform"].append(1.0 / len(props))
         bar.update(len(recs))
     bar.close()
     metrics = scanrefer_accuracy(predictions)
     metrics["proposals"] = proposals if proposals in ("gt", "none") else str(Path(proposals))
-    for k, v in chance.items():
-        metrics[f"chance@{k:g}"] = float(np.mean(v)) if v else None
+    for k in (0.25, 0.5):
+        metrics[f"chance@{k:g}"] = float(np.mean(chance[k])) if chance[k] else None
+    metrics["chance"] = float(np.mean(chance["uniform"])) if chance["uniform"] else None
     return predictions, metrics
 
 

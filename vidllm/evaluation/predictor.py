@@ -57,7 +57,8 @@ class ModelPredictor:
         """Boxes for grounding queries on the prepared clip, in the **aligned world** (via the clip's ``world_from_model``).
 
         Returns per query: ``box [6]`` (chosen proposal or best regressed box), ``boxes [T, 6]`` and
-        ``scores [T]`` (all regressed slots with objectness), ``proposal_index`` (−1 none).
+        ``scores [T]`` (all regressed slots with objectness), ``proposal_index`` (−1 none) and
+        ``proposal_best`` (the best real proposal, −1 without proposals).
         """
         wfm = self._state["clip"]["world_from_model"].to(self.device)
         results = []
@@ -71,7 +72,7 @@ class ModelPredictor:
             for i in range(b - a):
                 results.append(
                     {"box": res["box"][i].float().cpu(), "boxes": res["boxes"][i].float().cpu(), "scores": res["scores"][i].float().cpu(),
-                     "proposal_index": int(res["proposal_index"][i])}
+                     "proposal_index": int(res["proposal_index"][i]), "proposal_best": int(res["proposal_best"][i])}
                 )
         return results
 

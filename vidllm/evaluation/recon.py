@@ -7,7 +7,7 @@ Depth is evaluated three ways, all metric (no per-image alignment unless named):
 ``metric_head`` — the metric depth model alone (the paper's "MD w/o alignment" comparison);
 ``relative_median`` — the relative depth with per-image median scaling (scale-free quality).
 
-The point-cloud GT is the scene mesh, sampled uniformly on its surface (1 cm spacing, capped)
+The point-cloud GT is the scene mesh, sampled uniformly on its surface (2 cm spacing, capped)
 and restricted to the part the clip sees: a mesh point counts when it projects into some frame
 within 5 cm (or 5 %) of that frame's GT depth. Predicted points are mapped to the aligned world
 with the clip's GT first-frame pose (``world_from_model``) after re-expressing them in the
@@ -28,7 +28,7 @@ from vidllm.metrics.recon import depth_metrics, pointcloud_metrics, pose_metrics
 __all__ = ["evaluate_recon", "visible_mesh_points", "predicted_world_points"]
 
 
-def sample_mesh(path, spacing: float = 0.01, max_points: int = 400_000, seed: int = 0) -> np.ndarray:
+def sample_mesh(path, spacing: float = 0.02, max_points: int = 200_000, seed: int = 0) -> np.ndarray:
     """Points ``[N, 3]`` sampled uniformly on the surface of a PLY mesh (its own frame)."""
     import open3d as o3d
 
