@@ -79,8 +79,10 @@ class DataConfig:
     """Height of the synthetic colour frames."""
     synthetic_trajectory: str = "loop"
     """Camera path of the synthetic videos: 'loop' (a 360° sweep with per-frame jitter: a sparse scan) or 'walk' (a smooth handheld walk along synthetic_arc_degrees)."""
-    synthetic_arc_degrees: float = 150.0
+    synthetic_arc_degrees: float = 120.0
     """Arc of the room-centred ellipse the 'walk' trajectory covers, in degrees."""
+    synthetic_hfov_degrees: float = 70.0
+    """Horizontal field of view of the synthetic camera, in degrees."""
     split_dir: str | None = None
     """Directory with the split lists ({train,val}.txt or scannetv2_{train,val}.txt; default: <root>/splits)."""
     coverage_voxel_size: float = 0.2

@@ -30,7 +30,7 @@ from recon.model import ReconstructionModel
 from vidllm.api import InferenceMixin
 from vidllm.config import VidLLMConfig, load_config, save_config
 from vidllm.errors import CheckpointError
-from vidllm.io import load_state_dict, save_safetensors
+from vidllm.io import atomic_dir, load_state_dict, save_safetensors
 from vl.branch import VLBranch
 
 __all__ = ["VidLLM", "FUSION_MODES"]
@@ -199,9 +199,11 @@ class VidLLM(InferenceMixin, ReconstructionModel):
         directory.mkdir(parents=True, exist_ok=True)
         save_config(self.config, directory / "config.yaml")
         save_safetensors(self.weights_state_dict(), directory / "model.safetensors", metadata={"format": "vidllm"})
-        self.vl.lm.tokenizer.save_pretrained(str(directory / "tokenizer"))
+        with atomic_dir(directory / "tokenizer") as tmp:
+            self.vl.lm.tokenizer.save_pretrained(str(tmp))
         if self.config.llm.finetune == "lora":
-            self.vl.lm.model.save_pretrained(str(directory / "adapter"))
+            with atomic_dir(directory / "adapter") as tmp:
+                self.vl.lm.model.save_pretrained(str(tmp))
         return directory
 
     @classmethod
@@ -228,7 +230,10 @@ class VidLLM(InferenceMixin, ReconstructionModel):
         model = cls(config, tokenizer)
         if not (directory / "model.safetensors").is_file():
             raise CheckpointError(f"{directory}: no model.safetensors beside config.yaml")
-        report = model.load_weights(load_state_dict(directory / "model.safetensors", "cpu"), strict=strict)
+        try:
+            report = model.load_weights(load_state_dict(directory / "model.safetensors", "cpu"), strict=strict)
+        except CheckpointError as err:
+            raise CheckpointError(f"{directory / 'model.safetensors'}: {err}") from None
         if report["unexpected"] or (strict and report["missing"]):
             raise CheckpointError(f"{directory / 'model.safetensors'}: missing keys {report['missing'][:10]}, unexpected keys {report['unexpected'][:10]}")
         if isinstance(dtype, str):

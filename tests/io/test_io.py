@@ -63,3 +63,22 @@ def test_missing_and_garbage_files(tmp_path):
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="dict of tensors"):
         load_state_dict(tmp_path / "list.pt")
+
+
+def test_atomic_dir_replaces_on_success_and_keeps_old_on_failure(tmp_path):
+    import pytest
+
+    from vidllm.io import atomic_dir
+
+    target = tmp_path / "tok"
+    target.mkdir()
+    (target / "old.json").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "new.json").write_text("half")
+            raise RuntimeError("killed mid-save")
+    assert sorted(p.name for p in target.iterdir()) == ["old.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["tok"]  # no temporary folder left behind
+    with atomic_dir(target) as tmp:
+        (tmp / "new.json").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.json"]

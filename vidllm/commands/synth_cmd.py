@@ -19,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=168, help="colour frame height")
     parser.add_argument("--depth-width", type=int, default=None, help="depth frame width (default 5/7 of --width)")
     parser.add_argument("--depth-height", type=int, default=None, help="depth frame height (default 5/7 of --height)")
+    parser.add_argument("--trajectory", choices=("loop", "walk"), default="loop",
+                        help="camera path: 'loop' (360° sweep, per-frame jitter) or 'walk' (smooth hand-held walk, as in vidllm demo)")
+    parser.add_argument("--arc-degrees", type=float, default=120.0, help="arc of the 'walk' trajectory in degrees")
+    parser.add_argument("--hfov", type=float, default=70.0, help="horizontal field of view of the camera in degrees")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
     parser.add_argument("--force", action="store_true", help="write into a non-empty --out")
 
@@ -35,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
         height=args.height,
         depth_width=args.depth_width or max(14, round(args.width * 5 / 7)),
         depth_height=args.depth_height or max(14, round(args.height * 5 / 7)),
+        trajectory=args.trajectory,
+        arc_degrees=args.arc_degrees,
+        hfov_deg=args.hfov,
     )
     # Generate beside --out, then move into place: a kill mid-way never leaves half-written scenes.
     out.parent.mkdir(parents=True, exist_ok=True)

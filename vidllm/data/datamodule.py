@@ -111,6 +111,7 @@ def ensure_synthetic(cfg: DataConfig) -> Path:
         depth_height=max(14, round(cfg.synthetic_height * 5 / 7)),
         trajectory=cfg.synthetic_trajectory,
         arc_degrees=cfg.synthetic_arc_degrees,
+        hfov_deg=cfg.synthetic_hfov_degrees,
     )
     log.info("generating %d synthetic scenes into %s", cfg.synthetic_scenes, root)
     generate_dataset(tmp, cfg.synthetic_scenes, seed=cfg.seed, params=params)

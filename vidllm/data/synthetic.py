@@ -55,7 +55,7 @@ class SynthParams:
     max_objects: int = 12
     jpeg_quality: int = 92
     trajectory: str = "loop"
-    arc_degrees: float = 150.0
+    arc_degrees: float = 120.0
 
     def __post_init__(self) -> None:
         for name in ("num_frames", "width", "height", "depth_width", "depth_height"):

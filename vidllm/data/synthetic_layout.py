@@ -246,14 +246,15 @@ def _look(forward: np.ndarray) -> np.ndarray:
 TRAJECTORIES = ("loop", "walk")
 
 
-def camera_trajectory(layout: RoomLayout, num_frames: int, rng: np.random.Generator, kind: str = "loop", arc_degrees: float = 150.0) -> np.ndarray:
+def camera_trajectory(layout: RoomLayout, num_frames: int, rng: np.random.Generator, kind: str = "loop", arc_degrees: float = 120.0) -> np.ndarray:
     """Camera→world poses ``[F, 4, 4]`` (aligned world) at eye height, looking outward and slightly down.
 
     ``kind="loop"``: a loop around the room centre sweeping 360° (every wall is seen), with
     independent yaw/pitch jitter per frame — a sparse scan. ``kind="walk"``: a handheld video —
-    the camera walks ``arc_degrees`` along the edge of the object-free zone, looking across the
-    room centre at the far side; yaw, pitch and height wobble with slow sinusoids, so consecutive
-    frames differ by a small, smooth motion.
+    the camera walks ``arc_degrees`` along the edge of the object-free zone while keeping a point
+    on the far side of the room in view (more translation than rotation, so frames overlap and
+    show parallax); yaw, pitch and height wobble with slow sinusoids, so consecutive frames differ
+    by a small, smooth motion.
     """
     if kind == "walk":
         return _walk_trajectory(layout, num_frames, rng, arc_degrees)
@@ -276,19 +277,25 @@ def camera_trajectory(layout: RoomLayout, num_frames: int, rng: np.random.Genera
 
 
 def _walk_trajectory(layout: RoomLayout, num_frames: int, rng: np.random.Generator, arc_degrees: float) -> np.ndarray:
-    start = rng.uniform(0, 2 * np.pi)
-    t = np.linspace(0.0, 1.0, num_frames)
-    phis = start + np.deg2rad(arc_degrees) * t * rng.choice([-1.0, 1.0])
-    eye = rng.uniform(1.35, 1.6)
-    wobble = rng.uniform(0, 2 * np.pi, 3)  # phases of the slow yaw / pitch / height wobbles
-    yaw_amp, pitch_mean = rng.uniform(0.03, 0.08), -rng.uniform(0.3, 0.4)
-    poses = np.tile(np.eye(4), (num_frames, 1, 1))
     cx, cy = layout.cam_center
     rx, ry = layout.cam_radii[0] + 0.3, layout.cam_radii[1] + 0.3  # the edge of the object-free zone
+    mid = rng.uniform(0, 2 * np.pi)  # the middle of the walk on the ellipse
+    direction = rng.choice([-1.0, 1.0])
+    t = np.linspace(0.0, 1.0, num_frames)
+    phis = mid + direction * np.deg2rad(arc_degrees) * (t - 0.5)
+    # the camera keeps a point beyond the room centre, on the far side, in view
+    away = np.array([-np.cos(mid), -np.sin(mid)])
+    reach = 0.5 * min(layout.size[0], layout.size[1]) / 2
+    target = np.array([cx + reach * away[0], cy + reach * away[1], rng.uniform(0.4, 0.8)])
+    eye = rng.uniform(1.35, 1.6)
+    wobble = rng.uniform(0, 2 * np.pi, 3)  # phases of the slow yaw / pitch / height wobbles
+    yaw_amp = rng.uniform(0.02, 0.05)
+    poses = np.tile(np.eye(4), (num_frames, 1, 1))
     for i, phi in enumerate(phis):  # F ≤ a few hundred: a pose each, not a hot path
         pos = np.array([cx + rx * np.cos(phi), cy + ry * np.sin(phi), eye + 0.04 * np.sin(2 * np.pi * t[i] + wobble[2])])
-        yaw = phi + np.pi + yaw_amp * np.sin(2 * np.pi * 1.5 * t[i] + wobble[0])  # looking across the room centre
-        pitch = pitch_mean + 0.04 * np.sin(2 * np.pi * t[i] + wobble[1])
+        look = target - pos
+        yaw = np.arctan2(look[1], look[0]) + yaw_amp * np.sin(2 * np.pi * 1.5 * t[i] + wobble[0])
+        pitch = np.arctan2(look[2], np.linalg.norm(look[:2])) + 0.03 * np.sin(2 * np.pi * t[i] + wobble[1])
         forward = np.array([np.cos(yaw) * np.cos(pitch), np.sin(yaw) * np.cos(pitch), np.sin(pitch)])
         poses[i, :3, :3] = _look(forward)
         poses[i, :3, 3] = pos

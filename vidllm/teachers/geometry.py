@@ -33,6 +33,7 @@ from recon.losses import ReconLoss
 from recon.model import ReconstructionModel
 from recon.vggt_loader import save_vggt_state_dict
 from vidllm.config import VidLLMConfig
+from vidllm.io import atomic_write
 from vidllm.metrics.recon import depth_metrics, pose_metrics_from_errors, relative_pose_errors
 from vidllm.teachers.config import TeacherTrainConfig
 from vidllm.teachers.loop import train_loop
@@ -168,5 +169,6 @@ def train_geometry_teacher(
         "train_scenes": [s.scene_id for s in train_scenes],
         "config": asdict(tcfg),
     }
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
+    with atomic_write(out_dir / "meta.json", "w") as handle:
+        handle.write(json.dumps(meta, indent=1))
     return meta

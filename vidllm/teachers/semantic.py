@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vidllm.io import atomic_write
 from vidllm.teachers.config import TeacherTrainConfig
 from vidllm.teachers.loop import train_loop
 from vidllm.teachers.scenes import SceneFrames, load_split_scenes, object_pixel_counts
@@ -188,5 +189,6 @@ def train_semantic_teacher(
         "held_out": {"untrained": untrained, "trained": final, "history": history["evals"]},
         "config": asdict(tcfg),
     }
-    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
+    with atomic_write(out_dir / "meta.json", "w") as handle:
+        handle.write(json.dumps(meta, indent=1))
     return meta
