@@ -49,8 +49,9 @@ def _conv(h: int, w: int, c_in: int, c_out: int, k: int, n: int) -> float:
     return 2.0 * n * h * w * c_in * c_out * k * k
 
 
-def _dpt(n: int, gh: int, gw: int, height: int, width: int, in_dim: int, features: int, out_ch: list[int], out_dim: int) -> float:
-    """DPT decoder FLOPs for ``n`` frames on a ``gh×gw`` patch grid."""
+def _dpt(n: int, gh: int, gw: int, height: int, width: int, in_dim: int, features: int, out_ch: list[int], out_dim: int, head_hidden: int = 32) -> float:
+    """DPT decoder FLOPs for ``n`` frames on a ``gh×gw`` patch grid, plus VGGT's ``output_conv2``
+    head (3×3 to ``head_hidden``, 1×1 to ``out_dim``) unless ``out_dim`` is 0."""
     flops = 0.0
     scales = [4, 2, 1, 0.5]
     for c, s in zip(out_ch, scales):
@@ -62,8 +63,20 @@ def _dpt(n: int, gh: int, gw: int, height: int, width: int, in_dim: int, feature
         flops += 4 * _conv(h, w, features, features, 3, n)  # two residual conv units
         flops += _conv(h * 2, w * 2, features, features, 1, n)  # out_conv after upsampling
     flops += _conv(gh * 8, gw * 8, features, features // 2, 3, n)  # output_conv1
-    flops += _conv(height, width, features // 2, 32, 3, n) + _conv(height, width, 32, out_dim, 1, n)
+    if out_dim:
+        flops += _conv(height, width, features // 2, head_hidden, 3, n) + _conv(height, width, head_hidden, out_dim, 1, n)
     return flops
+
+
+def _metric_bins(n: int, height: int, width: int, in_ch: int, hidden: int, n_bins: int, n_prob: int) -> float:
+    """Metric-bin head (``recon.heads.metric_bins.MetricBinHead``) on ``n`` full-resolution maps:
+    3×3 stem ``in_ch → hidden``, the probability MLP (``hidden → hidden → n_prob``) and the
+    centre MLP (``hidden → hidden → K``) as 1×1 convs, and ≈ 15 element-wise operations per bin
+    and pixel (log-binomial probabilities, centre refinement, ``Σ p·c``)."""
+    pixels = n * height * width
+    stem = _conv(height, width, in_ch, hidden, 3, n)
+    mlps = 2 * _linear(pixels, hidden, hidden) + _linear(pixels, hidden, n_prob) + _linear(pixels, hidden, n_bins)
+    return stem + mlps + 15.0 * pixels * n_bins
 
 
 def count(cfg: VidLLMConfig, frames: int, height: int, width: int, text_tokens: int = 64, vocab_size: int = 152064, bytes_per_el: int = 2) -> dict[str, Cost]:
@@ -113,7 +126,8 @@ def count(cfg: VidLLMConfig, frames: int, height: int, width: int, text_tokens: 
     if md.enabled:
         chunk = md.frames_chunk_size or frames
         out["metric_depth"] = Cost(
-            flops=_dpt(frames, gh, gw, height, width, c, md.features, md.out_channels, 2 * md.n_bins),
+            flops=_dpt(frames, gh, gw, height, width, c, md.features, md.out_channels, 0)
+            + _metric_bins(frames, height, width, md.features // 2, md.bin_hidden, md.n_bins, 2 if md.normalization == "log_binomial" else md.n_bins),
             kept_bytes=frames * height * width * 4,
             transient_bytes=chunk * height * width * 2 * md.n_bins * 4,
         )

@@ -101,6 +101,18 @@ def per_frame_scales(
     return torch.where(ok, scale, torch.full_like(scale, float("nan"))), ok
 
 
+def _nanmedian_mean_of_middle(values: Tensor) -> Tensor:
+    """Median over dim 1 ignoring NaN, the mean of the two middle values for an even count (NaN
+    where a row has no finite value) — ``torch.nanquantile(values, 0.5, dim=1)`` computed with a
+    sort and a gather only, so nothing waits on the device."""
+    ordered = values.sort(dim=1).values  # NaN sort last
+    count = (~torch.isnan(values)).sum(dim=1, keepdim=True)
+    low = ordered.gather(1, ((count - 1).clamp_min(0)) // 2)
+    high = ordered.gather(1, (count // 2).clamp(max=values.shape[1] - 1))
+    median = torch.lerp(low, high, 0.5).squeeze(1)
+    return torch.where(count.squeeze(1) > 0, median, torch.full_like(median, float("nan")))
+
+
 @torch.no_grad()
 def real_scale_alignment(
     rel_depth: Tensor,
@@ -127,10 +139,15 @@ def real_scale_alignment(
     if rel_depth.ndim != 4:
         raise ValueError(f"alignment: rel_depth must be [B, S, H, W], got shape {tuple(rel_depth.shape)}")
     frame_scales, frame_valid = per_frame_scales(rel_depth, metric_depth, confidence, mask, min_valid_pixels)
-    sampled = sample_alignment_frames(rel_depth.shape[1], num_frames, seed).to(rel_depth.device)
-    picked = frame_scales.index_select(1, sampled)
+    frames = rel_depth.shape[1]
+    if frames <= num_frames:  # every frame: no index tensor to copy to the device
+        sampled = torch.arange(frames, device=rel_depth.device)
+        picked = frame_scales
+    else:
+        sampled = sample_alignment_frames(frames, num_frames, seed).to(rel_depth.device, non_blocking=True)
+        picked = frame_scales.index_select(1, sampled)
     valid = torch.isfinite(picked).any(dim=1)
-    median = torch.nanquantile(picked, 0.5, dim=1)
+    median = _nanmedian_mean_of_middle(picked)
     scale = torch.where(valid, median, torch.ones_like(median))
     return ScaleAlignment(scale=scale, frame_scales=frame_scales, frame_valid=frame_valid, sampled=sampled, valid=valid)
 

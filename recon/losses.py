@@ -1,7 +1,9 @@
 """Reconstruction losses (VGGT-style) and the metric-depth loss L_MD (paper Eq. 9), DESIGN §5.3.
 
 Every loss is computed in float32 (autocast off), ignores invalid pixels/frames and returns an
-exact zero that still carries a gradient (``0 · Σ pred``) when nothing is valid — never NaN.
+exact zero that still carries a gradient when nothing is valid — never NaN. Masks are applied with
+``torch.where`` and masked sums divided by ``max(count, 1)`` (no boolean indexing, no ``.item()``
+or Python branch on tensor values), so the losses never wait on the device.
 
 Notation: valid pixel set ``Ω`` (GT depth finite and > 0, inside the optional mask), ``|Ω|``
 its size, clamp ``κ`` (``ReconLossConfig.residual_clamp``, 100), ``γ``/``α``
@@ -130,18 +132,20 @@ def camera_loss(
         if frame_mask is None:
             frame_mask = torch.ones(gt_pose_enc.shape[:-1], dtype=torch.bool, device=device)
         frame_mask = frame_mask.bool() & torch.isfinite(gt_pose_enc).all(dim=-1)
-        if not bool(frame_mask.any()):
-            zero = zero_with_grad(*pred_pose_encs)
-            return {"loss_camera": zero, "loss_T": zero, "loss_R": zero, "loss_FoV": zero}
-        gt = gt_pose_enc.float()[frame_mask]
+        # masked sums instead of boolean indexing: no host–device synchronisation; invalid frames
+        # contribute exact zeros (and zero gradients, NaN-safe), an empty mask gives 0
+        keep = frame_mask[..., None]
+        gt = torch.where(keep, gt_pose_enc.float(), 0.0)
+        preds = [torch.where(keep, p.float(), 0.0) for p in pred_pose_encs]
+        frames = frame_mask.sum().clamp_min(1).float()
         n = len(pred_pose_encs)
         terms = {"loss_T": slice(0, 3), "loss_R": slice(3, 7), "loss_FoV": slice(7, 9)}
         out = {}
         for name, sl in terms.items():
             total = torch.zeros((), dtype=torch.float32, device=device)
-            for i, pred in enumerate(pred_pose_encs):
-                resid = (pred.float()[frame_mask][:, sl] - gt[:, sl]).abs().clamp(max=clamp)
-                total = total + decay ** (n - 1 - i) * resid.mean()
+            for i, pred in enumerate(preds):
+                resid = (pred[..., sl] - gt[..., sl]).abs().clamp(max=clamp)
+                total = total + decay ** (n - 1 - i) * (resid.sum() / (frames * (sl.stop - sl.start)))
             out[name] = total / n
         out["loss_camera"] = out["loss_T"] + out["loss_R"] + fov_weight * out["loss_FoV"]
     return out
@@ -164,9 +168,7 @@ def gradient_loss_multiscale(
         p = pred[:, ::step, ::step].float()
         g = gt[:, ::step, ::step].float()
         m = valid[:, ::step, ::step]
-        count = m.sum()
-        if int(count) == 0:
-            continue
+        count = m.sum()  # a scale with no valid pixel adds 0 (no host sync on the count)
         err = torch.where(m[..., None], p - torch.where(m[..., None], g, torch.zeros_like(g)), torch.zeros_like(p))
         level = torch.zeros((), dtype=torch.float32, device=pred.device)
         for dim in (1, 2):  # rows (vertical pairs), columns (horizontal pairs)
@@ -183,7 +185,7 @@ def gradient_loss_multiscale(
             else:
                 term = grad
             level = level + torch.where(pair, term, torch.zeros_like(term)).sum()
-        total = total + level / count
+        total = total + level / count.clamp_min(1)
     return total / scales
 
 
@@ -212,14 +214,15 @@ def regression_loss(
         raise ValueError(f"regression_loss: conf {tuple(conf.shape)} must match mask {tuple(valid.shape)}")
     with _fp32(pred.device):
         valid = valid & torch.isfinite(gt).all(dim=-1)
-        if not bool(valid.any()):
-            zero = zero_with_grad(pred, conf) if conf is not None else zero_with_grad(pred)
-            return {"loss_conf": zero, "loss_reg": zero, "loss_grad": zero}
-        resid = (pred.float()[valid] - gt.float()[valid]).norm(dim=-1).clamp(max=clamp)
-        loss_reg = resid.mean()
+        # masked means instead of boolean indexing (no host–device synchronisation): invalid pixels
+        # give exact zeros and zero gradients (NaN-safe); an empty mask gives 0 with a gradient
+        count = valid.sum().clamp_min(1).float()
+        keep = valid[..., None]
+        resid = (torch.where(keep, pred.float(), 0.0) - torch.where(keep, gt.float(), 0.0)).norm(dim=-1).clamp(max=clamp)
+        loss_reg = resid.sum() / count
         if conf is not None:
-            c = conf.float()[valid]
-            loss_conf = (gamma * resid * c - alpha * torch.log(c)).mean()
+            c = torch.where(valid, conf.float(), 1.0)
+            loss_conf = torch.where(valid, gamma * resid * c - alpha * torch.log(c), 0.0).sum() / count
         else:
             loss_conf = loss_reg
         if gradient_scales > 0:
@@ -311,8 +314,6 @@ def metric_depth_loss(pred_depth: Tensor, gt_depth: Tensor, mask: Tensor | None 
         valid = valid_depth_mask(gt_depth, mask).reshape(-1, h * w) & torch.isfinite(pred) & (pred + eps > 0)
         count = valid.sum(dim=1)
         has = count > 0
-        if not bool(has.any()):
-            return zero_with_grad(pred_depth)
         one = torch.ones_like(pred)
         e = torch.log(torch.where(valid, pred, one) + eps) - torch.log(torch.where(valid, gt, one) + eps)
         e = torch.where(valid, e, torch.zeros_like(e))
@@ -321,7 +322,8 @@ def metric_depth_loss(pred_depth: Tensor, gt_depth: Tensor, mask: Tensor | None 
         dev = torch.where(valid, e - b[:, None], torch.zeros_like(e))
         robust = (dev.square() / (1 + alpha * dev.abs())).sum(dim=1) / k
         per_image = b.square() + robust
-        return per_image[has].mean()
+        # mean over images with valid pixels, without a host sync (0 when there is none)
+        return torch.where(has, per_image, 0.0).sum() / has.sum().clamp_min(1).float()
 
 
 # --------------------------------------------------------------------------- GT normalisation

@@ -33,3 +33,21 @@ def test_cli_writes_json(tmp_path, config, capsys):
     assert flops.main(["--config", str(ROOT / "configs" / config), "--frames", "4", "--height", "112", "--width", "140", "--out", str(out)]) == 0
     assert "total" in capsys.readouterr().out
     assert out.is_file()
+
+
+def test_metric_bin_head_hand_count():
+    # 1 map of 2×3 px, in 4 → hidden 2 (3×3 stem), MLPs 2→2→2 and 2→2→K=3, 15 ops per bin and pixel
+    stem = 2 * 6 * 4 * 2 * 9
+    mlps = 2 * (2 * 6 * 2 * 2) + 2 * 6 * 2 * 2 + 2 * 6 * 2 * 3
+    assert flops._metric_bins(1, 2, 3, 4, 2, 3, 2) == stem + mlps + 15 * 6 * 3
+
+
+def test_metric_depth_counts_the_bin_head():
+    from vidllm.config import load_config
+
+    cfg = load_config(ROOT / "configs" / "tiny.yaml")
+    md = cfg.metric_depth
+    table = flops.count(cfg, 4, 112, 140)
+    decoder = flops._dpt(4, 8, 10, 112, 140, cfg.encoder.hidden_size, md.features, md.out_channels, 0)
+    bins = flops._metric_bins(4, 112, 140, md.features // 2, md.bin_hidden, md.n_bins, 2)
+    assert table["metric_depth"].flops == decoder + bins
