@@ -1,28 +1,25 @@
-"""``vidllm demo``: the embedded default run (synthetic scenes → teachers → stage 1 → stage 2 → evaluation).
-
-The end-to-end pipeline lands with the demo issue; until then this command says so clearly
-and lists what already works.
-"""
+"""``vidllm demo``: the embedded default run — synthetic scenes → teachers → stage 1 → stage 2 →
+evaluation → export → report, on CPU with nothing to download (see :mod:`vidllm.demo.pipeline`)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="outputs/demo", help="output directory")
-    parser.add_argument("--scenes", type=int, default=None, help="synthetic scenes to generate")
-    parser.add_argument("--minutes", type=float, default=None, help="training budget in minutes")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--out", default="outputs/demo", help="output directory (data, teachers, runs, evaluation, report.md, summary.json)")
+    parser.add_argument("--scenes", type=int, default=None, help="synthetic scenes to generate (default: configs/demo.yaml's data.synthetic_scenes)")
+    parser.add_argument("--minutes", type=float, default=12.0, help="training budget in minutes (teachers + both stages); the whole run takes about this plus 5 minutes")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data, the teachers and the training")
+    parser.add_argument("--config", default=None, help="model config (default: configs/demo.yaml)")
+    parser.add_argument("--resume", action="store_true", help="reuse the finished steps of an earlier run in --out")
+    parser.add_argument("--eval-limit", type=int, default=None, help="evaluate at most this many queries per task (default: all held-out ones)")
 
 
 def run(args: argparse.Namespace) -> int:
-    print(
-        "vidllm demo: not yet available in this version — the end-to-end demo (synthetic scenes, "
-        "teachers, two-stage training, evaluation, report) is still being built.\n"
-        "What works now: `vidllm config configs/tiny.yaml` (typed configs), `vidllm --help`, and the "
-        "test suite (`pytest`).",
-        file=sys.stderr,
-    )
+    from vidllm.demo.pipeline import run_demo
+    from vidllm.demo.settings import DemoSettings
+
+    settings = DemoSettings(out=args.out, config=args.config, scenes=args.scenes, minutes=args.minutes, seed=args.seed, eval_limit=args.eval_limit, resume=args.resume)
+    run_demo(settings)
     return 0

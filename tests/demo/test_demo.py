@@ -1,0 +1,69 @@
+"""A short `vidllm demo` end to end (slow): every step runs, every report file exists, and the
+report's numbers are the metrics files' numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    from vidllm.cli import main
+
+    out = tmp_path_factory.mktemp("demo")
+    code = main(["demo", "--out", str(out), "--scenes", "4", "--minutes", "0.25", "--eval-limit", "6"])
+    assert code == 0
+    return out
+
+
+def test_every_step_ran_and_wrote_its_files(demo_run):
+    from vidllm.demo.pipeline import STEPS
+
+    summary = json.loads((demo_run / "summary.json").read_text())
+    assert set(summary["wall_seconds"]) == set(STEPS) - {"report"}
+    assert all(v > 0 for v in summary["wall_seconds"].values())
+    for path in ("report.md", "config.yaml", "teachers/geometry/model.pt", "teachers/semantic/config.json", "stage1/model/model.safetensors",
+                 "stage2/model/model.safetensors", "stage1/csv/metrics.csv", "stage2/csv/metrics.csv", "export/scene.ply", "export/scene.png",
+                 "export/depth.png", "export/answers.json", "training_curves.png"):
+        assert (demo_run / path).is_file(), path
+    for run in ("trained", "untrained"):
+        for task in ("scanrefer_gt", "scanrefer_none", "scanqa", "recon"):
+            assert (demo_run / "eval" / run / task / "metrics.json").is_file()
+    assert len(json.loads((demo_run / "export" / "answers.json").read_text())) == 3
+    report = (demo_run / "report.md").read_text()
+    for picture in summary["pictures"].values():
+        assert Path(picture).is_file() and Path(picture).name in report
+    assert "## Thresholds" in report and "vidllm fit --stage 2" in report
+    assert set(summary["thresholds"]) == {
+        "grounding Acc@0.25 (GT proposals) >= 3x chance", "QA EM@1 >= majority + 20 points",
+        "metric depth AbsRel <= 0.20 and < metric head alone", "camera RRA@15 >= 90%"}
+
+
+def test_report_numbers_equal_the_metrics_files(demo_run):
+    summary = json.loads((demo_run / "summary.json").read_text())
+    rows = {r["metric"]: r for r in summary["metrics"]}
+    for run in ("trained", "untrained"):
+        sr = json.loads((demo_run / "eval" / run / "scanrefer_gt" / "metrics.json").read_text())
+        free = json.loads((demo_run / "eval" / run / "scanrefer_none" / "metrics.json").read_text())
+        qa = json.loads((demo_run / "eval" / run / "scanqa" / "metrics.json").read_text())
+        rec = json.loads((demo_run / "eval" / run / "recon" / "metrics.json").read_text())
+        assert rows["grounding Acc@0.25 (GT proposals)"][run] == sr["overall"]["acc@0.25"]
+        assert rows["grounding Acc@0.5 (proposal-free)"][run] == free["overall"]["acc@0.5"]
+        assert rows["QA EM@1"][run] == qa["em@1"]
+        assert rows["depth AbsRel (aligned, metric)"][run] == rec["depth"]["aligned"]["abs_rel"]
+        assert rows["camera RRA@15"][run] == rec["pose"]["rra@15"]
+        assert rows["point cloud F-score @5 cm"][run] == rec["pointcloud"]["fscore"]
+        if run == "trained":
+            assert rows["grounding Acc@0.25 (GT proposals)"]["baseline"] == sr["chance"]
+            assert rows["depth AbsRel (aligned, metric)"]["baseline"] == rec["depth"]["metric_head"]["abs_rel"]
+    report = (demo_run / "report.md").read_text()
+    qa_row = next(line for line in report.splitlines() if line.startswith("| QA EM@1 |"))
+    assert f"{rows['QA EM@1']['trained']:.3f}" in qa_row
+    checks = summary["thresholds"]
+    assert checks["camera RRA@15 >= 90%"]["value"] == rows["camera RRA@15"]["trained"]
+    assert checks["camera RRA@15 >= 90%"]["pass"] == (rows["camera RRA@15"]["trained"] >= 0.9)

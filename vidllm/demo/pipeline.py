@@ -1,0 +1,214 @@
+"""The demo's steps, each timed and announced on one line; the report is written at the end.
+
+Steps: data → teachers → stage 1 → stage 2 → evaluation (trained and untrained model) →
+export + API answers → report. Every step runs the package's own code paths: the synthetic
+generator, ``vidllm teachers``, ``vidllm fit`` (Lightning), the evaluation runners behind
+``tools/eval_*.py``, ``tools/export_pointcloud.py`` and the Python API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from vidllm.config import VidLLMConfig, config_from_dict, load_config, save_config
+from vidllm.demo.settings import DemoSettings
+from vidllm.evaluation.report import write_json
+
+__all__ = ["run_demo", "STEPS"]
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+STEPS = ("data", "teachers", "stage1", "stage2", "evaluate", "export", "report")
+
+
+class Timer:
+    """Announces steps (``[k/N] name ...``) and records their wall time in ``<out>/timings.json``
+    (a resumed run keeps the recorded time of the steps it reuses)."""
+
+    def __init__(self, out: Path, resume: bool = False) -> None:
+        self.path = out / "timings.json"
+        recorded = json.loads(self.path.read_text()) if resume and self.path.is_file() else {}
+        self.recorded: dict[str, float] = recorded
+        self.seconds: dict[str, float] = {}
+        self.start = time.perf_counter()
+
+    @contextmanager
+    def step(self, name: str, what: str, reused: bool = False):
+        k = STEPS.index(name) + 1
+        print(f"\n[{k}/{len(STEPS)}] {name}: {what}{' (reused from the earlier run)' if reused else ''}", flush=True)
+        t0 = time.perf_counter()
+        yield
+        self.seconds[name] = self.recorded[name] if reused and name in self.recorded else round(time.perf_counter() - t0, 1)
+        write_json(self.path, self.seconds)
+        print(f"[{k}/{len(STEPS)}] {name}: done in {self.seconds[name]:.0f} s (total {time.perf_counter() - self.start:.0f} s)", flush=True)
+
+
+def demo_config(settings: DemoSettings, out: Path) -> VidLLMConfig:
+    """``configs/demo.yaml`` with this run's data, teacher and initialisation paths."""
+    cfg = load_config(settings.config or CONFIG_DIR / "demo.yaml")
+    teachers = out / "teachers"
+    data = {"root": str(out / "data"), "seed": settings.seed}
+    if settings.scenes is not None:
+        data["synthetic_scenes"] = settings.scenes
+    overrides = {
+        "data": data,
+        "recon": {"vggt_checkpoint": str(teachers / "geometry" / "model.pt")},
+        "train": {"seed": settings.seed, "distill": {"geometry_teacher": str(teachers / "geometry" / "model.pt"), "semantic_teacher": str(teachers / "semantic")}},
+    }
+    return config_from_dict(overrides, source="vidllm demo", base=cfg)
+
+
+def _fit(config_path: Path, stage: int, out: Path, steps: int, seed: int, extra: list[str]) -> None:
+    from vidllm.commands import fit_cmd
+
+    args = argparse.Namespace(
+        command="fit", config=str(config_path), stage=stage, out=str(out), ckpt_path=None, seed=seed, trainer_config=None,
+        extra=["--trainer.max_steps", str(steps), "--train.max_steps", str(steps), *extra],
+    )
+    fit_cmd.run(args)
+
+
+def _evaluate(model, cfg: VidLLMConfig, out: Path, limit: int | None) -> dict:
+    """Grounding (GT proposals and proposal-free), QA EM@1 and reconstruction on the held-out split."""
+    from vidllm.evaluation.clips import SceneClips
+    from vidllm.evaluation.grounding import evaluate_scanrefer
+    from vidllm.evaluation.predictor import ModelPredictor
+    from vidllm.evaluation.qa import evaluate_qa
+    from vidllm.evaluation.recon import evaluate_recon
+    from vidllm.evaluation.report import write_outputs
+
+    data = dataclasses.replace(cfg.data, num_workers=0)
+    predictor = ModelPredictor(model, batch_size=16)
+    results = {}
+    clips = SceneClips(data, "val", ["grounding"])
+    for proposals in ("gt", "none"):
+        preds, metrics = evaluate_scanrefer(predictor, clips, proposals, limit, progress=True)
+        write_outputs(out / f"scanrefer_{proposals}", preds, metrics)
+        results[f"scanrefer_{proposals}"] = metrics
+    preds, metrics = evaluate_qa(predictor, SceneClips(data, "val", ["qa"]), "qa", limit, captions=False, progress=True)
+    write_outputs(out / "scanqa", preds, metrics)
+    results["scanqa"] = metrics
+    records, metrics = evaluate_recon(model, SceneClips(data, "val", ["recon"]), None, pointcloud=True, progress=True)
+    write_outputs(out / "recon", records, metrics)
+    results["recon"] = metrics
+    return results
+
+
+EVAL_TASKS = ("scanrefer_gt", "scanrefer_none", "scanqa", "recon")
+
+
+def _load_evaluation(directory: Path) -> dict:
+    return {task: json.loads((directory / task / "metrics.json").read_text()) for task in EVAL_TASKS}
+
+
+def _finished(settings: DemoSettings, out: Path) -> dict[str, bool]:
+    """Which steps an earlier run in ``out`` completed (only with ``settings.resume``)."""
+    r = settings.resume
+    stage = {n: r and (out / n / "model" / "model.safetensors").is_file() for n in ("stage1", "stage2")}
+    return {
+        "teachers": r and (out / "teachers" / "geometry" / "meta.json").is_file() and (out / "teachers" / "semantic" / "meta.json").is_file(),
+        "stage1": stage["stage1"],
+        "stage2": stage["stage1"] and stage["stage2"],
+        "evaluate": r and stage["stage2"] and all((out / "eval" / run / t / "metrics.json").is_file() for run in ("trained", "untrained") for t in EVAL_TASKS),
+    }
+
+
+def _majority_baseline(cfg: VidLLMConfig) -> dict:
+    from vidllm.data.annotations import read_scanqa
+    from vidllm.evaluation.qa import majority_answer_baseline
+
+    ann = Path(cfg.data.root) / "annotations"
+    train = read_scanqa(ann / "ScanQA_v1.0_train.json")
+    val = read_scanqa(ann / "ScanQA_v1.0_val.json")
+    return majority_answer_baseline([r.answers[0] for r in train if r.answers], {str(r.question_id): list(r.answers) for r in val})
+
+
+def run_demo(settings: DemoSettings) -> dict:
+    """Run every step; returns the summary dict (also written to ``<out>/summary.json``)."""
+    from vidllm.commands.fit_cmd import _quiet_known_warnings
+    from vidllm.data.datamodule import ensure_synthetic
+    from vidllm.demo.export import export_and_answer
+    from vidllm.demo.report import write_report
+    from vidllm.model import VidLLM
+    from vidllm.teachers.build import build_teachers
+    from vidllm.teachers.config import TeacherTrainConfig
+
+    _quiet_known_warnings()
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    timer = Timer(out, settings.resume)
+    cfg = demo_config(settings, out)
+    config_path = out / "config.yaml"
+    save_config(cfg, config_path)
+    s = settings.scale
+    steps = {"stage1": max(4, round(settings.stage1_steps * s)), "stage2": max(4, round(settings.stage2_steps * s))}
+    commands: dict[str, str] = {}
+
+    from vidllm.data.synthetic import is_generated
+
+    data_reused = settings.resume and is_generated(cfg.data.root)
+    with timer.step("data", f"{cfg.data.synthetic_scenes} synthetic scenes ({cfg.data.synthetic_trajectory} videos) in {cfg.data.root}", data_reused):
+        ensure_synthetic(cfg.data)
+        commands["data"] = f"vidllm synth --out {cfg.data.root} --scenes {cfg.data.synthetic_scenes} --seed {settings.seed}"
+
+    done = _finished(settings, out)
+    with timer.step("teachers", "geometry (VGGT-style) and semantic (CLIP-style) teachers trained on the training scenes", done["teachers"]):
+        minutes = settings.teacher_minutes * s
+        tcfg = TeacherTrainConfig(
+            seed=settings.seed, geometry_steps=max(4, round(settings.teacher_steps * s)), semantic_steps=max(4, round(settings.teacher_steps * s)),
+            geometry_minutes=0.6 * minutes, semantic_minutes=0.4 * minutes, clip_frames=4, clip_span=cfg.data.synthetic_frames,
+        )
+        if not done["teachers"]:
+            build_teachers(cfg, out / "teachers", tcfg=tcfg)
+        commands["teachers"] = f"vidllm teachers --config {config_path} --out {out / 'teachers'} --seed {settings.seed}"
+
+    with timer.step("stage1", f"dual-teacher distillation, {steps['stage1']} steps (vidllm fit --stage 1)", done["stage1"]):
+        if not done["stage1"]:
+            _fit(config_path, 1, out / "stage1", steps["stage1"], settings.seed, [])
+        commands["stage1"] = f"vidllm fit --stage 1 --config {config_path} --out {out / 'stage1'} --trainer.max_steps {steps['stage1']} --train.max_steps {steps['stage1']}"
+
+    with timer.step("stage2", f"joint training, {steps['stage2']} steps (vidllm fit --stage 2)", done["stage2"]):
+        if not done["stage2"]:
+            _fit(config_path, 2, out / "stage2", steps["stage2"], settings.seed, ["--model.init_from", str(out / "stage1" / "model")])
+        commands["stage2"] = (
+            f"vidllm fit --stage 2 --config {config_path} --out {out / 'stage2'} --model.init_from {out / 'stage1' / 'model'} "
+            f"--trainer.max_steps {steps['stage2']} --train.max_steps {steps['stage2']}"
+        )
+
+    with timer.step("evaluate", "held-out scenes: grounding, QA, depth, poses, point clouds (trained and untrained model)", done["evaluate"]):
+        trained = VidLLM.from_pretrained(out / "stage2" / "model", device="cpu")
+        torch.manual_seed(settings.seed)
+        untrained = VidLLM(trained.config, trained.vl.lm.tokenizer).eval()
+        evaluation = {
+            "trained": _load_evaluation(out / "eval" / "trained") if done["evaluate"] else _evaluate(trained, cfg, out / "eval" / "trained", settings.eval_limit),
+            "untrained": _load_evaluation(out / "eval" / "untrained") if done["evaluate"] else _evaluate(untrained, cfg, out / "eval" / "untrained", settings.eval_limit),
+            "majority_answer": _majority_baseline(cfg),
+        }
+        model_dir = out / "stage2" / "model"
+        commands["evaluate"] = "\n".join(
+            [f"python tools/eval_scanrefer.py --checkpoint {model_dir} --data {cfg.data.root} --split val --proposals {p} --out {out / 'eval' / 'trained' / f'scanrefer_{p}'}" for p in ("gt", "none")]
+            + [f"python tools/eval_qa.py --checkpoint {model_dir} --data {cfg.data.root} --split val --no-captions --out {out / 'eval' / 'trained' / 'scanqa'}",
+               f"python tools/eval_recon.py --checkpoint {model_dir} --data {cfg.data.root} --split val --out {out / 'eval' / 'trained' / 'recon'}"]
+        )
+
+    with timer.step("export", "point cloud of a held-out scene (PLY + preview) and three questions through the Python API"):
+        exported = export_and_answer(trained, cfg, out / "export", settings.questions)
+        commands["export"] = exported.pop("command")
+
+    with timer.step("report", f"{out / 'summary.json'} and {out / 'report.md'}"):
+        summary = write_report(out, cfg, settings, evaluation, exported, timer.seconds, steps, commands)
+    print(f"\nvidllm demo: finished in {time.perf_counter() - timer.start:.0f} s — {out / 'report.md'}", flush=True)
+    for name, check in summary["thresholds"].items():
+        print(f"  {'PASS' if check['pass'] else 'MISS'}  {name}: {check['value']:.3f} (needs {check['rule']})")
+    return summary
+
+
+def load_summary(out: str | Path) -> dict:
+    """The ``summary.json`` of a finished demo run."""
+    return json.loads((Path(out) / "summary.json").read_text())
