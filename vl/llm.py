@@ -308,7 +308,8 @@ class LanguageModel(nn.Module):
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
     def generate(self, visual: Tensor, visual_mask: Tensor, prompts: list[str], max_new_tokens: int | None = None, extra: Tensor | None = None) -> dict:
-        """Greedy decoding of a batch (left-padded, KV cache); ``extra`` as in :meth:`forward`.
+        """Greedy decoding of a batch (left-padded, KV cache); ``extra`` as in :meth:`forward`. Control
+        tokens (:meth:`suppressed_token_ids`) are never generated.
 
         Returns:
             ``text`` (B strings, special tokens removed) and ``token_ids [B, T]`` (pad after EOS).
@@ -320,6 +321,7 @@ class LanguageModel(nn.Module):
         pos = inputs["position_ids"]
         pad = self.tokenizer.pad_token_id
         stop = torch.tensor(sorted(self.stop_token_ids()), device=embeds.device)
+        suppressed = torch.tensor(sorted(self.suppressed_token_ids() - set(stop.tolist())), dtype=torch.long, device=embeds.device)
         bsz = embeds.shape[0]
         done = torch.zeros(bsz, dtype=torch.bool, device=embeds.device)
         past = None
@@ -328,7 +330,9 @@ class LanguageModel(nn.Module):
         for _ in range(max_new):  # one step per generated token (inherent to autoregression)
             out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True, logits_to_keep=1)
             past = out.past_key_values
-            nxt = out.logits[:, -1].argmax(-1)
+            logits = out.logits[:, -1].float()
+            logits[:, suppressed] = float("-inf")  # control tokens are never text
+            nxt = logits.argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, pad), nxt)
             tokens.append(nxt)
             done = done | torch.isin(nxt, stop)
@@ -341,6 +345,12 @@ class LanguageModel(nn.Module):
         stops = set(stop.tolist())
         text = [self.tokenizer.decode(self._strip(row, stops, pad), skip_special_tokens=True).strip() for row in ids.tolist()]
         return {"text": text, "token_ids": ids}
+
+    def suppressed_token_ids(self) -> set[int]:
+        """Tokens greedy decoding never emits: the ``<3d>`` / ``<ground>`` control tokens, padding and
+        BOS (grounding prompts get ``<ground>`` as a forced answer, see :meth:`vl.branch.VLBranch.ground`)."""
+        ids = {self.token_3d_id, self.token_ground_id, self.tokenizer.pad_token_id, self.tokenizer.bos_token_id}
+        return {int(i) for i in ids if i is not None and i >= 0}
 
     def stop_token_ids(self) -> set[int]:
         """Token ids that end an answer: the tokenizer's EOS and the LM's ``generation_config.eos_token_id`` (int or list)."""

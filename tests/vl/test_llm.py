@@ -143,3 +143,23 @@ def test_stop_tokens_include_generation_config_eos(tiny_llm_config, word_tokeniz
     assert lm.stop_token_ids() == {word_tokenizer.eos_token_id, 7}
     assert LanguageModel._strip([5, 6, 7, 8, 2], {7}, 0) == [5, 6]
     assert LanguageModel._strip([0, 5, 0], {7}, 0) == [5]
+
+
+def test_generation_never_emits_control_tokens(tiny_llm_config, word_tokenizer):
+    lm = LanguageModel(tiny_llm_config(), vision_dim=16, tokenizer=word_tokenizer)
+    ground, three_d = lm.token_ground_id, lm.token_3d_id
+
+    def favour_control_tokens(_module, _inputs, logits):  # <ground>, then <3d>, top every distribution
+        logits = logits.clone()
+        logits[..., ground] = 1e4
+        logits[..., three_d] = 9e3
+        return logits
+
+    lm.model.get_output_embeddings().register_forward_hook(favour_control_tokens)
+    vis, mask = _visual()
+    with torch.no_grad():
+        logits = lm.model(input_ids=torch.tensor([[1, 2]])).logits[0, -1]
+    assert int(logits.argmax()) == ground  # the unconstrained argmax is the control token
+    ids = lm.generate(vis, mask, PROMPTS, max_new_tokens=4)["token_ids"]
+    assert not torch.isin(ids, torch.tensor(sorted(lm.suppressed_token_ids()))).any()
+    assert lm.suppressed_token_ids() >= {ground, three_d, word_tokenizer.pad_token_id}
