@@ -69,7 +69,7 @@ def _fit(config_path: Path, stage: int, out: Path, steps: int, seed: int, extra:
 
     args = argparse.Namespace(
         command="fit", config=str(config_path), stage=stage, out=str(out), ckpt_path=None, seed=seed, trainer_config=None,
-        extra=["--trainer.max_steps", str(steps), "--train.max_steps", str(steps), *extra],
+        extra=["--trainer.max_steps", str(steps), "--train.max_steps", str(steps), "--trainer.log_every_n_steps", "5", *extra],
     )
     fit_cmd.run(args)
 
@@ -171,14 +171,14 @@ def run_demo(settings: DemoSettings) -> dict:
     with timer.step("stage1", f"dual-teacher distillation, {steps['stage1']} steps (vidllm fit --stage 1)", done["stage1"]):
         if not done["stage1"]:
             _fit(config_path, 1, out / "stage1", steps["stage1"], settings.seed, [])
-        commands["stage1"] = f"vidllm fit --stage 1 --config {config_path} --out {out / 'stage1'} --trainer.max_steps {steps['stage1']} --train.max_steps {steps['stage1']}"
+        commands["stage1"] = f"vidllm fit --stage 1 --config {config_path} --out {out / 'stage1'} --trainer.max_steps {steps['stage1']} --train.max_steps {steps['stage1']} --trainer.log_every_n_steps 5"
 
     with timer.step("stage2", f"joint training, {steps['stage2']} steps (vidllm fit --stage 2)", done["stage2"]):
         if not done["stage2"]:
             _fit(config_path, 2, out / "stage2", steps["stage2"], settings.seed, ["--model.init_from", str(out / "stage1" / "model")])
         commands["stage2"] = (
             f"vidllm fit --stage 2 --config {config_path} --out {out / 'stage2'} --model.init_from {out / 'stage1' / 'model'} "
-            f"--trainer.max_steps {steps['stage2']} --train.max_steps {steps['stage2']}"
+            f"--trainer.max_steps {steps['stage2']} --train.max_steps {steps['stage2']} --trainer.log_every_n_steps 5"
         )
 
     with timer.step("evaluate", "held-out scenes: grounding, QA, depth, poses, point clouds (trained and untrained model)", done["evaluate"]):
