@@ -15,7 +15,6 @@ with VGGT-1B defaults (:data:`VGGT_DEFAULTS`).
 from __future__ import annotations
 
 import logging
-import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from recon.config import AggregatorConfig, CameraHeadConfig, DepthHeadConfig, EncoderConfig, ReconConfig
+from recon.weights_file import read_weights_file
 
 _log = logging.getLogger(__name__)
 
@@ -74,26 +74,10 @@ class LoadReport:
 # --------------------------------------------------------------------------- files
 def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
     """Read a ``.pt``/``.pth`` (``torch.load(weights_only=True)``) or ``.safetensors`` state dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"VGGT checkpoint {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            sd = load_file(str(path), device="cpu")
-        except Exception as err:  # safetensors raises its own SafetensorError on bad headers
-            raise ValueError(f"VGGT checkpoint {path}: not a valid safetensors file ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
-    else:
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            raise ValueError(
-                f"VGGT checkpoint {path}: refused to load — the file contains Python objects beyond tensors, and loading it "
-                f"could run code ({str(err).splitlines()[0]}). Convert it to safetensors from a trusted environment."
-            ) from None
-        except (RuntimeError, EOFError, OSError) as err:
-            raise ValueError(f"VGGT checkpoint {path}: not a readable torch checkpoint ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+    try:
+        sd = read_weights_file(path)
+    except ValueError as err:
+        raise ValueError(f"VGGT checkpoint {err}") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict) and not any(k.startswith("aggregator.") for k in sd):
             sd = sd[wrapper]

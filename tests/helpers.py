@@ -20,3 +20,17 @@ def micro_config(**overrides):
         "data.num_frames=2", "data.image_size=56", "recon.vggt_checkpoint=null",
     ]
     return load_config(ROOT / "configs" / "tiny.yaml", base + [f"{k}={v}" for k, v in overrides.items()])
+
+
+def load_script(relative_path: str):
+    """Import a script that is not in a package (``tools/eval_qa.py``, ``benchmarks/bench_data.py``) as a module."""
+    import importlib.util
+    import sys
+
+    path = ROOT / relative_path
+    name = "script_" + path.with_suffix("").as_posix().replace("/", "_")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

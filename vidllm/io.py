@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from recon.weights_file import read_weights_file
 from vidllm.errors import CheckpointError
 
 __all__ = ["atomic_write", "load_state_dict", "save_safetensors"]
@@ -73,6 +73,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
+
 def save_safetensors(state_dict: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
     """Write tensors as safetensors atomically (tensors made contiguous, shared storage cloned)."""
     from safetensors.torch import save_file
@@ -93,24 +94,10 @@ def load_state_dict(path: str | os.PathLike, map_location: str | torch.device = 
         CheckpointError: missing file, unsafe pickle, or no tensor dict inside.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path), device=str(map_location))
-        except Exception as err:
-            raise CheckpointError(f"{path}: not a valid safetensors file ({_first_line(err)})") from None
     try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path}: refused to load — the file contains Python objects beyond tensors, and loading it "
-            f"could run code ({_first_line(err)}). Convert it to safetensors from a trusted environment."
-        ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({_first_line(err)})") from None
+        obj = read_weights_file(path, map_location)
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -118,9 +105,3 @@ def load_state_dict(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: expected a dict of tensors (a state dict), got {type(obj).__name__}")
     return obj
-
-
-def _first_line(err: BaseException) -> str:
-    """First line of an exception's message, or its type name when the message is empty."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -101,7 +101,7 @@ def test_missing_and_unexpected_keys_by_name(sd, caplog):
 
 
 def test_bad_file_messages(tmp_path):
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(ValueError, match="file not found"):
         load_state_dict_file(tmp_path / "nope.pt")
     torch.save({"aggregator.camera_token": torch.zeros(1, 2, 1, 8)}, tmp_path / "partial.pt")
     with pytest.raises(ValueError, match="aggregator.register_token"):
