@@ -34,3 +34,15 @@ def load_script(relative_path: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def micro_run_overrides(data_root, teacher_dir) -> dict:
+    """Config overrides that make a shipped config trainable at micro size on the test fixtures
+    (``synthetic_root`` data, ``teacher_files`` teachers, no pretrained files)."""
+    return {
+        "data": {"root": str(data_root), "num_frames": 2, "image_size": 56},
+        "train": {"init_from": None, "distill": {"geometry_teacher": str(teacher_dir / "model.pt"), "semantic_teacher": str(teacher_dir / "clip")}},
+        "encoder": {"pretrained_path": None},
+        "recon": {"vggt_checkpoint": None},
+        "llm": {"path": None},
+    }

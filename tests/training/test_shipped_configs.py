@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.helpers import micro_config
+from tests.helpers import micro_config, micro_run_overrides
 from vidllm.config import config_from_dict
 from vidllm.data.datamodule import collate_clips
 from vidllm.data.dataset import VidLLMDataset
@@ -34,13 +34,7 @@ def _batch(cfg):
 
 @pytest.mark.parametrize("path", DELTAS, ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_config_trains_one_step(path, synthetic_root, teacher_files, tokenizer):
-    overrides = {
-        "data": {"root": str(synthetic_root), "num_frames": 2, "image_size": 56},
-        "train": {"init_from": None, "distill": {"geometry_teacher": str(teacher_files / "model.pt"), "semantic_teacher": str(teacher_files / "clip")}},
-        "encoder": {"pretrained_path": None},
-        "recon": {"vggt_checkpoint": None},
-        "llm": {"path": None},
-    }
+    overrides = micro_run_overrides(synthetic_root, teacher_files)
     cfg = _with_delta(path, overrides)
     torch.manual_seed(0)
     module = VidLLMModule(cfg, tokenizer)

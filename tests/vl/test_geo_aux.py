@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from tests.helpers import micro_config
+from tests.helpers import micro_config, micro_run_overrides
 from vl.branch import VLBranch
 from vl.config import GeoAuxConfig, VLConfig
 from vl.geo_aux import alignment_loss, camera_loss, geometry_loss, resolve_layers, scale_loss, scene_scale
@@ -261,13 +261,7 @@ def test_shipped_config_trains_one_step_one_way(synthetic_root, teacher_files, t
 
     delta = OmegaConf.to_container(OmegaConf.load(CONFIG))
     delta.pop("defaults", None)
-    overrides = {
-        "data": {"root": str(synthetic_root), "num_frames": 2, "image_size": 56},
-        "train": {"init_from": None, "distill": {"geometry_teacher": str(teacher_files / "model.pt"), "semantic_teacher": str(teacher_files / "clip")}},
-        "encoder": {"pretrained_path": None},
-        "recon": {"vggt_checkpoint": None},
-        "llm": {"path": None},
-    }
+    overrides = micro_run_overrides(synthetic_root, teacher_files)
     cfg = config_from_dict(overrides, source="test", base=config_from_dict(delta, source=str(CONFIG), base=micro_config()))
     torch.manual_seed(0)
     module = VidLLMModule(cfg, tokenizer)
