@@ -179,7 +179,8 @@ class LanguageModel(nn.Module):
         Returns:
             ``input_ids [B, L]`` (pad where 3D tokens go), ``visual_index [B, L]`` (−1 = text,
             ``M + k`` = extra query k),
-            ``labels [B, L]`` (−100 outside answers), ``attention_mask [B, L]``, ``position_ids [B, L]``.
+            ``labels [B, L]`` (−100 outside answers and right after a ``<ground>`` token), ``attention_mask [B, L]``,
+            ``prompt_mask [B, L]`` (the prompt's text tokens), ``position_ids [B, L]``.
         """
         bsz = len(prompts)
         if visual.shape[0] != bsz or visual_mask.shape != visual.shape[:2] or (answers is not None and len(answers) != bsz):
@@ -189,7 +190,7 @@ class LanguageModel(nn.Module):
             )
         device = visual.device
         extra = torch.arange(visual.shape[1], visual.shape[1] + num_extra, dtype=torch.long)
-        seqs, vidx, labs = [], [], []
+        seqs, vidx, labs, prompt_lens = [], [], [], []
         for b in range(bsz):  # per sample (text lengths differ); no per-token Python work
             p = torch.tensor(self._prompt_ids(prompts[b]), dtype=torch.long)
             a = torch.tensor(self._answer_ids(answers[b]) if answers is not None else [], dtype=torch.long)
@@ -205,9 +206,13 @@ class LanguageModel(nn.Module):
             else:
                 ids = torch.cat([p, a])
                 vi = torch.full((ids.numel(),), -1, dtype=torch.long)
-            lab = torch.cat([torch.full((ids.numel() - a.numel(),), -100, dtype=torch.long), a])
+            # the <ground> position carries no next-token target: its hidden state is the grounding
+            # query, and the target there (EOS, the same for every description) would pull it to a constant
+            after_ground = torch.zeros(a.numel(), dtype=torch.bool)
+            after_ground[1:] = a[:-1] == self.token_ground_id
+            prompt_len = ids.numel() - a.numel()
+            lab = torch.cat([torch.full((prompt_len,), -100, dtype=torch.long), a.masked_fill(after_ground, -100)])
             if ids.numel() > self.cfg.max_length:
-                prompt_len = ids.numel() - a.numel()
                 if prompt_len >= self.cfg.max_length:
                     raise ValueError(
                         f"llm: prompt of sample {b} is {prompt_len} tokens (3D tokens included) > llm.max_length = "
@@ -218,6 +223,7 @@ class LanguageModel(nn.Module):
             seqs.append(ids)
             vidx.append(vi)
             labs.append(lab)
+            prompt_lens.append(prompt_len)  # the prompt is never truncated (an error above)
         length = max(s.numel() for s in seqs)
         pad_id = self.tokenizer.pad_token_id
         out = {
@@ -225,6 +231,7 @@ class LanguageModel(nn.Module):
             "visual_index": torch.full((bsz, length), -1, dtype=torch.long),
             "labels": torch.full((bsz, length), -100, dtype=torch.long),
             "attention_mask": torch.zeros(bsz, length, dtype=torch.long),
+            "prompt_mask": torch.zeros(bsz, length, dtype=torch.bool),
         }
         for b in range(bsz):
             n = seqs[b].numel()
@@ -233,6 +240,9 @@ class LanguageModel(nn.Module):
             out["visual_index"][b, sl] = vidx[b]
             out["labels"][b, sl] = labs[b]
             out["attention_mask"][b, sl] = 1
+            n_prompt = prompt_lens[b]
+            start = sl.start
+            out["prompt_mask"][b, start : start + n_prompt] = (vidx[b][:n_prompt] < 0) & (seqs[b][:n_prompt] >= 0)
         out = {k: v.to(device) for k, v in out.items()}
         out["position_ids"] = (out["attention_mask"].cumsum(-1) - 1).clamp_min(0)
         return out
@@ -261,7 +271,8 @@ class LanguageModel(nn.Module):
         Returns:
             ``lm_loss`` (mean CE over answer tokens; 0 when there are none), ``answer_logits``
             ``[T, V]`` at the T predicted positions, ``ground_state [B, H]`` (last-layer hidden
-            state at the first ``<ground>`` token of each answer; zeros where absent),
+            state at the first ``<ground>`` token of each answer plus the mean last-layer state of
+            the prompt's text tokens; zeros where absent),
             ``has_ground [B]`` bool, ``hidden [B, L, H]`` and the built ``inputs``.
         """
         inputs = self.build_inputs(visual, visual_mask, prompts, answers, left_pad=False, num_extra=0 if extra is None else extra.shape[1])
@@ -280,7 +291,11 @@ class LanguageModel(nn.Module):
         is_ground = (inputs["input_ids"] == self.token_ground_id) & (labels != -100)
         has_ground = is_ground.any(-1)
         first = is_ground.float().argmax(-1)
-        ground_state = hidden[torch.arange(hidden.shape[0], device=hidden.device), first] * has_ground[:, None].to(hidden.dtype)
+        pm = inputs["prompt_mask"][..., None].to(hidden.dtype)
+        prompt_state = (hidden * pm).sum(1) / pm.sum(1).clamp_min(1)
+        # the grounding query: the <ground> state plus the mean state of the prompt's words, so the
+        # description reaches the heads directly even when a small LM's <ground> state is generic
+        ground_state = (hidden[torch.arange(hidden.shape[0], device=hidden.device), first] + prompt_state) * has_ground[:, None].to(hidden.dtype)
         out = {"lm_loss": lm_loss, "answer_logits": answer_logits, "ground_state": ground_state, "has_ground": has_ground, "hidden": hidden, "inputs": inputs}
         if output_hidden_states:
             out["hidden_states"] = states

@@ -163,3 +163,34 @@ def test_generation_never_emits_control_tokens(tiny_llm_config, word_tokenizer):
     ids = lm.generate(vis, mask, PROMPTS, max_new_tokens=4)["token_ids"]
     assert not torch.isin(ids, torch.tensor(sorted(lm.suppressed_token_ids()))).any()
     assert lm.suppressed_token_ids() >= {ground, three_d, word_tokenizer.pad_token_id}
+
+
+def test_ground_position_has_no_lm_target(tiny_llm_config, word_tokenizer):
+    """The token after <ground> (EOS) is not a target, so the <ground> state is free to be the grounding query."""
+    lm = LanguageModel(tiny_llm_config(), vision_dim=16, tokenizer=word_tokenizer)
+    vis, mask = _visual()
+    inp = lm.build_inputs(vis, mask, PROMPTS, ["green", "<ground>"])
+    lab1 = inp["labels"][1][inp["labels"][1] != -100].tolist()
+    assert lab1 == [lm.token_ground_id]  # <ground> is predicted, the EOS after it is not
+    lab0 = inp["labels"][0][inp["labels"][0] != -100].tolist()
+    assert lab0[-1] == word_tokenizer.eos_token_id  # ordinary answers keep their EOS target
+    out = lm(vis, mask, PROMPTS, ["green", "<ground>"])
+    assert out["has_ground"].tolist() == [False, True] and out["ground_state"][1].abs().sum() > 0
+
+
+def test_grounding_query_depends_on_the_description(tiny_llm_config, word_tokenizer):
+    """prompt_mask marks exactly the prompt's words; the <ground> query carries their mean state."""
+    lm = LanguageModel(tiny_llm_config(), vision_dim=16, tokenizer=word_tokenizer).eval()
+    vis, mask = _visual()
+    prompts = [f"{TOKEN_3D} find the object : the red chair answer:", f"{TOKEN_3D} find the object : the blue table answer:"]
+    inp = lm.build_inputs(vis, mask, prompts, ["<ground>", "<ground>"])
+    n_words = [len(lm._prompt_ids(p)) - 1 for p in prompts]  # without the <3d> placeholder
+    assert inp["prompt_mask"].sum(1).tolist() == n_words
+    assert not (inp["prompt_mask"] & (inp["visual_index"] >= 0)).any() and not (inp["prompt_mask"] & (inp["labels"] != -100)).any()
+    with torch.no_grad():
+        out = lm(vis, mask, prompts, ["<ground>", "<ground>"])
+        hidden = out["hidden"]
+        first = ((inp["input_ids"] == lm.token_ground_id) & (inp["labels"] != -100)).float().argmax(-1)
+        pm = inp["prompt_mask"][..., None].float()
+        expected = hidden[torch.arange(2), first] + (hidden * pm).sum(1) / pm.sum(1)
+    torch.testing.assert_close(out["ground_state"], expected)
