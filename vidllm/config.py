@@ -161,6 +161,8 @@ class TrainConfig:
     """Total optimisation steps (the cosine schedule's length)."""
     seed: int = 0
     """Global seed."""
+    compile: bool = False
+    """torch.compile the encoder, aggregator, camera / depth heads and metric depth model in place (nn.Module.compile: weights and state-dict keys unchanged); needs a C++ compiler on CPU."""
     distill: DistillConfig = field(default_factory=DistillConfig)
     """Stage-1 teachers and λ."""
 

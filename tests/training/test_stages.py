@@ -40,3 +40,16 @@ def test_stage2_full_and_frozen_llm(tokenizer, finetune, llm_trains):
 def test_unknown_stage():
     with pytest.raises(ValueError, match="stage"):
         trainable_modules(3)
+
+
+def test_compile_switch_wraps_the_hot_modules_in_place(tokenizer):
+    """train.compile: the hot modules are compiled in place, so weights and state-dict keys do not change."""
+    from tests.helpers import micro_config
+    from vidllm.training.module import COMPILED_MODULES, VidLLMModule
+
+    plain = VidLLMModule(micro_config(**{"train.stage": 2}), tokenizer)
+    compiled = VidLLMModule(micro_config(**{"train.stage": 2, "train.compile": True}), tokenizer)
+    assert set(compiled.model.state_dict()) == set(plain.model.state_dict())
+    for name in COMPILED_MODULES:
+        assert getattr(compiled.model, name)._compiled_call_impl is not None, name
+        assert getattr(plain.model, name)._compiled_call_impl is None, name

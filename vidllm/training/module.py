@@ -81,6 +81,17 @@ def vl_batch_from_batch(batch: dict) -> tuple[list[int], dict | None]:
     return index, vl_batch
 
 
+COMPILED_MODULES = ("encoder", "aggregator", "camera_head", "depth_head", "metric_depth")
+
+
+def compile_hot_modules(model: nn.Module) -> list[str]:
+    """``nn.Module.compile()`` (in place) on the modules that dominate a step; returns their names."""
+    names = [n for n in COMPILED_MODULES if getattr(model, n, None) is not None]
+    for name in names:
+        getattr(model, name).compile()
+    return names
+
+
 class DistillHeads(nn.ModuleDict):
     """The lightweight linear projections of stage 1: one per teacher (student width → teacher width)."""
 
@@ -108,6 +119,8 @@ class VidLLMModule(L.LightningModule):
             elif config.recon.vggt_checkpoint:
                 self.load_vggt_initialisation(config.recon.vggt_checkpoint)
         self.trainable = apply_stage(self.model, self.stage, config.llm.finetune)
+        if config.train.compile:
+            compile_hot_modules(self.model)
         self.teachers = nn.ModuleDict()
         self.distill_heads = None
         if self.stage == 1:
