@@ -21,7 +21,6 @@ import gc
 import json
 import math
 import os
-import platform
 import re
 import resource
 import statistics
@@ -33,34 +32,12 @@ from pathlib import Path
 
 import torch
 
+from vidllm.machine import machine_info  # noqa: F401  (re-exported for the bench scripts)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # glibc: a fixed mmap threshold disables the dynamic one, so big blocks go back to the OS when freed
 SUBPROCESS_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
-
-
-def machine_info() -> dict:
-    """CPU model, core count, load average, torch version, GPU name (if any)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        found = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-        if found:
-            cpu = found.group(1).strip()
-    except OSError:
-        pass
-    info = {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "load_average_1_5_15": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def _status_kib(field: str) -> int | None:

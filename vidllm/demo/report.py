@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import dataclasses
-import platform
 from pathlib import Path
-
-import torch
 
 from vidllm.evaluation.report import write_json
 from vidllm.io import atomic_write
+from vidllm.machine import machine_info
 
 __all__ = ["write_report", "metric_rows", "threshold_checks"]
 
@@ -68,20 +66,6 @@ def _fmt(v) -> str:
     return "–" if v is None else f"{v:.3f}"
 
 
-def _machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version()}
-
-
 def _pictures(out: Path, exported: dict) -> dict[str, str]:
     from vidllm.viz import training_curves
 
@@ -108,7 +92,7 @@ def write_report(out: Path, cfg, settings, evaluation: dict, exported: dict, sec
         "total_seconds": round(sum(seconds.values()), 1),
         "steps": steps,
         "settings": dataclasses.asdict(settings),
-        "machine": _machine(),
+        "machine": machine_info(),
         "pictures": pictures,
         "commands": commands,
     }
@@ -117,7 +101,7 @@ def write_report(out: Path, cfg, settings, evaluation: dict, exported: dict, sec
         "# vidllm demo report", "",
         f"Tiny Vid-LLM trained from scratch on {cfg.data.synthetic_scenes} synthetic scenes ({cfg.data.synthetic_trajectory} videos, "
         f"{cfg.data.num_frames} frames per clip at {cfg.data.image_size} px) on {summary['machine']['cpu']} "
-        f"({summary['machine']['cores']} cores, torch {summary['machine']['torch']}) in {summary['total_seconds'] / 60:.1f} minutes. "
+        f"({summary['machine']['cpu_count']} cores, torch {summary['machine']['torch']}) in {summary['total_seconds'] / 60:.1f} minutes. "
         "Every figure is measured on the held-out scenes.", "",
         "## Results", "",
         "| metric | trained | untrained model | baseline | baseline is |", "| --- | ---: | ---: | ---: | --- |",
