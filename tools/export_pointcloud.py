@@ -107,7 +107,7 @@ def export(args: argparse.Namespace) -> dict:
         images, frames = model.load_video(args.video, args.max_frames, args.frame_sampling)
         steps.update(1)
         with torch.no_grad():
-            _, out = model._forward_geometry(images[None])
+            _, out = model.forward_geometry(images[None])
     else:
         from recon.vggt_loader import from_vggt_checkpoint
         from vidllm.video import read_frames

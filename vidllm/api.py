@@ -273,7 +273,7 @@ class InferenceMixin:
         dtype = self.compute_dtype
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32)
 
-    def _forward_geometry(self, images: Tensor) -> tuple[dict, dict]:
+    def forward_geometry(self, images: Tensor) -> tuple[dict, dict]:
         """``[B, S, 3, H, W]`` → (streams, reconstruction outputs), under autocast when a low-precision dtype was asked for."""
         with self.autocast():
             streams = self.encode_streams(images)
@@ -292,7 +292,7 @@ class InferenceMixin:
         results: list[Reconstruction | None] = [None] * len(videos)
         for group in self._groups(videos, num_frames):
             idx, images, frames = group
-            _, out = self._forward_geometry(images)
+            _, out = self.forward_geometry(images)
             for j, i in enumerate(idx):
                 results[i] = reconstruction_from_outputs(out, images, j, frames[j])
         return results  # type: ignore[return-value]
@@ -307,10 +307,11 @@ class InferenceMixin:
             yield idx, torch.stack([prepared[i][0] for i in idx]), [prepared[i][1] for i in idx]
 
     # ------------------------------------------------------------------ language
-    def _vl_inputs(self, images: Tensor, repeats: int) -> tuple[Tensor, dict, dict]:
-        """One clip ``[1, S, 3, H, W]`` → (``T'_lang`` repeated ``repeats`` times, geometry repeated, recon outputs)."""
-        streams, out = self._forward_geometry(images)
-        t_lang = self.language_stream(streams, out)
+    def vl_inputs(self, images: Tensor, repeats: int = 1) -> tuple[Tensor, dict, dict]:
+        """One clip ``[1, S, 3, H, W]`` → (``T'_lang`` repeated ``repeats`` times, geometry repeated, recon outputs), float32."""
+        streams, out = self.forward_geometry(images)
+        with self.autocast():
+            t_lang = self.language_stream(streams, out)
         geometry = self.geometry_for_vl(out)
         t_lang = t_lang.float().expand(repeats, *t_lang.shape[1:])
         geometry = {k: v.float().expand(repeats, *v.shape[1:]) for k, v in geometry.items()}
@@ -335,7 +336,7 @@ class InferenceMixin:
         if len(situations) != len(questions):
             raise ValueError(f"answer_many: {len(questions)} questions but {len(situations)} situations")
         images, frames = self.load_video(video, num_frames)
-        t_lang, geometry, out = self._vl_inputs(images[None], len(questions))
+        t_lang, geometry, out = self.vl_inputs(images[None], len(questions))
         prompts = [render_prompt("sqa", q, situation=s) if s else render_prompt("qa", q) for q, s in zip(questions, situations)]
         with self.autocast():
             texts = self.vl.generate(t_lang, geometry, prompts, max_new_tokens)
@@ -373,7 +374,7 @@ class InferenceMixin:
         if not descriptions:
             return []
         images, frames = self.load_video(video, num_frames)
-        t_lang, geometry, out = self._vl_inputs(images[None], len(descriptions))
+        t_lang, geometry, out = self.vl_inputs(images[None], len(descriptions))
         props = None
         if proposals is not None:
             p = torch.as_tensor(np.asarray(proposals, dtype=np.float32)).reshape(-1, 6).to(self.device)

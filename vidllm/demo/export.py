@@ -75,7 +75,7 @@ def _depth_figure(model, cfg: VidLLMConfig, scene_id: str, path: Path) -> Path:
     clip = SceneClips(dataclasses.replace(cfg.data, num_workers=0), "val", ["recon"]).clip(scene_id)
     images = clip["images"][None]
     with torch.no_grad():
-        out = model.reconstruct_streams(images, model.encode_streams(images))
+        _, out = model.forward_geometry(images)
     rows = [("GT", clip["depth"].numpy()), ("aligned", out["depth_metric"][0].numpy())]
     if "metric_depth" in out:
         rows.append(("metric head", out["metric_depth"][0].numpy()))

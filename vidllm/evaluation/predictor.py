@@ -34,12 +34,8 @@ class ModelPredictor:
     @torch.no_grad()
     def prepare(self, clip: dict) -> dict:
         """Encode and reconstruct one clip (``images [S, 3, H, W]``); returns the reconstruction outputs (batch 1)."""
-        images = clip["images"][None].to(self.device)
-        with self.model.autocast():
-            streams = self.model.encode_streams(images)
-            out = self.model.reconstruct_streams(images, streams)
-            t_lang = self.model.language_stream(streams, out)
-        self._state = {"t_lang": t_lang.float(), "geometry": {k: v.float() for k, v in self.model.geometry_for_vl(out).items()}, "clip": clip}
+        t_lang, geometry, out = self.model.vl_inputs(clip["images"][None].to(self.device))
+        self._state = {"t_lang": t_lang, "geometry": geometry, "clip": clip}
         return out
 
     def _chunks(self, n: int):

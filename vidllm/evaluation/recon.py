@@ -95,8 +95,8 @@ def evaluate_recon(model, clips: SceneClips, limit: int | None = None, pointclou
     for scene_id in tqdm(scene_ids, desc="recon", unit="scene", disable=not progress):
         clip = clips.clip(scene_id)
         images = clip["images"][None].to(device)
-        with torch.no_grad(), model.autocast():
-            out = model.reconstruct_streams(images, model.encode_streams(images))
+        with torch.no_grad():
+            _, out = model.forward_geometry(images)
         preds["aligned"].append(out["depth_metric"][0].float().cpu().numpy())
         preds["relative"].append(out["depth"][0].float().cpu().numpy())
         if "metric_depth" in out:
