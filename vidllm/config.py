@@ -26,7 +26,8 @@ from recon.config import EncoderConfig, MetricDepthConfig, ReconConfig
 from vidllm.errors import ConfigError
 from vl.config import LLMConfig, VLConfig
 
-FRAME_SAMPLINGS = ("uniform", "stride", "coverage")
+FRAME_SAMPLINGS = ("uniform", "segment", "stride", "coverage")
+ANSWER_SAMPLINGS = ("first", "random")
 DATA_SOURCES = ("synthetic", "scannet")
 TASKS = ("recon", "qa", "sqa", "grounding", "caption")
 
@@ -56,9 +57,11 @@ class DataConfig:
     resize_side: str = "shorter"
     """Which side is resized to image_size: 'shorter' (DESIGN default) or 'longer' (VGGT-style 518×392 frames)."""
     frame_sampling: str = "uniform"
-    """Frame sampler: 'uniform', 'stride' or 'coverage'."""
+    """Frame sampler: 'uniform', 'segment' (one frame per equal segment: random in training, the middle in evaluation), 'stride' or 'coverage'."""
     frame_stride: int = 10
     """Stride of the 'stride' sampler."""
+    answer_sampling: str = "first"
+    """Training target of a QA record with several reference answers: 'first' (always the first) or 'random' (one drawn per training draw of the sample)."""
     tasks: list[str] = field(default_factory=lambda: ["recon", "qa", "grounding", "caption"])
     """Tasks mixed in training batches."""
     task_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
@@ -104,6 +107,7 @@ class DataConfig:
         if any(w < 0 for w in self.task_weights) or (self.task_weights and sum(self.task_weights) <= 0):
             raise ValueError(f"data.task_weights must be non-negative with a positive sum, got {self.task_weights}")
         _choice("data.frame_sampling", self.frame_sampling, FRAME_SAMPLINGS)
+        _choice("data.answer_sampling", self.answer_sampling, ANSWER_SAMPLINGS)
         _choice("data.resize_side", self.resize_side, ("shorter", "longer"))
         _choice("data.synthetic_trajectory", self.synthetic_trajectory, ("loop", "walk"))
         _choice("data.grounding_source", self.grounding_source, ("scanrefer", "multi3drefer", "both"))

@@ -59,6 +59,8 @@ def sample_indices(count: int, num_frames: int | None, sampling: str = "uniform"
     """Indices of the frames to keep from ``count`` available ones.
 
     ``uniform``: ``num_frames`` evenly spaced indices including the first and last frame;
+    ``segment``: the middle frame of each of ``num_frames`` equal segments (the evaluation-time
+    choice of :func:`vidllm.data.sampling.sample_segments`);
     ``stride``: every ``stride``-th frame (then at most ``num_frames`` of them); ``None`` keeps all.
     """
     if count <= 0:
@@ -66,10 +68,14 @@ def sample_indices(count: int, num_frames: int | None, sampling: str = "uniform"
     if sampling == "stride":
         idx = list(range(0, count, max(1, stride)))
         return idx if num_frames is None else idx[:num_frames]
-    if sampling != "uniform":
-        raise ValueError(f"frame sampling {sampling!r} needs scene geometry; use 'uniform' or 'stride' for plain videos")
+    if sampling not in ("uniform", "segment"):
+        raise ValueError(f"frame sampling {sampling!r} needs scene geometry; use 'uniform', 'segment' or 'stride' for plain videos")
     if num_frames is None or num_frames >= count:
         return list(range(count))
+    if sampling == "segment":
+        from vidllm.data.sampling import sample_segments
+
+        return sample_segments(np.arange(count), num_frames).tolist()
     return np.linspace(0, count - 1, num_frames).round().astype(int).tolist()
 
 

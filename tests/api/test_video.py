@@ -26,6 +26,7 @@ def test_numeric_sorting_and_uniform_sampling():
     assert sample_indices(10, 4) == [0, 3, 6, 9]
     assert sample_indices(3, 8) == [0, 1, 2]
     assert sample_indices(10, 3, "stride", stride=4) == [0, 4, 8]
+    assert sample_indices(32, 8, "segment") == [2, 6, 10, 14, 18, 22, 26, 30]  # segment middles
     with pytest.raises(ValueError, match="coverage"):
         sample_indices(10, 3, "coverage")
 

@@ -12,7 +12,7 @@ import torch
 from recon.geometry import depth_to_world_points, project_points
 from vidllm.data import load_scannet_scene
 from vidllm.data.clip import load_clip, output_geometry, resample_depth, resize_crop_intrinsics
-from vidllm.data.sampling import frame_voxel_keys, sample_coverage, sample_stride, sample_uniform, valid_frame_indices
+from vidllm.data.sampling import frame_voxel_keys, sample_coverage, sample_segments, sample_stride, sample_uniform, valid_frame_indices
 from vidllm.errors import DataError
 
 
@@ -106,6 +106,19 @@ def test_uniform_and_stride_samplers():
     assert sample_stride(cand, 10, 20).tolist() == (cand[np.arange(10) * 5]).tolist()  # stride shrinks to fit
     with pytest.raises(ValueError, match="frame_stride"):
         sample_stride(cand, 2, 0)
+
+
+def test_segment_sampler_takes_one_frame_per_segment():
+    cand = np.arange(0, 64, 2)  # 32 candidates, 4 segments of 8
+    assert sample_segments(cand, 4).tolist() == [cand[4], cand[12], cand[20], cand[28]]  # the middle of each
+    seen = set()
+    for seed in range(200):
+        pos = np.searchsorted(cand, sample_segments(cand, 4, np.random.default_rng(seed)))
+        assert (pos // 8 == np.arange(4)).all()  # one frame inside each segment, in order
+        seen.update(pos.tolist())
+    assert seen == set(range(32))  # every candidate is drawn at some point
+    assert sample_segments(np.array([3, 7]), 4).tolist() == [3, 3, 7, 7]  # fewer frames than segments: repeats
+    assert sample_segments(np.array([3, 7]), 4, np.random.default_rng(0)).tolist() == [3, 3, 7, 7]
 
 
 def test_coverage_sampler_is_greedy_max_coverage():

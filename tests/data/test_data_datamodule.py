@@ -180,3 +180,24 @@ def test_split_naming_a_missing_scene_folder(synthetic_root, tmp_path):
     (splits / "scannetv2_train.txt").write_text("scene0000_00\nscene0099_00\n")
     with pytest.raises(DataError, match=r"1 scene folder\(s\) of split 'train' not found, e.g. \['scene0099_00'\]"):
         VidLLMDataset(_cfg(synthetic_root, split_dir=str(splits)), "train")
+
+
+def test_draws_of_one_sample_differ_but_each_key_is_one_item(synthetic_root):
+    from vidllm.data.resumable import draw_key
+
+    cfg = _cfg(synthetic_root, tasks=["recon", "qa"], task_weights=[1.0, 1.0], frame_sampling="segment", answer_sampling="random")
+    train = VidLLMDataset(cfg, "train", deterministic=False)
+    n = len(train)
+    clips = {tuple(train[draw_key(0, d, n)]["frame_ids"].tolist()) for d in range(1, 13)}
+    assert len(clips) > 1  # segment sampling: another clip per draw
+    assert train[draw_key(0, 3, n)]["frame_ids"].tolist() == train[draw_key(0, 3, n)]["frame_ids"].tolist()
+    val = VidLLMDataset(cfg, "train", deterministic=True)  # evaluation: the segment middles, whatever the key
+    assert val[draw_key(0, 3, n)]["frame_ids"].tolist() == val[0]["frame_ids"].tolist()
+    # answer sampling: a question with several references gets each of them over the draws, the first in evaluation
+    multi = next(i for i, (t, r) in enumerate(train.samples) if t == "qa" and len(set(r.answers)) > 1)
+    refs = train.samples[multi][1].answers
+    drawn = {train[draw_key(multi, d, n)]["answer"] for d in range(1, 40)}
+    assert drawn == set(refs)
+    assert val[draw_key(multi, 5, n)]["answer"] == refs[0]
+    first = VidLLMDataset(_cfg(synthetic_root, tasks=["recon", "qa"], task_weights=[1.0, 1.0]), "train", deterministic=False)
+    assert {first[draw_key(multi, d, n)]["answer"] for d in range(1, 10)} == {refs[0]}  # answer_sampling 'first'

@@ -36,6 +36,7 @@ def test_every_step_ran_and_wrote_its_files(demo_run):
             assert (demo_run / "eval" / run / task / "metrics.json").is_file()
     assert len(json.loads((demo_run / "export" / "answers.json").read_text())) == 3
     report = (demo_run / "report.md").read_text()
+    qa_trained = json.loads((demo_run / "eval" / "trained" / "scanqa" / "metrics.json").read_text())
     for picture in summary["pictures"].values():
         assert Path(picture).is_file() and Path(picture).name in report
     assert "## Thresholds" in report and "vidllm fit --stage 2" in report
@@ -61,9 +62,16 @@ def test_report_numbers_equal_the_metrics_files(demo_run):
         if run == "trained":
             assert rows["grounding Acc@0.25 (GT proposals)"]["baseline"] == sr["chance"]
             assert rows["depth AbsRel (aligned, metric)"]["baseline"] == rec["depth"]["metric_head"]["abs_rel"]
+            assert rows["camera RRA@15"]["baseline"] == rec["pose_static_baseline"]["rra@15"]
+            assert rows["QA EM@1 (vs question-type prior)"]["trained"] == qa["em@1"]
+            assert rows["QA EM@1 (vs question-type prior)"]["baseline"] == summary["evaluation"]["type_prior"]["em@1"]
     report = (demo_run / "report.md").read_text()
+    qa_trained = json.loads((demo_run / "eval" / "trained" / "scanqa" / "metrics.json").read_text())
     qa_row = next(line for line in report.splitlines() if line.startswith("| QA EM@1 |"))
     assert f"{rows['QA EM@1']['trained']:.3f}" in qa_row
+    qtype, figures = next(iter(qa_trained["em@1_by_type"].items()))
+    by_type = next(line for line in report.splitlines() if line.startswith(f"| {qtype} |"))
+    assert f"| {figures['count']} | {figures['em@1']:.3f} |" in by_type
     checks = summary["thresholds"]
     assert checks["camera RRA@15 >= 90%"]["value"] == rows["camera RRA@15"]["trained"]
     assert checks["camera RRA@15 >= 90%"]["pass"] == (rows["camera RRA@15"]["trained"] >= 0.9)

@@ -86,3 +86,32 @@ def test_qa_metrics_with_injected_caption_scorer():
     assert m["bleu-4"] == 0.5 and m["cider"] == 1.5 and m["meteor"] is None
     assert m["unavailable"] == {"meteor": "test"}
     assert seen == {"q1": "Two", "q2": "sofa"}  # n-gram metrics see the raw answers
+
+
+def test_question_type_prior_baseline_by_hand():
+    from vidllm.evaluation.qa import majority_answer_baseline, question_type, type_prior_baseline
+
+    assert question_type("What  color is the chair?") == "what color"
+    train = [
+        ("how many chairs are there?", ["1"]),
+        ("how many beds are there?", ["one"]),
+        ("how many lamps are there?", ["two"]),
+        ("where is the bed?", ["next to the lamp", "against the wall"]),
+        ("where is the desk?", ["in the corner", "against the wall"]),
+        ("where is the sofa?", ["next to the desk"]),
+        ("what color is the desk?", ["red"]),
+    ]
+    val = {
+        "a": ("how many desks are there?", ["one"]),  # 'one' (accepted by 2 of 3 training how-many questions)
+        "b": ("where is the chair?", ["next to bed", "against wall"]),  # 'against wall' (accepted by 2 of 3)
+        "c": ("what color is the bed?", ["blue"]),  # 'red' is wrong
+        "d": ("which is the tallest object?", ["one"]),  # unseen type: overall most accepted answer, 'one'
+    }
+    res = type_prior_baseline(train, val)
+    assert res["answers"] == {"how many": "one", "what color": "red", "where is": "against wall"}
+    assert res["em@1"] == pytest.approx(3 / 4)
+    assert res["em@1_by_type"] == {"how many": 1.0, "what color": 0.0, "where is": 1.0, "which is": 1.0}
+    # the majority baseline counts only the first answers: 'one' (2 of 7) → right on a and d only
+    maj = majority_answer_baseline([a[0] for _, a in train], {q: a for q, (_, a) in val.items()})
+    assert maj["answer"] == "one" and maj["em@1"] == pytest.approx(2 / 4)
+    assert type_prior_baseline([], val)["em@1"] == 0.0

@@ -112,11 +112,29 @@ def test_qa_scan2cap_recon_tools(model_dir, synthetic_root, tmp_path):
         preds = json.loads((out / "predictions.json").read_text())
         if name == "eval_qa":
             assert metrics["count"] == 4 == len(preds) and 0 <= metrics["em@1"] <= metrics["refined_em"] <= 1
+            from vidllm.evaluation.qa import question_type
+            from vidllm.metrics.qa import exact_match
+
+            by_type = metrics["em@1_by_type"]  # recomputed from predictions.json per question type
+            assert sum(v["count"] for v in by_type.values()) == 4
+            for qtype, v in by_type.items():
+                mine = [p for p in preds if question_type(p["question"]) == qtype]
+                assert v["count"] == len(mine)
+                assert v["em@1"] == pytest.approx(np.mean([exact_match(p["prediction"], p["answers"]) for p in mine]))
         elif name == "eval_scan2cap":
             assert metrics["count"] == 3 and metrics["matched"] == 3  # GT proposals: every box has IoU 1
         else:
             assert set(metrics["depth"]) == {"aligned", "metric_head", "relative_median"}
             assert 0 <= metrics["pose"]["rra@15"] <= 1 and 0 <= metrics["pointcloud"]["fscore"] <= 1
+            # the static-camera baseline = the fraction of GT frame pairs that rotate less than 15°
+            from vidllm.evaluation.clips import SceneClips, eval_data_config
+            from vidllm.metrics.recon import relative_pose_errors
+
+            data = micro_config(**{"data.num_frames": 3}).data
+            clips = SceneClips(eval_data_config(data, synthetic_root), "val", ["recon"])
+            rot = np.concatenate([relative_pose_errors(np.broadcast_to(np.eye(3, 4), (3, 3, 4)), clips.clip(s)["extrinsics"].numpy())[0]
+                                  for s in clips.dataset.scene_ids])
+            assert metrics["pose_static_baseline"]["rra@15"] == pytest.approx(float(np.mean(rot < 15)))
 
 
 def test_visible_mesh_points_keeps_only_seen_surface(synthetic_root):

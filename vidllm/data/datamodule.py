@@ -167,7 +167,7 @@ class VidLLMDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
-        sampler = ResumableWeightedSampler(self.task_sample_weights(self.train_set), num_samples=len(self.train_set), seed=self.cfg.seed)
+        sampler = ResumableWeightedSampler(self.task_sample_weights(self.train_set), num_samples=len(self.train_set), seed=self.cfg.seed, draw_keys=True)
         return self._loader(self.train_set, sampler)
 
     def val_dataloader(self) -> DataLoader:

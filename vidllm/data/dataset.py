@@ -27,7 +27,8 @@ from vidllm.config import DataConfig
 from vidllm.data.annotations import Multi3DReferRecord, read_multi3drefer, read_scanqa, read_scanrefer, read_sqa3d, scan2cap_references
 from vidllm.data.clip import load_clip
 from vidllm.data.labels import read_label_map
-from vidllm.data.sampling import frame_voxel_keys, sample_coverage, sample_stride, sample_uniform, valid_frame_indices
+from vidllm.data.resumable import split_draw_key
+from vidllm.data.sampling import frame_voxel_keys, sample_coverage, sample_segments, sample_stride, sample_uniform, valid_frame_indices
 from vidllm.data.scannet import ScanNetScene, load_scannet_scene
 from vidllm.data.scannet_io import read_depth, read_split
 from vidllm.errors import DataError
@@ -53,8 +54,11 @@ class VidLLMDataset(Dataset):
         cfg: the data config (root, annotation dirs, sampling and preprocessing).
         split: 'train' or 'val' (any name with a split list and annotation files).
         tasks: the tasks to include (default ``cfg.tasks``).
-        deterministic: sample clips without randomness (validation); else the stride sampler's
-            start offset is drawn from ``(cfg.seed, index)``.
+        deterministic: sample clips without randomness (validation); else the random choices of a
+            sample (the stride sampler's start, the segment sampler's frames, the answer with
+            ``answer_sampling: random``) are drawn from ``(cfg.seed, index, draw)``, where the
+            training sampler passes ``draw`` in the key (:func:`vidllm.data.resumable.split_draw_key`;
+            a plain index is draw 0), so repeated draws of a sample differ but every key gives one item.
     """
 
     def __init__(self, cfg: DataConfig, split: str, tasks: list[str] | None = None, deterministic: bool = True):
@@ -121,16 +125,27 @@ class VidLLMDataset(Dataset):
         return self._scenes[scene_id]
 
     # ------------------------------------------------------------------ sampling
-    def frame_indices(self, scene: ScanNetScene, index: int) -> np.ndarray:
-        """Indices into ``scene.frame_ids`` of the clip of sample ``index`` (``[S]``)."""
+    def sample_rng(self, index: int, draw: int = 0, stream: int = 0) -> np.random.Generator | None:
+        """The generator of sample ``index`` at ``draw`` (None when sampling is deterministic);
+        ``stream`` 0 = frames, 1 = the answer (independent seeds)."""
+        if self.deterministic:
+            return None
+        key = [self.cfg.seed, index] + ([draw] if draw or stream else []) + ([stream] if stream else [])
+        return np.random.default_rng(key)
+
+    def frame_indices(self, scene: ScanNetScene, index: int, draw: int = 0) -> np.ndarray:
+        """Indices into ``scene.frame_ids`` of the clip of sample ``index`` at ``draw`` (``[S]``)."""
         cfg = self.cfg
         if scene.scene_id not in self._candidates:  # the skipped-frame warning is logged once per scene
             self._candidates[scene.scene_id] = valid_frame_indices(scene.valid, scene.scene_id)
         candidates = self._candidates[scene.scene_id]
         if cfg.frame_sampling == "uniform":
             return sample_uniform(candidates, cfg.num_frames)
+        if cfg.frame_sampling == "segment":
+            return sample_segments(candidates, cfg.num_frames, self.sample_rng(index, draw))
         if cfg.frame_sampling == "stride":
-            start = 0 if self.deterministic else int(np.random.default_rng([cfg.seed, index]).integers(0, max(1, len(candidates))))
+            rng = self.sample_rng(index, draw)
+            start = 0 if rng is None else int(rng.integers(0, max(1, len(candidates))))
             return sample_stride(candidates, cfg.num_frames, cfg.frame_stride, start)
         if scene.scene_id not in self._coverage:
             pool = sample_uniform(candidates, min(cfg.coverage_candidates, len(candidates)))
@@ -144,12 +159,24 @@ class VidLLMDataset(Dataset):
             self._coverage[scene.scene_id] = sample_coverage(pool, cfg.num_frames, keys)
         return self._coverage[scene.scene_id]
 
+    def _training_answer(self, answers: list[str], task: str, index: int, draw: int) -> str:
+        """The LM target: the first reference, or with ``answer_sampling: random`` (QA tasks, training)
+        one drawn from ``(seed, index, draw)``."""
+        if not answers:
+            return ""
+        rng = self.sample_rng(index, draw, stream=1) if task in ("qa", "sqa") and self.cfg.answer_sampling == "random" else None
+        if rng is None or len(answers) == 1:
+            return answers[0]
+        return answers[int(rng.integers(len(answers)))]
+
     # ------------------------------------------------------------------ items
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int) -> dict:
+        """Item of sample ``index`` at ``draw`` for ``key`` = :func:`vidllm.data.resumable.draw_key` (or a plain index)."""
+        index, draw = split_draw_key(key, len(self.samples))
         task, rec = self.samples[index]
         scene_id = rec if task == "recon" else rec[0][0] if task == "caption" else rec.scene_id
         scene = self.scene(scene_id)
-        item = load_clip(scene, self.frame_indices(scene, index), self.cfg.image_size, self.cfg.resize_side)
+        item = load_clip(scene, self.frame_indices(scene, index, draw), self.cfg.image_size, self.cfg.resize_side)
         text = {"task": task, "question": "", "situation": "", "description": "", "answers": [], "record_id": "", "eval_type": ""}
         target_ids: list[int] = []
         if task == "qa":
@@ -167,7 +194,7 @@ class VidLLMDataset(Dataset):
             (_, object_id), refs = rec
             text.update(answers=list(refs), record_id=f"{scene_id}|{object_id}")
             target_ids = [object_id]
-        text["answer"] = text["answers"][0] if text["answers"] else ""
+        text["answer"] = self._training_answer(text["answers"], task, index, draw)
         item.update(text)
         item.update(
             self._targets(scene, target_ids, item["world_from_model"], strict=task in ("grounding", "caption"), record=text["record_id"])

@@ -19,6 +19,17 @@ from torch.utils.data import DataLoader, Sampler
 __all__ = ["ResumableWeightedSampler", "ResumableDataLoader"]
 
 
+def draw_key(index: int, draw: int, size: int) -> int:
+    """One integer for sample ``index`` (``< size``) at draw ``draw`` (0 = no draw): ``draw·size + index``."""
+    return draw * size + index
+
+
+def split_draw_key(key: int, size: int) -> tuple[int, int]:
+    """Inverse of :func:`draw_key`: ``(index, draw)``; a plain index gives draw 0."""
+    draw, index = divmod(int(key), size)
+    return index, draw
+
+
 class ResumableWeightedSampler(Sampler[int]):
     """Weighted sampling with replacement whose order depends only on ``(seed, epoch)``.
 
@@ -26,12 +37,16 @@ class ResumableWeightedSampler(Sampler[int]):
         weights: ``[N]`` non-negative sample weights.
         num_samples: samples drawn per epoch.
         seed: base seed.
+        draw_keys: yield :func:`draw_key` ``(index, draw)`` instead of the bare index, where ``draw ≥ 1``
+            numbers the draws over all epochs — a dataset that decodes it (:func:`split_draw_key`)
+            can give every draw of the same sample its own augmentation, still a function of the key alone.
     """
 
-    def __init__(self, weights: torch.Tensor, num_samples: int, seed: int = 0) -> None:
+    def __init__(self, weights: torch.Tensor, num_samples: int, seed: int = 0, draw_keys: bool = False) -> None:
         self.weights = torch.as_tensor(weights, dtype=torch.double)
         self.num_samples = int(num_samples)
         self.seed = int(seed)
+        self.draw_keys = bool(draw_keys)
         self.epoch = 0
         self.skip = 0
 
@@ -45,7 +60,13 @@ class ResumableWeightedSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         skip, self.skip = self.skip, 0
-        yield from self.order(self.epoch)[skip:]
+        order = self.order(self.epoch)
+        if not self.draw_keys:
+            yield from order[skip:]
+            return
+        first = self.epoch * self.num_samples + 1
+        for pos in range(skip, len(order)):
+            yield draw_key(order[pos], first + pos, len(self.weights))
 
     def __len__(self) -> int:
         return self.num_samples

@@ -7,6 +7,9 @@ counted in a warning). All samplers return indices into the scene's frame list i
 * ``uniform`` (default): ``S`` frames evenly spread over the valid frames.
 * ``stride``: every ``stride``-th valid frame from ``start``; the stride shrinks when the scene is
   too short to hold ``S`` frames at that stride.
+* ``segment``: the valid frames split into ``S`` equal segments, one frame from each — a random
+  frame of the segment in training (every draw of a sample gives another clip of the same video),
+  the segment's middle frame when sampling is deterministic (evaluation).
 * ``coverage``: greedy maximum coverage — repeatedly take the frame whose depth (unprojected into
   the aligned world, on a pixel grid) adds the most not-yet-seen voxels; ties and zero gains fall
   back to uniform spacing.
@@ -18,7 +21,7 @@ import logging
 
 import numpy as np
 
-__all__ = ["valid_frame_indices", "sample_uniform", "sample_stride", "sample_coverage", "frame_voxel_keys"]
+__all__ = ["valid_frame_indices", "sample_uniform", "sample_segments", "sample_stride", "sample_coverage", "frame_voxel_keys"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,21 @@ def valid_frame_indices(valid: np.ndarray, scene_id: str = "") -> np.ndarray:
 def sample_uniform(candidates: np.ndarray, num: int) -> np.ndarray:
     """``num`` candidates evenly spaced from the first to the last (``[num]``)."""
     pos = np.floor(np.linspace(0, len(candidates) - 1, num) + 0.5).astype(np.int64)  # round half up
+    return np.asarray(candidates)[pos]
+
+
+def sample_segments(candidates: np.ndarray, num: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """One candidate from each of ``num`` equal segments of the candidates (``[num]``, increasing).
+
+    Segment ``k`` covers positions ``[k·n/num, (k+1)·n/num)`` of the ``n`` candidates; with ``rng`` a
+    uniformly random position of each segment, else its middle one. Segments shorter than one
+    frame (``n < num``) repeat frames, as :func:`sample_uniform`.
+    """
+    n = len(candidates)
+    lo = np.arange(num) * n / num
+    width = n / num
+    offset = rng.random(num) if rng is not None else np.full(num, 0.5)
+    pos = np.minimum(np.floor(lo + offset * width).astype(np.int64), n - 1)
     return np.asarray(candidates)[pos]
 
 

@@ -119,14 +119,17 @@ def _finished(settings: DemoSettings, out: Path) -> dict[str, bool]:
     }
 
 
-def _majority_baseline(cfg: VidLLMConfig) -> dict:
+def _qa_baselines(cfg: VidLLMConfig) -> dict:
+    """The text-only QA baselines: the majority (first) training answer and the question-type prior."""
     from vidllm.data.annotations import read_scanqa
-    from vidllm.evaluation.qa import majority_answer_baseline
+    from vidllm.evaluation.qa import majority_answer_baseline, type_prior_baseline
 
     ann = Path(cfg.data.root) / "annotations"
     train = read_scanqa(ann / "ScanQA_v1.0_train.json")
     val = read_scanqa(ann / "ScanQA_v1.0_val.json")
-    return majority_answer_baseline([r.answers[0] for r in train if r.answers], {str(r.question_id): list(r.answers) for r in val})
+    majority = majority_answer_baseline([r.answers[0] for r in train if r.answers], {str(r.question_id): list(r.answers) for r in val})
+    prior = type_prior_baseline([(r.question, list(r.answers)) for r in train], {str(r.question_id): (r.question, list(r.answers)) for r in val})
+    return {"majority_answer": majority, "type_prior": prior}
 
 
 def run_demo(settings: DemoSettings) -> dict:
@@ -188,7 +191,7 @@ def run_demo(settings: DemoSettings) -> dict:
         evaluation = {
             "trained": _load_evaluation(out / "eval" / "trained") if done["evaluate"] else _evaluate(trained, cfg, out / "eval" / "trained", settings.eval_limit),
             "untrained": _load_evaluation(out / "eval" / "untrained") if done["evaluate"] else _evaluate(untrained, cfg, out / "eval" / "untrained", settings.eval_limit),
-            "majority_answer": _majority_baseline(cfg),
+            **_qa_baselines(cfg),
         }
         model_dir = out / "stage2" / "model"
         commands["evaluate"] = "\n".join(

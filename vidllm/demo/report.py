@@ -10,7 +10,7 @@ from vidllm.evaluation.report import write_json
 from vidllm.io import atomic_write
 from vidllm.machine import machine_info
 
-__all__ = ["write_report", "metric_rows", "threshold_checks"]
+__all__ = ["write_report", "metric_rows", "threshold_checks", "qa_type_lines"]
 
 
 def metric_rows(ev: dict) -> list[dict]:
@@ -30,12 +30,16 @@ def metric_rows(ev: dict) -> list[dict]:
     add("grounding Acc@0.5 (proposal-free)", n["overall"]["acc@0.5"], nu["overall"]["acc@0.5"])
     add("QA EM@1", t["scanqa"]["em@1"], u["scanqa"]["em@1"], ev["majority_answer"]["em@1"], f"majority answer ('{ev['majority_answer']['answer']}')")
     add("QA refined EM", t["scanqa"]["refined_em"], u["scanqa"]["refined_em"], ev["majority_answer"].get("refined_em"), "majority answer")
+    if "type_prior" in ev:
+        add("QA EM@1 (vs question-type prior)", t["scanqa"]["em@1"], u["scanqa"]["em@1"], ev["type_prior"]["em@1"],
+            "text-only: the most accepted training answer per question type")
     d, du = t["recon"]["depth"], u["recon"]["depth"]
     add("depth AbsRel (aligned, metric)", d["aligned"]["abs_rel"], du["aligned"]["abs_rel"], d["metric_head"]["abs_rel"], "metric head alone", False)
     add("depth δ1 (aligned, metric)", d["aligned"]["delta1"], du["aligned"]["delta1"], d["metric_head"]["delta1"], "metric head alone")
     add("depth AbsRel (relative, median-scaled)", d["relative_median"]["abs_rel"], du["relative_median"]["abs_rel"], None, "", False)
     p, pu = t["recon"]["pose"], u["recon"]["pose"]
-    add("camera RRA@15", p["rra@15"], pu["rra@15"])
+    static = t["recon"].get("pose_static_baseline", {}).get("rra@15")
+    add("camera RRA@15", p["rra@15"], pu["rra@15"], static, "static camera (every frame at frame 0's pose)" if static is not None else "")
     add("camera RTA@15", p["rta@15"], pu["rta@15"])
     add("camera AUC@30", p["auc@30"], pu["auc@30"])
     c, cu = t["recon"]["pointcloud"], u["recon"]["pointcloud"]
@@ -60,6 +64,22 @@ def threshold_checks(ev: dict) -> dict:
             "pass": depth["aligned"]["abs_rel"] <= 0.20 and depth["aligned"]["abs_rel"] < depth["metric_head"]["abs_rel"]},
         "camera RRA@15 >= 90%": {"value": rra, "rule": ">= 0.900", "pass": rra >= 0.90},
     }
+
+
+def qa_type_lines(ev: dict) -> list[str]:
+    """Markdown table of QA EM@1 per question type: trained, untrained and the text-only type prior."""
+    trained = ev["trained"]["scanqa"].get("em@1_by_type", {})
+    untrained = ev["untrained"]["scanqa"].get("em@1_by_type", {})
+    prior = ev.get("type_prior", {})
+    if not trained:
+        return []
+    lines = ["", "QA EM@1 by question type (the type prior answers every question of a type with one text-only answer):", "",
+             "| question type | questions | trained | untrained | type prior | its answer |", "| --- | ---: | ---: | ---: | ---: | --- |"]
+    for qtype, v in trained.items():
+        u = untrained.get(qtype, {}).get("em@1")
+        lines.append(f"| {qtype} | {v['count']} | {v['em@1']:.3f} | {_fmt(u)} | {_fmt(prior.get('em@1_by_type', {}).get(qtype))} | "
+                     f"{prior.get('answers', {}).get(qtype, '')} |")
+    return lines
 
 
 def _fmt(v) -> str:
@@ -107,6 +127,7 @@ def write_report(out: Path, cfg, settings, evaluation: dict, exported: dict, sec
         "| metric | trained | untrained model | baseline | baseline is |", "| --- | ---: | ---: | ---: | --- |",
     ]
     lines += [f"| {r['metric']} | {_fmt(r['trained'])} | {_fmt(r['untrained'])} | {_fmt(r['baseline'])} | {r['baseline_name']} |" for r in rows]
+    lines += qa_type_lines(evaluation)
     lines += ["", "## Thresholds", "", "| check | value | needs | |", "| --- | ---: | --- | --- |"]
     lines += [f"| {name} | {c['value']:.3f} | {c['rule']} | {'pass' if c['pass'] else 'MISS'} |" for name, c in checks.items()]
     lines += ["", "## Pictures", ""]

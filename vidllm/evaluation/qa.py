@@ -12,7 +12,7 @@ from vidllm.metrics.captions import MissingExtraError
 from vidllm.metrics.qa import clean_answer, qa_exact_match, qa_metrics
 from vl.prompts import render_prompt
 
-__all__ = ["evaluate_qa", "majority_answer_baseline"]
+__all__ = ["evaluate_qa", "majority_answer_baseline", "question_type", "type_prior_baseline"]
 
 
 def majority_answer_baseline(train_answers: list[str], references: dict) -> dict:
@@ -22,6 +22,43 @@ def majority_answer_baseline(train_answers: list[str], references: dict) -> dict
     answer = Counter(clean_answer(a) for a in train_answers).most_common(1)[0][0]
     res = qa_exact_match({q: answer for q in references}, references)
     return {"answer": answer, "em@1": res["em@1"], "refined_em": res["refined_em"]}
+
+
+def question_type(question: str, words: int = 2) -> str:
+    """The question's type: its first ``words`` lower-cased words ('what color', 'how many', ...)."""
+    return " ".join(question.lower().split()[:words])
+
+
+def type_prior_baseline(train: list[tuple[str, list[str]]], val: dict[str, tuple[str, list[str]]]) -> dict:
+    """EM@1 of a text-only answerer that knows the question type and nothing about the scene.
+
+    For each :func:`question_type` it answers the (cleaned) answer that is acceptable for the most
+    training questions of that type (an answer counts once per question, in any reference slot);
+    unseen types get the overall most acceptable answer.
+
+    Args:
+        train: ``(question, answers)`` per training question; val: ``question_id → (question, answers)``.
+    Returns:
+        ``em@1``, ``refined_em``, ``answers`` (type → the answer it gives) and ``em@1_by_type``.
+    """
+    per_type: dict[str, Counter] = defaultdict(Counter)
+    overall: Counter = Counter()
+    for question, answers in train:
+        accepted = {clean_answer(a) for a in answers}
+        per_type[question_type(question)].update(accepted)
+        overall.update(accepted)
+    if not overall:
+        return {"em@1": 0.0, "refined_em": 0.0, "answers": {}, "em@1_by_type": {}}
+    fallback = overall.most_common(1)[0][0]
+    chosen = {t: c.most_common(1)[0][0] for t, c in per_type.items()}
+    preds = {q: chosen.get(question_type(question), fallback) for q, (question, _) in val.items()}
+    refs = {q: answers for q, (_, answers) in val.items()}
+    res = qa_exact_match(preds, refs)
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for q, (question, _) in val.items():
+        by_type[question_type(question)].append(q)
+    em_by_type = {t: qa_exact_match({q: preds[q] for q in ids}, {q: refs[q] for q in ids})["em@1"] for t, ids in sorted(by_type.items())}
+    return {"em@1": res["em@1"], "refined_em": res["refined_em"], "answers": dict(sorted(chosen.items())), "em@1_by_type": em_by_type}
 
 
 def evaluate_qa(predictor, clips: SceneClips, task: str = "qa", limit: int | None = None, captions: bool = True, max_new_tokens: int | None = None,
@@ -59,4 +96,11 @@ def evaluate_qa(predictor, clips: SceneClips, task: str = "qa", limit: int | Non
     except MissingExtraError as err:
         metrics = qa_metrics(preds, refs, with_captions=False)
         metrics["unavailable"] = {"bleu-4, meteor, rouge-l, cider": str(err)}
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for p in predictions:
+        if p["answers"]:
+            by_type[question_type(p["question"])].append(p["question_id"])
+    metrics["em@1_by_type"] = {
+        t: {"em@1": qa_exact_match({q: preds[q] for q in ids}, {q: refs[q] for q in ids})["em@1"], "count": len(ids)} for t, ids in sorted(by_type.items())
+    }
     return predictions, metrics
