@@ -36,7 +36,6 @@ def test_every_step_ran_and_wrote_its_files(demo_run):
             assert (demo_run / "eval" / run / task / "metrics.json").is_file()
     assert len(json.loads((demo_run / "export" / "answers.json").read_text())) == 3
     report = (demo_run / "report.md").read_text()
-    qa_trained = json.loads((demo_run / "eval" / "trained" / "scanqa" / "metrics.json").read_text())
     for picture in summary["pictures"].values():
         assert Path(picture).is_file() and Path(picture).name in report
     assert "## Thresholds" in report and "vidllm fit --stage 2" in report
