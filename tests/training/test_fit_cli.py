@@ -54,6 +54,24 @@ def test_resume_same_stage_from_last_checkpoint(tmp_path, synthetic_root):
     assert _steps(tmp_path / "run", "train/loss")[-2:] == [2, 3]  # continued after step 2, not restarted
 
 
+def test_time_limit_ends_the_run_early_and_fit_state_says_so(tmp_path, synthetic_root):
+    import json
+
+    args = ["fit", "--stage", "2", "--config", str(ROOT / "configs" / "tiny.yaml"), "--data.root", str(synthetic_root), *MICRO, "--out", str(tmp_path / "run")]
+    assert main([*args, "--trainer.max_steps", "1000", "--trainer.max_time", "{seconds: 2}"]) == 0
+    state = json.loads((tmp_path / "run" / "model" / "fit_state.json").read_text())
+    assert state["max_steps"] == 1000 and state["stage"] == 2
+    assert 1 <= state["global_step"] < 1000 and state["global_step"] == max(_steps(tmp_path / "run", "train/loss")) + 1
+    from vidllm.demo.pipeline import stage2_time_limit, steps_run
+    from vidllm.demo.settings import DemoSettings
+
+    assert steps_run(tmp_path / "run") == state["global_step"] and steps_run(tmp_path / "nothing") is None
+    settings = DemoSettings()  # default budget: 19.5 min ceiling, 75 s reserve
+    assert stage2_time_limit(settings, 300.0) == pytest.approx(19.5 * 60 - 300 - 75)
+    assert stage2_time_limit(settings, 1200.0) == 60.0  # a late start still trains a minute
+    assert stage2_time_limit(DemoSettings(minutes=24.0), 300.0) == pytest.approx(2 * 19.5 * 60 - 300 - 75)  # scales with --minutes
+
+
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
     assert main(["fit", "--config", str(ROOT / "configs" / "tiny.yaml"), "--trainer.max_stepz", "3", "--out", str(tmp_path)]) == 1
     assert "max_stepz" in capsys.readouterr().err

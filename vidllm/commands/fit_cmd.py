@@ -251,5 +251,9 @@ def run(args: argparse.Namespace) -> int:
         raise CheckpointError(f"--ckpt_path {ckpt}: not a readable checkpoint (the file is empty or truncated)") from None
     if mode == "fit" and trainer.is_global_zero:
         module.model.save_pretrained(out / "model")
-        print(f"vidllm fit: saved the trained model to {out / 'model'}", flush=True)
+        from vidllm.evaluation.report import write_json
+
+        # how far training got: a run can end before max_steps (--trainer.max_time, max_epochs)
+        write_json(out / "model" / "fit_state.json", {"global_step": int(trainer.global_step), "max_steps": int(trainer.max_steps), "stage": cfg.train.stage})
+        print(f"vidllm fit: saved the trained model to {out / 'model'} after {trainer.global_step} steps", flush=True)
     return 0

@@ -21,7 +21,7 @@ from vidllm.config import VidLLMConfig, config_from_dict, load_config, save_conf
 from vidllm.demo.settings import DemoSettings
 from vidllm.evaluation.report import write_json
 
-__all__ = ["run_demo", "STEPS"]
+__all__ = ["run_demo", "STEPS", "stage2_time_limit", "steps_run"]
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 STEPS = ("data", "teachers", "stage1", "stage2", "evaluate", "export", "report")
@@ -100,6 +100,18 @@ def _evaluate(model, cfg: VidLLMConfig, out: Path, limit: int | None) -> dict:
     return results
 
 
+def stage2_time_limit(settings: DemoSettings, elapsed: float) -> float:
+    """Seconds stage 2 may take: the run's ceiling (``total_minutes`` × scale) minus what has elapsed and
+    the reserve for evaluation and export; at least a minute, so a late start still trains."""
+    return max(60.0, settings.total_minutes * settings.scale * 60.0 - elapsed - settings.reserve_seconds)
+
+
+def steps_run(run_dir: Path) -> int | None:
+    """The optimiser steps a ``vidllm fit`` run took (its ``model/fit_state.json``), None without one."""
+    path = run_dir / "model" / "fit_state.json"
+    return int(json.loads(path.read_text())["global_step"]) if path.is_file() else None
+
+
 EVAL_TASKS = ("scanrefer_gt", "scanrefer_none", "scanqa", "recon")
 
 
@@ -176,12 +188,16 @@ def run_demo(settings: DemoSettings) -> dict:
             _fit(config_path, 1, out / "stage1", steps["stage1"], settings.seed, [])
         commands["stage1"] = f"vidllm fit --stage 1 --config {config_path} --out {out / 'stage1'} --trainer.max_steps {steps['stage1']} --train.max_steps {steps['stage1']} --trainer.log_every_n_steps 5"
 
-    with timer.step("stage2", f"joint training, {steps['stage2']} steps (vidllm fit --stage 2)", done["stage2"]):
+    stage2_seconds = stage2_time_limit(settings, time.perf_counter() - timer.start)
+    with timer.step("stage2", f"joint training, {steps['stage2']} steps or {stage2_seconds:.0f} s (vidllm fit --stage 2)", done["stage2"]):
         if not done["stage2"]:
-            _fit(config_path, 2, out / "stage2", steps["stage2"], settings.seed, ["--model.init_from", str(out / "stage1" / "model")])
+            _fit(config_path, 2, out / "stage2", steps["stage2"], settings.seed,
+                 ["--model.init_from", str(out / "stage1" / "model"), "--trainer.max_time", f"{{seconds: {stage2_seconds:.0f}}}"])
+        steps["stage2_run"] = steps_run(out / "stage2")
         commands["stage2"] = (
             f"vidllm fit --stage 2 --config {config_path} --out {out / 'stage2'} --model.init_from {out / 'stage1' / 'model'} "
-            f"--trainer.max_steps {steps['stage2']} --train.max_steps {steps['stage2']} --trainer.log_every_n_steps 5"
+            f"--trainer.max_steps {steps['stage2']} --train.max_steps {steps['stage2']} --trainer.log_every_n_steps 5 "
+            f"--trainer.max_time '{{seconds: {stage2_seconds:.0f}}}'"
         )
 
     with timer.step("evaluate", "held-out scenes: grounding, QA, depth, poses, point clouds (trained and untrained model)", done["evaluate"]):

@@ -139,6 +139,8 @@ def write_report(out: Path, cfg, settings, evaluation: dict, exported: dict, sec
     lines += [f"| {a['question']} | {a['answer']} | {', '.join(a['reference'])} |" for a in exported["answers"]]
     lines += ["", "## Wall time", "", "| step | seconds |", "| --- | ---: |"]
     lines += [f"| {k} | {v:.0f} |" for k, v in seconds.items()]
+    if steps.get("stage2_run") is not None and steps["stage2_run"] < steps["stage2"]:
+        lines += ["", f"Stage 2 reached its time limit after {steps['stage2_run']} of {steps['stage2']} steps (the run's wall-clock ceiling)."]
     lines += ["", "## Reproduce each step", ""]
     for name, cmd in commands.items():
         lines += [f"**{name}**", "", "```", cmd, "```", ""]

@@ -27,6 +27,11 @@ class DemoSettings:
     """Minutes of the two teachers together at the default budget (the geometry teacher gets 60 %)."""
     teacher_steps: int = 800
     """Most steps of each teacher at the default budget."""
+    total_minutes: float = 19.5
+    """Wall-clock ceiling of the whole run at the default budget (scaled like the steps): stage 2 stops
+    early (Lightning ``max_time``) when its steps would pass it, keeping ``reserve_seconds`` for the rest."""
+    reserve_seconds: float = 75.0
+    """Seconds kept after stage 2 for evaluation, export and the report."""
     eval_limit: int | None = None
     """Evaluate at most this many queries / scenes per task (None = the whole held-out split)."""
     resume: bool = False

@@ -12,7 +12,7 @@ from vidllm.metrics.captions import MissingExtraError
 from vidllm.metrics.qa import clean_answer, qa_exact_match, qa_metrics
 from vl.prompts import render_prompt
 
-__all__ = ["evaluate_qa", "majority_answer_baseline", "question_type", "type_prior_baseline"]
+__all__ = ["evaluate_qa", "em_by_question_type", "majority_answer_baseline", "question_type", "type_prior_baseline"]
 
 
 def majority_answer_baseline(train_answers: list[str], references: dict) -> dict:
@@ -27,6 +27,15 @@ def majority_answer_baseline(train_answers: list[str], references: dict) -> dict
 def question_type(question: str, words: int = 2) -> str:
     """The question's type: its first ``words`` lower-cased words ('what color', 'how many', ...)."""
     return " ".join(question.lower().split()[:words])
+
+
+def em_by_question_type(predictions: dict, references: dict, questions: dict) -> dict[str, dict]:
+    """EM@1 per :func:`question_type` over the questions with references: ``type → {em@1, count}``."""
+    groups: dict[str, list] = defaultdict(list)
+    for q in references:
+        groups[question_type(questions[q])].append(q)
+    return {t: {"em@1": qa_exact_match({q: predictions[q] for q in ids}, {q: references[q] for q in ids})["em@1"], "count": len(ids)}
+            for t, ids in sorted(groups.items())}
 
 
 def type_prior_baseline(train: list[tuple[str, list[str]]], val: dict[str, tuple[str, list[str]]]) -> dict:
@@ -54,11 +63,9 @@ def type_prior_baseline(train: list[tuple[str, list[str]]], val: dict[str, tuple
     preds = {q: chosen.get(question_type(question), fallback) for q, (question, _) in val.items()}
     refs = {q: answers for q, (_, answers) in val.items()}
     res = qa_exact_match(preds, refs)
-    by_type: dict[str, list[str]] = defaultdict(list)
-    for q, (question, _) in val.items():
-        by_type[question_type(question)].append(q)
-    em_by_type = {t: qa_exact_match({q: preds[q] for q in ids}, {q: refs[q] for q in ids})["em@1"] for t, ids in sorted(by_type.items())}
-    return {"em@1": res["em@1"], "refined_em": res["refined_em"], "answers": dict(sorted(chosen.items())), "em@1_by_type": em_by_type}
+    by_type = em_by_question_type(preds, refs, {q: question for q, (question, _) in val.items()})
+    return {"em@1": res["em@1"], "refined_em": res["refined_em"], "answers": dict(sorted(chosen.items())),
+            "em@1_by_type": {t: v["em@1"] for t, v in by_type.items()}}
 
 
 def evaluate_qa(predictor, clips: SceneClips, task: str = "qa", limit: int | None = None, captions: bool = True, max_new_tokens: int | None = None,
@@ -96,11 +103,5 @@ def evaluate_qa(predictor, clips: SceneClips, task: str = "qa", limit: int | Non
     except MissingExtraError as err:
         metrics = qa_metrics(preds, refs, with_captions=False)
         metrics["unavailable"] = {"bleu-4, meteor, rouge-l, cider": str(err)}
-    by_type: dict[str, list[str]] = defaultdict(list)
-    for p in predictions:
-        if p["answers"]:
-            by_type[question_type(p["question"])].append(p["question_id"])
-    metrics["em@1_by_type"] = {
-        t: {"em@1": qa_exact_match({q: preds[q] for q in ids}, {q: refs[q] for q in ids})["em@1"], "count": len(ids)} for t, ids in sorted(by_type.items())
-    }
+    metrics["em@1_by_type"] = em_by_question_type(preds, refs, {p["question_id"]: p["question"] for p in predictions})
     return predictions, metrics
