@@ -9,7 +9,7 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="outputs/demo", help="output directory (data, teachers, runs, evaluation, report.md, summary.json)")
     parser.add_argument("--scenes", type=int, default=None, help="synthetic scenes to generate (default: configs/demo.yaml's data.synthetic_scenes)")
-    parser.add_argument("--minutes", type=float, default=12.0, help="training budget in minutes (teachers + both stages); the whole run takes about this plus 5 minutes")
+    parser.add_argument("--minutes", type=float, default=12.0, help="training budget in minutes (teachers + both stages); the whole run takes about this plus 5 minutes and never more than 19.5 x M / 12 minutes (stage 2 stops early at that ceiling)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the teachers and the training")
     parser.add_argument("--config", default=None, help="model config (default: configs/demo.yaml)")
     parser.add_argument("--resume", action="store_true", help="reuse the finished steps of an earlier run in --out")
