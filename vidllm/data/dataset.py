@@ -130,8 +130,8 @@ class VidLLMDataset(Dataset):
         ``stream`` 0 = frames, 1 = the answer (independent seeds)."""
         if self.deterministic:
             return None
-        key = [self.cfg.seed, index] + ([draw] if draw or stream else []) + ([stream] if stream else [])
-        return np.random.default_rng(key)
+        # (seed, index) alone for a plain index's frames: the stride sampler's start of earlier versions
+        return np.random.default_rng([self.cfg.seed, index] if draw == stream == 0 else [self.cfg.seed, index, draw, stream])
 
     def frame_indices(self, scene: ScanNetScene, index: int, draw: int = 0) -> np.ndarray:
         """Indices into ``scene.frame_ids`` of the clip of sample ``index`` at ``draw`` (``[S]``)."""

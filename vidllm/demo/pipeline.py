@@ -188,16 +188,16 @@ def run_demo(settings: DemoSettings) -> dict:
             _fit(config_path, 1, out / "stage1", steps["stage1"], settings.seed, [])
         commands["stage1"] = f"vidllm fit --stage 1 --config {config_path} --out {out / 'stage1'} --trainer.max_steps {steps['stage1']} --train.max_steps {steps['stage1']} --trainer.log_every_n_steps 5"
 
-    stage2_seconds = stage2_time_limit(settings, time.perf_counter() - timer.start)
-    with timer.step("stage2", f"joint training, {steps['stage2']} steps or {stage2_seconds:.0f} s (vidllm fit --stage 2)", done["stage2"]):
+    stage2_seconds = round(stage2_time_limit(settings, time.perf_counter() - timer.start))
+    max_time = f"{{seconds: {stage2_seconds}}}"  # the same argument runs and is reported
+    with timer.step("stage2", f"joint training, {steps['stage2']} steps or {stage2_seconds} s (vidllm fit --stage 2)", done["stage2"]):
         if not done["stage2"]:
-            _fit(config_path, 2, out / "stage2", steps["stage2"], settings.seed,
-                 ["--model.init_from", str(out / "stage1" / "model"), "--trainer.max_time", f"{{seconds: {stage2_seconds:.0f}}}"])
+            _fit(config_path, 2, out / "stage2", steps["stage2"], settings.seed, ["--model.init_from", str(out / "stage1" / "model"), "--trainer.max_time", max_time])
         steps["stage2_run"] = steps_run(out / "stage2")
         commands["stage2"] = (
             f"vidllm fit --stage 2 --config {config_path} --out {out / 'stage2'} --model.init_from {out / 'stage1' / 'model'} "
             f"--trainer.max_steps {steps['stage2']} --train.max_steps {steps['stage2']} --trainer.log_every_n_steps 5 "
-            f"--trainer.max_time '{{seconds: {stage2_seconds:.0f}}}'"
+            f"--trainer.max_time '{max_time}'"
         )
 
     with timer.step("evaluate", "held-out scenes: grounding, QA, depth, poses, point clouds (trained and untrained model)", done["evaluate"]):

@@ -126,11 +126,11 @@ def evaluate_recon(model, clips: SceneClips, limit: int | None = None, pointclou
     if preds["metric_head"]:
         metrics["depth"]["metric_head"] = depth_metrics(np.concatenate(preds["metric_head"]), gt)
     if gt.shape[0] // len(scene_ids) >= 2:
-        metrics["pose"] = pose_metrics(np.stack(pred_ext), np.stack(gt_ext))
+        gt_poses = np.stack(gt_ext)
+        metrics["pose"] = pose_metrics(np.stack(pred_ext), gt_poses)
         # the static-camera baseline: every frame at frame 0's pose (what a camera head that ignores the
         # images predicts); only its rotation figure is meaningful (its relative translations are all zero)
-        static = np.broadcast_to(np.eye(3, 4), np.stack(gt_ext).shape)
-        metrics["pose_static_baseline"] = {"rra@15": pose_metrics(static, np.stack(gt_ext))["rra@15"]}
+        metrics["pose_static_baseline"] = {"rra@15": pose_metrics(np.broadcast_to(np.eye(3, 4), gt_poses.shape), gt_poses)["rra@15"]}
     if clouds:
         metrics["pointcloud"] = {k: float(np.mean([c[k] for c in clouds])) for k in clouds[0] if isinstance(clouds[0][k], float)}
     return records, metrics
