@@ -13,7 +13,7 @@ import numpy as np
 
 from vidllm.io import atomic_write
 
-__all__ = ["render_pointcloud", "depth_comparison", "training_curves", "box_edges"]
+__all__ = ["render_pointcloud", "depth_comparison", "training_curves", "curve_group", "smooth", "box_edges"]
 
 _EDGES = [(0, 1), (1, 3), (3, 2), (2, 0), (4, 5), (5, 7), (7, 6), (6, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
 
@@ -145,22 +145,88 @@ def read_metrics_csv(path: str | Path) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
+_CURVE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("camera", ("camera", "loss_t", "loss_r", "fov", "pose", "rel_pose")),
+    ("depth", ("depth", "point", "metric", "md")),
+    ("language", ("vl/", "lm", "ground", "proposal", "regress", "caption", "qa")),
+    ("distillation", ("distill",)),
+)
+_DISTILL_TERMS = ("geo", "lang", "sc")  # the stage-1 terms (Eq. 5–7)
+_COMPONENT_PARTS = ("loss_conf_", "loss_reg_", "loss_grad_")
+
+
+def curve_group(key: str) -> str | None:
+    """The panel of a logged ``train/...`` loss: 'total', 'camera', 'depth', 'language' or 'distillation';
+    None for keys that are not drawn (non-``train/`` keys, Lightning's ``*_step``/``*_epoch`` copies and the
+    confidence / regression / gradient parts of the depth and point losses, whose sum is drawn)."""
+    if not key.startswith("train/") or key.endswith(("_step", "_epoch")):
+        return None
+    name = key.removeprefix("train/").lower()
+    if name == "loss":
+        return "total"
+    if any(part in name for part in _COMPONENT_PARTS):
+        return None
+    if name.startswith("vl/"):
+        return "language"
+    leaf = name.rsplit("/", 1)[-1]
+    if leaf in _DISTILL_TERMS:
+        return "distillation"
+    if leaf == "loss":
+        return "total"
+    for group, needles in _CURVE_GROUPS:
+        if any(n in leaf for n in needles):
+            return group
+    return "total"
+
+
+def smooth(values: Sequence[float], window: int) -> np.ndarray:
+    """Trailing mean over ``window`` points (shorter at the start): ``[N]`` → ``[N]``."""
+    v = np.asarray(values, dtype=np.float64)
+    if window <= 1 or v.size == 0:
+        return v
+    c = np.cumsum(np.r_[0.0, v])
+    idx = np.arange(1, v.size + 1)
+    lo = np.maximum(idx - window, 0)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
 def training_curves(path: str | Path, runs: Sequence[tuple[str, str | Path]], keys: Sequence[str] | None = None, title: str = "") -> Path:
-    """Loss curves of one or more runs (``(label, metrics.csv)``): one panel per run, one line per ``train/*`` key."""
+    """Loss curves of one or more runs (``(label, metrics.csv)``): one panel per run and task group
+    (:func:`curve_group`: total, camera, depth, language, distillation), each curve a trailing mean over
+    about 1/20 of the run drawn over its raw values (faint), the legend under the panel.
+
+    ``keys`` restricts the drawn columns (default: every ``train/*`` loss).
+    """
     plt = _figure()
-    fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4), squeeze=False)
-    for ax, (label, csv_path) in zip(axes[0], runs):
+    panels: list[tuple[str, dict[str, list[tuple[int, float]]]]] = []
+    for label, csv_path in runs:
         series = read_metrics_csv(csv_path)
-        names = [k for k in series if (keys is None and k.startswith("train/") and k.endswith("_step") is False) or (keys is not None and k in keys)]
-        for name in sorted(names):
-            steps, values = zip(*series[name])
-            ax.plot(steps, values, label=name.removeprefix("train/"), linewidth=1.2)
-        ax.set_title(label)
+        groups: dict[str, dict[str, list[tuple[int, float]]]] = {}
+        for name, points in series.items():
+            group = curve_group(name) if keys is None else ("total" if name in keys else None)
+            if group is not None and points:
+                groups.setdefault(group, {})[name] = points
+        order = ["total"] + [g for g, _ in _CURVE_GROUPS]
+        panels += [(f"{label} · {g}", groups[g]) for g in order if g in groups]
+    cols = min(3, max(1, len(panels)))
+    rows = max(1, -(-len(panels) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    for ax, (panel_title, curves) in zip(axes.ravel(), panels):
+        lowest = np.inf
+        for name in sorted(curves):
+            steps, values = (np.asarray(x) for x in zip(*curves[name]))
+            window = max(1, len(values) // 20)
+            line, = ax.plot(steps, smooth(values, window), linewidth=1.6, label=name.removeprefix("train/"))
+            ax.plot(steps, values, linewidth=0.6, alpha=0.25, color=line.get_color())
+            lowest = min(lowest, float(values.min()))
+        ax.set_title(panel_title, fontsize=10)
         ax.set_xlabel("step")
-        ax.set_yscale("symlog", linthresh=0.1)
+        ax.set_yscale("log" if lowest > 0 else "symlog", **({} if lowest > 0 else {"linthresh": 0.1}))
         ax.grid(alpha=0.3)
-        if names:
-            ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
     return _save(fig, path, plt)
