@@ -3,8 +3,25 @@
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).parent
+
+
+class BuildPyWithConfigs(build_py):
+    """Also copy the shipped configs (``configs/**/*.yaml``) into the package as ``vidllm/resources/configs``,
+    where :func:`vidllm.shipped.config_dir` finds them in an installed (non-editable) package."""
+
+    def run(self):
+        super().run()
+        source = HERE / "configs"
+        if not source.is_dir():
+            raise FileNotFoundError(f"cannot build vidllm: the shipped configs folder {source} is missing")
+        target = Path(self.build_lib) / "vidllm" / "resources" / "configs"
+        for path in sorted(source.rglob("*.yaml")):
+            dest = target / path.relative_to(source)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self.copy_file(str(path), str(dest))
 
 setup(
     name="vidllm",
@@ -16,6 +33,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["vidllm", "vidllm.*", "cta", "cta.*", "recon", "recon.*", "vl", "vl.*"]),
     package_data={"vidllm": ["resources/*"]},
+    cmdclass={"build_py": BuildPyWithConfigs},
     install_requires=[
         "torch>=2.4,<2.14",
         "transformers>=4.48,<6",

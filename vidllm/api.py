@@ -22,18 +22,16 @@ z forward) after real-scale alignment. The methods live in :class:`InferenceMixi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from recon.geometry import depth_to_world_points
-from vidllm.data.clip import output_geometry
+from vidllm.data.clip import preprocess_frames
 from vidllm.errors import DataError
 from vidllm.video import Frames, read_frames
 
@@ -183,26 +181,11 @@ class Grounding:
 def frames_to_tensor(frames: Frames | Sequence[np.ndarray], image_size: int, resize_side: str = "shorter") -> Tensor:
     """Decoded RGB frames (sizes may differ) → ``[S, 3, H, W]`` float in [0, 1].
 
-    The output size follows the first frame (DESIGN §4: resize ``resize_side`` to ``image_size``,
-    centre-crop to multiples of 14); every frame is resized to cover that size (aspect kept) and
-    centre-cropped, so mixed sizes work.
+    :func:`vidllm.data.clip.preprocess_frames` — the preprocessing training and evaluation use (DESIGN §4:
+    resize ``resize_side`` to ``image_size``, centre-crop to multiples of 14), so a frame gives the
+    model the same pixels here as in training; frames of other sizes are resized to cover the first's.
     """
-    images = frames.images if isinstance(frames, Frames) else list(frames)
-    if not images:
-        raise DataError("no frames to preprocess")
-    h0, w0 = images[0].shape[:2]
-    _, _, _, _, oh, ow = output_geometry(h0, w0, image_size, resize_side)
-    out = []
-    for img in images:  # frames may differ in size: one resize per frame
-        t = torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
-        h, w = t.shape[-2:]
-        s = max(oh / h, ow / w)
-        rh, rw = max(oh, math.ceil(h * s - 1e-6)), max(ow, math.ceil(w * s - 1e-6))
-        if (rh, rw) != (h, w):
-            t = F.interpolate(t, size=(rh, rw), mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
-        top, left = (rh - oh) // 2, (rw - ow) // 2
-        out.append(t[0, :, top : top + oh, left : left + ow])
-    return torch.stack(out).contiguous()
+    return preprocess_frames(frames.images if isinstance(frames, Frames) else frames, image_size, resize_side)
 
 
 def reconstruction_from_outputs(out: dict, images: Tensor, index: int = 0, frames: Frames | None = None) -> Reconstruction:

@@ -30,6 +30,8 @@ FRAME_SAMPLINGS = ("uniform", "segment", "stride", "coverage")
 ANSWER_SAMPLINGS = ("first", "random")
 DATA_SOURCES = ("synthetic", "scannet")
 TASKS = ("recon", "qa", "sqa", "grounding", "caption")
+LR_MULTIPLIER_PREFIX = "train.lr_multipliers."
+"""Overrides under this prefix name a dotted module path as one key (``train.lr_multipliers.vl.lm=2``)."""
 
 
 @dataclass
@@ -276,15 +278,29 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     A YAML may name other YAMLs to layer under it with a top-level ``defaults: [file, ...]``
     list (paths relative to the file).
     """
-    path = Path(path)
+    from vidllm.shipped import find_config
+
+    path = find_config(path)
     data = _read_yaml_layers(path)
     cfg = config_from_dict(data, source=str(path))
     if overrides:
+        multipliers = {}
+        rest = []
+        for item in overrides:  # lr_multipliers keys are dotted module paths: 'train.lr_multipliers.vl.lm=2'
+            key, sep, value = str(item).partition("=")
+            if sep and key.startswith(LR_MULTIPLIER_PREFIX):
+                multipliers[key[len(LR_MULTIPLIER_PREFIX):]] = value
+            else:
+                rest.append(item)
         try:
-            dotlist = OmegaConf.from_dotlist(list(overrides))
+            dotlist = OmegaConf.to_container(OmegaConf.from_dotlist(rest))
         except OmegaConfBaseException as err:
             raise ConfigError(f"command-line overrides: {str(err).splitlines()[0]}") from None
-        cfg = config_from_dict(OmegaConf.to_container(dotlist), source="command-line overrides", base=cfg)
+        if multipliers:
+            import yaml
+
+            dotlist.setdefault("train", {}).setdefault("lr_multipliers", {}).update({k: yaml.safe_load(v) for k, v in multipliers.items()})
+        cfg = config_from_dict(dotlist, source="command-line overrides", base=cfg)
     return cfg
 
 

@@ -151,6 +151,11 @@ class LLMConfig:
     """Key/value heads of a freshly built LM (ignored when path is set)."""
     intermediate_size: int = 4864
     """MLP width of a freshly built LM (ignored when path is set)."""
+    vocab_size: int | None = None
+    """Embedding rows of a freshly built LM (None: the tokenizer's length; ignored when path is set). Set to the
+    named checkpoint's value (Qwen2.5-7B: 152064) so a model built without the files has its exact shapes."""
+    tie_word_embeddings: bool = True
+    """Share the input embedding and the output projection of a freshly built LM (ignored when path is set; Qwen2.5-7B: false)."""
     max_length: int = 4096
     """Maximum prompt + answer length in tokens (3D tokens included; keep it above vl.max_3d_tokens + the text)."""
     max_new_tokens: int = 32
@@ -169,5 +174,7 @@ class LLMConfig:
             raise ValueError(f"llm.dtype = {self.dtype!r}; expected one of {list(LLM_DTYPES)}")
         if self.max_length <= 0 or self.max_new_tokens <= 0:
             raise ValueError(f"llm.max_length ({self.max_length}) and llm.max_new_tokens ({self.max_new_tokens}) must be > 0")
+        if self.vocab_size is not None and self.vocab_size < 1:
+            raise ValueError(f"llm.vocab_size must be >= 1 or null, got {self.vocab_size}")
         if self.finetune == "lora" and not self.lora_target_modules:
             raise ValueError("llm.lora_target_modules must name at least one module when llm.finetune = 'lora'")

@@ -53,14 +53,14 @@ def build_tiny_causal_lm(cfg: LLMConfig, tokenizer) -> Qwen2ForCausalLM:
             f"and num_heads by llm.num_kv_heads ({cfg.num_kv_heads})"
         )
     config = Qwen2Config(
-        vocab_size=len(tokenizer),
+        vocab_size=max(cfg.vocab_size or 0, len(tokenizer)),
         hidden_size=cfg.hidden_size,
         intermediate_size=cfg.intermediate_size,
         num_hidden_layers=cfg.num_layers,
         num_attention_heads=cfg.num_heads,
         num_key_value_heads=cfg.num_kv_heads,
         max_position_embeddings=max(cfg.max_length + cfg.max_new_tokens, 128),
-        tie_word_embeddings=True,
+        tie_word_embeddings=cfg.tie_word_embeddings,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

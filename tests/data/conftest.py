@@ -1,4 +1,4 @@
-"""Fixtures of the data tests: the real files in ../shared/data and the synthetic set (tests/conftest.py)."""
+"""Fixtures of the data tests: the real files in tests/fixtures (see its README) and the synthetic set (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """The real label tsv, split lists and SQA3D test split (must exist: CI clones the repo beside shared/)."""
-    assert SHARED_DATA.is_dir(), f"shared data folder missing: {SHARED_DATA.resolve()}"
-    return SHARED_DATA.resolve()
+    """The real label tsv, split lists and SQA3D test split, kept inside the repository (tests/fixtures)."""
+    assert (FIXTURES / "scannetv2-labels.combined.tsv").is_file(), f"test fixtures missing: {FIXTURES}"
+    return FIXTURES
 
 
 @pytest.fixture(scope="session")

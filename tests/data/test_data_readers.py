@@ -277,3 +277,20 @@ def test_sqa3d_missing_annotation(tmp_path):
     )
     with pytest.raises(DataError, match=r"q.json: record 0: field 'question_id' = 5 has no entry"):
         read_sqa3d(q, a)
+
+
+# ----------------------------------------------------------------------------- ScanNet split lists (real)
+def test_scannet_split_lists_real(shared_data):
+    import json
+
+    from vidllm.config import DataConfig
+    from vidllm.data.dataset import split_scene_ids
+
+    cfg = DataConfig(split_dir=str(shared_data))
+    splits = {name: split_scene_ids(cfg, name) for name in ("train", "val", "test")}
+    assert {k: len(v) for k, v in splits.items()} == {"train": 1201, "val": 312, "test": 100}
+    assert all(len(set(v)) == len(v) for v in splits.values())
+    assert not set(splits["train"]) & set(splits["val"]) and not set(splits["test"]) & (set(splits["train"]) | set(splits["val"]))
+    assert splits["val"][0] == "scene0011_00" and all(s.startswith("scene") and s[-3] == "_" for v in splits.values() for s in v)
+    questions = json.loads((shared_data / "sqa3d" / "v1_balanced_questions_test_scannetv2.json").read_text())["questions"]
+    assert {q["scene_id"] for q in questions} <= set(splits["val"])  # SQA3D's test scenes are ScanNet val scenes

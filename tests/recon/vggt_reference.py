@@ -21,12 +21,19 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 # --------------------------------------------------------------------------- hand-built checkpoint
 def make_vggt_state_dict(
     dim=32, agg_depth=3, dino_depth=2, registers=4, pos_grid=4, patch=14, trunk_depth=1, features=16,
-    out_channels=(8, 16, 32, 32), conv_patch=False, seed=0, extra_heads=True,
+    out_channels=(8, 16, 32, 32), conv_patch=False, seed=0, extra_heads=True, heads=4, device=None,
 ) -> dict[str, torch.Tensor]:
-    """A random VGGT-layout state dict (every key of DESIGN §5.3) with non-trivial values."""
+    """A random VGGT-layout state dict (every key of DESIGN §5.3) with non-trivial values.
+
+    ``heads`` sets the aggregator's attention heads (the width of its q/k norms); ``device="meta"``
+    gives the key layout and shapes only (e.g. VGGT-1B's, without allocating a billion weights).
+    """
     g = torch.Generator().manual_seed(seed)
+    meta = str(device) == "meta"
 
     def rnd(*shape, scale=0.2, base=0.0):
+        if meta:
+            return torch.empty(*shape, device="meta")
         return base + scale * torch.randn(*shape, generator=g)
 
     sd: dict[str, torch.Tensor] = {}
@@ -44,7 +51,7 @@ def make_vggt_state_dict(
         if bias:
             sd[f"{name}.bias"] = rnd(cout, scale=0.1)
 
-    def block(prefix, width, qk_norm, heads=4):
+    def block(prefix, width, qk_norm, heads=heads):
         norm(f"{prefix}.norm1", width)
         linear(f"{prefix}.attn.qkv", width, 3 * width)
         if qk_norm:
@@ -106,8 +113,8 @@ def make_vggt_state_dict(
     conv(f"{d}.scratch.output_conv2.2", 32, 2, 1)
     sd[f"{d}.scratch.output_conv2.2.bias"] = rnd(2, scale=0.05)
     if extra_heads:
-        sd["point_head.norm.weight"] = torch.ones(c2)
-        sd["track_head.feature_extractor.norm.weight"] = torch.ones(c2)
+        sd["point_head.norm.weight"] = torch.ones(c2, device=device)
+        sd["track_head.feature_extractor.norm.weight"] = torch.ones(c2, device=device)
     return sd
 
 

@@ -60,3 +60,38 @@ def test_scheduler_drives_optimizer():
         sched.step()
     assert lrs[0]["cta"] == pytest.approx(0.25) and lrs[0]["encoder"] == pytest.approx(0.125)
     assert lrs[3]["cta"] == pytest.approx(1.0) and lrs[4]["cta"] == pytest.approx(1.0)
+
+
+class _Nested(nn.Module):
+    """``vl.lm.model`` / ``vl.lm.projector`` / ``vl.pos_embed`` like the full model's VL branch."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Linear(4, 4)
+        self.vl = nn.Module()
+        self.vl.lm = nn.Module()
+        self.vl.lm.model = nn.Linear(4, 4)
+        self.vl.lm.model_extra = nn.Linear(4, 4)  # shares a string prefix with vl.lm.model, not a path prefix
+        self.vl.lm.projector = nn.Linear(4, 4)
+        self.vl.pos_embed = nn.Linear(4, 4)
+
+
+def test_dotted_paths_longest_prefix_wins():
+    mult = {"vl": 2.0, "vl.lm": 3.0, "vl.lm.projector": 5.0, "encoder": 0.1}
+    groups = {g["name"]: g for g in param_groups(_Nested(), lr=1.0, weight_decay=0.05, lr_multipliers=mult)}
+    assert groups["vl.lm.projector"]["lr"] == pytest.approx(5.0)
+    assert groups["vl.lm"]["lr"] == pytest.approx(3.0)  # vl.lm.model and vl.lm.model_extra
+    assert len(groups["vl.lm"]["params"]) == 2 and len(groups["vl.lm/no_decay"]["params"]) == 2
+    assert groups["vl"]["lr"] == pytest.approx(2.0)  # vl.pos_embed
+    assert groups["encoder"]["lr"] == pytest.approx(0.1)
+    groups = {g["name"]: g for g in param_groups(_Nested(), lr=1.0, weight_decay=0.05, lr_multipliers={"vl.lm.model": 7.0})}
+    assert groups["vl.lm.model"]["lr"] == pytest.approx(7.0) and len(groups["vl.lm.model"]["params"]) == 1
+    assert groups["vl"]["lr"] == pytest.approx(1.0)  # unmatched parameters: one group per top-level module, base rate
+    assert sum(len(g["params"]) for g in groups.values()) == len(list(_Nested().parameters()))
+
+
+def test_unknown_dotted_path_names_key_and_valid_prefixes():
+    with pytest.raises(ValueError, match=r"unknown module path\(s\) \['vl.lm.mod'\].*'vl.lm.model'.*'vl.pos_embed'"):
+        param_groups(_Nested(), 1e-3, 0.05, {"vl.lm.mod": 2.0})
+    with pytest.raises(ValueError, match=r"\['llm'\]"):
+        param_groups(_Nested(), 1e-3, 0.05, {"llm": 1.0})

@@ -30,12 +30,12 @@ from pathlib import Path
 
 import yaml
 
-from vidllm.config import VidLLMConfig, config_from_dict, load_config, save_config
+from vidllm.config import LR_MULTIPLIER_PREFIX, VidLLMConfig, config_from_dict, load_config, save_config
 from vidllm.errors import CheckpointError, ConfigError
+from vidllm.shipped import shipped_config
 
 _log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 MODES = ("fit", "validate", "test", "predict")
 ACCEPTS_EXTRA = True  # --trainer.* and --GROUP.KEY arguments are parsed here, not by argparse
 
@@ -86,14 +86,13 @@ def _trainer_kwargs(pairs: dict[str, str]) -> dict:
 
 
 def resolve_config(config_path: str, stage: int | None, pairs: dict[str, str]) -> VidLLMConfig:
-    """Model config → stage defaults → command-line overrides."""
+    """Model config → stage defaults (the shipped ``stage<N>.yaml``; missing is an error) → command-line overrides."""
+    from omegaconf import OmegaConf
+
     cfg = load_config(config_path)
     stage = stage or cfg.train.stage
-    stage_file = CONFIG_DIR / f"stage{stage}.yaml"
-    if stage_file.is_file():
-        from omegaconf import OmegaConf
-
-        cfg = config_from_dict(OmegaConf.to_container(OmegaConf.load(stage_file)), source=str(stage_file), base=cfg)
+    stage_file = shipped_config(f"stage{stage}.yaml")
+    cfg = config_from_dict(OmegaConf.to_container(OmegaConf.load(stage_file)), source=str(stage_file), base=cfg)
     overrides = {"train": {"stage": stage}}
     for key, value in pairs.items():
         if key.startswith("trainer."):
@@ -101,6 +100,9 @@ def resolve_config(config_path: str, stage: int | None, pairs: dict[str, str]) -
         dotted = key[len("model."):] if key.startswith("model.") else key
         if dotted == "init_from":
             dotted = "train.init_from"
+        if dotted.startswith(LR_MULTIPLIER_PREFIX):  # the key is a dotted module path: --train.lr_multipliers.vl.lm 2
+            overrides.setdefault("train", {}).setdefault("lr_multipliers", {})[dotted[len(LR_MULTIPLIER_PREFIX):]] = yaml.safe_load(value)
+            continue
         node = overrides
         parts = dotted.split(".")
         for part in parts[:-1]:
@@ -160,10 +162,8 @@ def _quiet_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*is deprecated.*")
 
 
-def ensure_teachers(cfg: VidLLMConfig) -> None:
-    """On synthetic data, make the tiny teachers (``vidllm teachers``) when a file the run needs is
-    missing — the stage-1 teachers, or ``recon.vggt_checkpoint`` when no ``train.init_from`` is
-    given — and the configured paths are the layout ``vidllm teachers --out DIR`` writes."""
+def teachers_to_build(cfg: VidLLMConfig) -> list[str]:
+    """The missing teacher files :func:`ensure_teachers` will make (synthetic data, default layout); else []."""
     d = cfg.train.distill
     needed = []
     if cfg.train.stage == 1:
@@ -172,13 +172,29 @@ def ensure_teachers(cfg: VidLLMConfig) -> None:
         needed.append(cfg.recon.vggt_checkpoint)
     missing = [v for v in needed if not Path(v).exists()]
     if not missing or cfg.data.source != "synthetic":
-        return
-    from vidllm.teachers.build import build_teachers, default_teacher_paths
+        return []
+    from vidllm.teachers.build import default_teacher_paths
 
-    out = Path(missing[0]).parent.parent if Path(missing[0]).name == "model.pt" else Path(missing[0]).parent
-    layout = {str(p) for p in default_teacher_paths(out).values()}
+    layout = {str(p) for p in default_teacher_paths(_teacher_dir(missing)).values()}
     if any(str(Path(v)) not in layout for v in missing):
-        return  # not the default layout: the module reports the missing files
+        return []  # not the default layout: check_checkpoints reports the missing files
+    return missing
+
+
+def _teacher_dir(missing: list[str]) -> Path:
+    return Path(missing[0]).parent.parent if Path(missing[0]).name == "model.pt" else Path(missing[0]).parent
+
+
+def ensure_teachers(cfg: VidLLMConfig) -> None:
+    """On synthetic data, make the tiny teachers (``vidllm teachers``) when a file the run needs is
+    missing — the stage-1 teachers, or ``recon.vggt_checkpoint`` when no ``train.init_from`` is
+    given — and the configured paths are the layout ``vidllm teachers --out DIR`` writes."""
+    missing = teachers_to_build(cfg)
+    if not missing:
+        return
+    from vidllm.teachers.build import build_teachers
+
+    out = _teacher_dir(missing)
     print(f"vidllm fit: teacher files not found; training the tiny synthetic teachers into {out} (vidllm teachers)", flush=True)
     build_teachers(cfg, out)
 
@@ -199,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
     _quiet_known_warnings()
     from vidllm.data.datamodule import VidLLMDataModule, ensure_synthetic
     from vidllm.training.module import VidLLMModule
+    from vidllm.training.paths import check_checkpoints
     from vidllm.training.strategies import build_strategy, read_trainer_config
 
     mode = getattr(args, "command", "fit")
@@ -214,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--ckpt_path {ckpt}: no such checkpoint file")
     if ckpt is not None and Path(ckpt).is_file() and not _looks_like_torch_file(Path(ckpt)):
         raise CheckpointError(f"--ckpt_path {ckpt}: not a torch checkpoint (empty, truncated or another format)")
+    check_checkpoints(cfg, will_create=tuple(teachers_to_build(cfg)))
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.train.seed if args.seed is None else args.seed, workers=True, verbose=False)
     trainer_kwargs = default_trainer_kwargs(cfg, out)

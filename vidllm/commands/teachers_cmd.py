@@ -10,11 +10,10 @@ held-out figures next to their untrained starting point. The model sizes come fr
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default=str(Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"), help="student model config (sizes of the geometry teacher, data settings)")
+    parser.add_argument("--config", default="configs/tiny.yaml", help="student model config (sizes of the geometry teacher, data settings)")
     parser.add_argument("--data", default=None, help="synthetic dataset root (default: data.root of the config; generated when empty)")
     parser.add_argument("--out", default="outputs/teachers", help="output directory")
     parser.add_argument("--steps", type=int, default=None, help="most steps of each teacher")

@@ -2,7 +2,9 @@
 
 * Colour: resize so that the side chosen by ``resize_side`` ('shorter' or 'longer') equals
   ``image_size`` (bilinear, antialiased, pixel-centre convention ``u' = (u + ½)·s − ½``), then
-  centre-crop both sides down to multiples of 14. Intrinsics follow exactly.
+  centre-crop both sides down to multiples of 14. Intrinsics follow exactly. :func:`preprocess_frames`
+  is the one implementation: training clips, evaluation clips, the Python API (``load_video``) and the
+  export tool all call it, so the same frame gives the model the same pixels on every path.
 * Depth: **resampled into the output colour camera** by nearest neighbour. Colour and depth
   cameras share the pose (ScanNet exports are registered), so an output pixel ``(u, v)`` looks
   along the ray ``K_out⁻¹ [u, v, 1]`` whose depth-image position is ``K_depth K_out⁻¹ [u, v, 1]``;
@@ -24,7 +26,10 @@ from vidllm.data.scannet import ScanNetScene
 from vidllm.data.scannet_io import read_color, read_depth
 from vidllm.errors import DataError
 
-__all__ = ["output_geometry", "resize_crop_intrinsics", "resize_crop_images", "resample_depth", "relative_extrinsics", "load_clip"]
+__all__ = [
+    "output_geometry", "frame_resize_hw", "preprocess_frames", "resize_crop_intrinsics", "resize_crop_images", "resample_depth",
+    "relative_extrinsics", "load_clip",
+]
 
 
 def output_geometry(height: int, width: int, image_size: int, resize_side: str = "shorter") -> tuple[int, int, int, int, int, int]:
@@ -38,6 +43,44 @@ def output_geometry(height: int, width: int, image_size: int, resize_side: str =
     rh, rw = max(14, round(height * scale)), max(14, round(width * scale))
     oh, ow = rh // 14 * 14, rw // 14 * 14
     return rh, rw, (rh - oh) // 2, (rw - ow) // 2, oh, ow
+
+
+def frame_resize_hw(height: int, width: int, out_hw: tuple[int, int], image_size: int, resize_side: str = "shorter") -> tuple[int, int]:
+    """Size one frame is resized to before its centre crop to ``out_hw``.
+
+    A frame whose own :func:`output_geometry` gives ``out_hw`` (every frame of a clip of one size) uses
+    that resize exactly; a frame of another size (mixed-size image folders) uses the smallest
+    aspect-keeping size that covers ``out_hw``.
+    """
+    rh, rw, _, _, oh, ow = output_geometry(height, width, image_size, resize_side)
+    if (oh, ow) == tuple(out_hw):
+        return rh, rw
+    oh, ow = out_hw
+    s = max(oh / height, ow / width)
+    return max(oh, math.ceil(height * s - 1e-6)), max(ow, math.ceil(width * s - 1e-6))
+
+
+def preprocess_frames(frames, image_size: int, resize_side: str = "shorter") -> torch.Tensor:
+    """Decoded RGB frames ``[H, W, 3]`` uint8 (sizes may differ) → the model's input ``[S, 3, oh, ow]`` float in [0, 1].
+
+    The output size follows the first frame (:func:`output_geometry`); each frame is resized by
+    :func:`frame_resize_hw` (bilinear, antialiased) and centre-cropped. The one preprocessing of
+    training, evaluation, the API and export.
+    """
+    frames = list(frames)
+    if not frames:
+        raise DataError("no frames to preprocess")
+    h0, w0 = np.asarray(frames[0]).shape[:2]
+    _, _, _, _, oh, ow = output_geometry(h0, w0, image_size, resize_side)
+    out = []
+    for img in frames:  # one resize per frame: frames may differ in size
+        arr = np.asarray(img, dtype=np.uint8)
+        if arr.ndim != 3 or arr.shape[2] != 3:
+            raise DataError(f"preprocess_frames: expected RGB frames [H, W, 3], got shape {arr.shape}")
+        t = torch.from_numpy(np.array(arr, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
+        rh, rw = frame_resize_hw(arr.shape[0], arr.shape[1], (oh, ow), image_size, resize_side)
+        out.append(resize_crop_images(t, (rh, rw), ((rh - oh) // 2, (rw - ow) // 2, oh, ow))[0])
+    return torch.stack(out).contiguous()
 
 
 def resize_crop_intrinsics(
@@ -119,8 +162,7 @@ def load_clip(scene: ScanNetScene, frame_indices: np.ndarray, image_size: int, r
         d = read_depth(scene.depth_path(fid), depth_hw or (depths[0].shape if depths else None))
         depths.append(d)
     rh, rw, top, left, oh, ow = output_geometry(h, w, image_size, resize_side)
-    images = torch.from_numpy(np.stack(colors)).permute(0, 3, 1, 2).float().div_(255.0)
-    images = resize_crop_images(images, (rh, rw), (top, left, oh, ow))
+    images = preprocess_frames(colors, image_size, resize_side)
     k_out = resize_crop_intrinsics(scene.intrinsic_color, (h, w), (rh, rw), (top, left))
     depth = resample_depth(torch.from_numpy(np.stack(depths)), scene.intrinsic_depth, k_out, (oh, ow))
     extrinsics, world_from_model = relative_extrinsics(scene.aligned_c2w[frame_indices])

@@ -23,7 +23,6 @@ from vidllm.evaluation.report import write_json
 
 __all__ = ["run_demo", "STEPS", "stage2_time_limit", "steps_run"]
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 STEPS = ("data", "teachers", "stage1", "stage2", "evaluate", "export", "report")
 
 
@@ -51,7 +50,9 @@ class Timer:
 
 def demo_config(settings: DemoSettings, out: Path) -> VidLLMConfig:
     """``configs/demo.yaml`` with this run's data, teacher and initialisation paths."""
-    cfg = load_config(settings.config or CONFIG_DIR / "demo.yaml")
+    from vidllm.shipped import shipped_config
+
+    cfg = load_config(settings.config or shipped_config("demo.yaml"))
     teachers = out / "teachers"
     data = {"root": str(out / "data"), "seed": settings.seed}
     if settings.scenes is not None:

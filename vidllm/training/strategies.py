@@ -38,7 +38,9 @@ def read_trainer_config(path: str | Path) -> dict:
     every strategy argument one of its strategy class's (the strategy is not built yet)."""
     import lightning as L
 
-    path = Path(path)
+    from vidllm.shipped import find_config
+
+    path = find_config(path)
     if not path.is_file():
         raise ConfigError(f"trainer config not found: {path}")
     try:
