@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(table, f"recon ({args.split}, {metrics['num_scenes']} scenes)"))
         for key in ("pose", "pointcloud"):
             if key in metrics:
-                print(format_table(metrics[key], key))
+                print(format_table(metrics[key], "pose (forwards and reversed clips)" if key == "pose" else key))
+        for order, figures in metrics.get("pose_by_order", {}).items():
+            print(format_table(figures, f"pose ({order} clips)"))
         return 0
 
     return run_tool("eval_recon", body)

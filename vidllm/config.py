@@ -64,6 +64,8 @@ class DataConfig:
     """Stride of the 'stride' sampler."""
     answer_sampling: str = "first"
     """Training target of a QA record with several reference answers: 'first' (always the first) or 'random' (one drawn per training draw of the sample)."""
+    reverse_prob: float = 0.0
+    """Probability that a training draw plays its clip backwards (frames in reverse temporal order; the model frame is then the last frame's camera), drawn from (seed, index, draw): camera motion cannot be learnt from frame order alone. Evaluation clips are never reversed here."""
     tasks: list[str] = field(default_factory=lambda: ["recon", "qa", "grounding", "caption"])
     """Tasks mixed in training batches."""
     task_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
@@ -104,6 +106,8 @@ class DataConfig:
                 raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
         if self.synthetic_width < 14 or self.synthetic_height < 14:
             raise ValueError(f"data.synthetic_width/height must be >= 14, got {self.synthetic_width}x{self.synthetic_height}")
+        if not 0.0 <= self.reverse_prob <= 1.0:
+            raise ValueError(f"data.reverse_prob must be in [0, 1], got {self.reverse_prob}")
         if self.coverage_voxel_size <= 0:
             raise ValueError(f"data.coverage_voxel_size must be > 0, got {self.coverage_voxel_size}")
         if any(w < 0 for w in self.task_weights) or (self.task_weights and sum(self.task_weights) <= 0):

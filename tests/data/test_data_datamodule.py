@@ -163,14 +163,22 @@ def test_missing_split_list(synthetic_root, tmp_path):
         VidLLMDataset(_cfg(synthetic_root), "test")
 
 
-def test_multi3drefer_grounding_with_zero_and_many_targets(synthetic_root):
-    ds = VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0], grounding_source="multi3drefer"), "train")
+def test_multi3drefer_grounding_with_zero_and_many_targets(synthetic_root, tmp_path):
+    # the tiny scenes show few objects (only visible ones are asked about): add a many-target record of two GT objects
+    records = json.loads((synthetic_root / "annotations" / "multi3drefer_train.json").read_text())
+    gt = json.loads((synthetic_root / "synthetic_gt" / "scene0000_00.json").read_text())
+    records.append({"scene_id": "scene0000_00", "object_name": "thing", "object_ids": [o["object_id"] for o in gt["objects"][:2]],
+                    "ann_id": 999, "description": "the two things.", "eval_type": "mt"})
+    (tmp_path / "multi3drefer_train.json").write_text(json.dumps(records))
+    ds = VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0], grounding_source="multi3drefer", multi3drefer_dir=str(tmp_path)),
+                       "train")
     kinds = [rec.eval_type for _, rec in ds.samples]
-    zero, many = kinds.index("zt_w_d"), kinds.index("mt")
+    zero, many = kinds.index("zt_wo_d" if "zt_w_d" not in kinds else "zt_w_d"), kinds.index("mt")
     batch = collate_clips([ds[zero], ds[many]])
-    assert batch["eval_type"] == ["zt_w_d", "mt"]
-    assert batch["target_mask"].sum(1).tolist() == [0, len(ds.samples[many][1].object_ids)]
-    both = VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0], grounding_source="both"), "train")
+    assert batch["eval_type"] == [kinds[zero], "mt"]
+    assert batch["target_mask"].sum(1).tolist() == [0, 2]
+    both = VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0], grounding_source="both", multi3drefer_dir=str(tmp_path)),
+                         "train")
     assert len(both) == len(ds) + len(VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0]), "train"))
 
 
@@ -201,3 +209,43 @@ def test_draws_of_one_sample_differ_but_each_key_is_one_item(synthetic_root):
     assert val[draw_key(multi, 5, n)]["answer"] == refs[0]
     first = VidLLMDataset(_cfg(synthetic_root, tasks=["recon", "qa"], task_weights=[1.0, 1.0]), "train", deterministic=False)
     assert {first[draw_key(multi, d, n)]["answer"] for d in range(1, 10)} == {refs[0]}  # answer_sampling 'first'
+
+
+def test_reversed_training_draws(synthetic_root):
+    """data.reverse_prob: a reversed draw is the same frames backwards; its extrinsics are the GT poses relative
+    to the new first frame, and its target boxes map to the same world boxes."""
+    from recon.geometry import transform_boxes
+    from vidllm.data.resumable import draw_key
+
+    with pytest.raises(ValueError, match="reverse_prob"):
+        _cfg(synthetic_root, reverse_prob=1.5)
+    cfg = _cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0], reverse_prob=1.0)
+    forward = VidLLMDataset(cfg, "train", deterministic=True)  # evaluation: never reversed
+    backward = VidLLMDataset(cfg, "train", deterministic=False)
+    n = len(backward)
+    fwd, rev = forward[0], backward[draw_key(0, 2, n)]
+    assert rev["frame_ids"].tolist() == fwd["frame_ids"].flip(0).tolist()
+    torch.testing.assert_close(rev["images"], fwd["images"].flip(0))
+    scene = backward.scene(rev["scene_id"])
+    row = {int(f): i for i, f in enumerate(scene.frame_ids)}
+    c2w = np.stack([scene.aligned_c2w[row[int(f)]] for f in rev["frame_ids"]])  # GT camera→world of the reversed order
+    expected = np.stack([np.linalg.inv(c) @ c2w[0] for c in c2w])[:, :3]  # world(model = new first camera)→camera
+    np.testing.assert_allclose(rev["extrinsics"].double().numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(rev["world_from_model"].double().numpy(), c2w[0], atol=1e-5)
+    torch.testing.assert_close(rev["target_boxes"], fwd["target_boxes"])
+    # box centres map back to the world boxes' centres (sizes are the AABB of the rotated box in the model frame)
+    wfm = rev["world_from_model"].double()
+    centres = rev["target_boxes_model"][:, :3].double() @ wfm[:3, :3].T + wfm[:3, 3]
+    torch.testing.assert_close(centres.float(), rev["target_boxes"][:, :3], atol=1e-4, rtol=0)
+    model_from_world = torch.from_numpy(np.linalg.inv(c2w[0]))
+    torch.testing.assert_close(transform_boxes(rev["target_boxes"].double(), model_from_world).float(), rev["target_boxes_model"], atol=1e-4, rtol=0)
+    assert not torch.allclose(rev["target_boxes_model"], fwd["target_boxes_model"], atol=1e-3)  # another model frame
+    # reverse_prob 0.5: deterministic per key, both orders over the draws, never in evaluation
+    half = VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0], reverse_prob=0.5), "train", deterministic=False)
+    flags = [half.reversed_draw(0, d) for d in range(40)]
+    assert 8 < sum(flags) < 32 and flags == [half.reversed_draw(0, d) for d in range(40)]
+    d = flags.index(True)
+    assert half[draw_key(0, d, n)]["frame_ids"].tolist() == fwd["frame_ids"].flip(0).tolist()
+    assert half[draw_key(0, flags.index(False), n)]["frame_ids"].tolist() == fwd["frame_ids"].tolist()
+    off = VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0]), "train", deterministic=False)
+    assert not any(off.reversed_draw(0, d) for d in range(20))

@@ -70,6 +70,7 @@ def test_unprojected_depth_lands_on_mesh(synthetic_root):
 
 def test_annotation_files_read_by_real_readers(synthetic_root, real_label_map):
     ann = synthetic_root / "annotations"
+    m3_types = set()
     for split in ("train", "val"):
         scenes = set(read_split(synthetic_root / "splits" / f"{split}.txt"))
         objects = {s: set(load_scannet_scene(synthetic_root / "scans" / s).objects.object_ids.tolist()) for s in scenes}
@@ -86,7 +87,7 @@ def test_annotation_files_read_by_real_readers(synthetic_root, real_label_map):
         qa = read_scanqa(ann / f"ScanQA_v1.0_{split}.json", scene_ids=scenes)
         assert qa and all(q.answers and set(q.object_ids) <= objects[q.scene_id] for q in qa)
         m3 = read_multi3drefer(ann / f"multi3drefer_{split}.json", scene_ids=scenes)
-        assert {"mt", "zt_w_d"} <= {m.eval_type for m in m3}
+        m3_types |= {m.eval_type for m in m3}
         assert all(set(m.object_ids) <= objects[m.scene_id] for m in m3)
         sqa = read_sqa3d(
             ann / f"v1_balanced_questions_{split}_scannetv2.json",
@@ -94,6 +95,8 @@ def test_annotation_files_read_by_real_readers(synthetic_root, real_label_map):
             scene_ids=scenes,
         )
         assert sqa and all(s.answers for s in sqa)
+    # three tiny scenes need not hold every kind (only visible objects are asked about): the kinds are tested on layouts below
+    assert m3_types and m3_types <= {"mt", "st_w_d", "st_wo_d", "zt_w_d", "zt_wo_d"}
 
 
 def test_language_has_unique_and_multiple_cases_and_all_question_kinds():
@@ -149,3 +152,93 @@ def test_fifty_scenes_under_two_minutes(tmp_path):
     elapsed = time.perf_counter() - start
     assert len(_scenes(tmp_path / "s")) == 50
     assert elapsed < 120, f"50 scenes took {elapsed:.1f} s"
+
+
+def _names_after(text: str, marker: str) -> list[str]:
+    """'<colour> <category>' phrases that follow ``marker`` in ``text`` (e.g. 'next to the ')."""
+    from vidllm.data.synthetic_layout import CATEGORIES, PALETTE
+
+    found = []
+    for part in text.split(marker)[1:]:
+        words = part.replace("?", " ").replace(".", " ").replace(",", " ").split()
+        if words and words[0] in PALETTE:
+            cat = next(c for c in sorted(CATEGORIES, key=len, reverse=True) if " ".join(words[1:]).startswith(c))
+            found.append(f"{words[0]} {cat}")
+    return found
+
+
+def test_language_is_only_about_visible_objects_and_derivable():
+    from vidllm.data.synthetic_text import NUMBER_WORDS, wall_phrase
+
+    kinds, m3_kinds = set(), set()
+    for index in range(16):
+        rng = np.random.default_rng([4, index])
+        layout = make_layout(rng)
+        visible = rng.random(len(layout.objects)) < 0.6
+        first = len(layout.structure)
+        lang = scene_language(scene_id_of(index), layout, rng, visible)
+        vis_ids = {first + i for i in np.nonzero(visible)[0]}
+        vis_names = {f"{layout.objects[i].color} {layout.objects[i].category}" for i in np.nonzero(visible)[0]}
+        assert {int(r["object_id"]) for r in lang["scanrefer"]} == vis_ids  # every visible object is described, no other
+        for r in lang["scanqa"]:
+            assert set(r["object_ids"]) <= vis_ids
+        for r in lang["multi3drefer"]:
+            assert set(r["object_ids"]) <= vis_ids
+            m3_kinds.add(r["eval_type"])
+        texts = [r["description"] for r in lang["scanrefer"]] + [q["question"] for q in lang["scanqa"]]
+        texts += [a for q in lang["scanqa"] for a in q["answers"]] + [q["situation"] for q in lang["sqa3d_questions"]]
+        for text in texts:  # neighbour references name visible objects
+            for marker in ("next to the ", "next to ", "the "):
+                assert set(_names_after(text, marker)) <= vis_names, text
+        for q in lang["scanqa"]:
+            members = [i - first for i in q["object_ids"]]
+            if q["question"].startswith("how many"):
+                cat = layout.objects[members[0]].category
+                everyone = [i for i, o in enumerate(layout.objects) if o.category == cat]
+                assert sorted(members) == everyone and visible[everyone].all()  # only when the clip shows every instance
+                assert q["answers"] == [NUMBER_WORDS[len(everyone)]]
+            if q["question"].startswith("where is"):
+                o = layout.objects[members[0]]
+                assert q["answers"][0] == wall_phrase(o.box, layout.size)  # the derivable answer first
+                assert all(a.startswith("next to ") for a in q["answers"][1:]) and len(q["answers"]) <= 2
+            if q["question"].startswith("what color"):
+                assert q["answers"] == [layout.objects[members[0]].color]
+            kinds.add(" ".join(q["question"].split()[:2]))
+        if not visible.any():
+            assert not lang["scanrefer"] and not lang["scanqa"] and not lang["sqa3d_questions"]
+    assert kinds == {"what color", "where is", "how many", "which is"}
+    assert m3_kinds == {"mt", "st_w_d", "st_wo_d", "zt_w_d", "zt_wo_d"}
+    # all visible (the default): every object gets a colour and a 'where' question
+    rng = np.random.default_rng([4, 99])
+    layout = make_layout(rng)
+    lang = scene_language("scene0099_00", layout, rng)
+    assert sum(q["question"].startswith("what color") for q in lang["scanqa"]) == len(layout.objects)
+    with pytest.raises(ValueError, match="one flag per object"):
+        scene_language("scene0099_00", layout, rng, np.ones(len(layout.objects) + 1, dtype=bool))
+
+
+def test_generator_records_visibility_and_asks_only_about_visible_objects(synthetic_root):
+    from vidllm.data.sampling import sample_uniform
+    from vidllm.data.visibility import visible_objects
+
+    labels = read_label_map()
+    vis_ids: dict[str, set[int]] = {}
+    for scene_id in _scenes(synthetic_root):
+        gt = json.loads((synthetic_root / "synthetic_gt" / f"{scene_id}.json").read_text())
+        v = gt["visibility"]
+        valid = [i for i in range(8) if i not in gt["invalid_pose_frames"]]
+        assert v["clip_frames"] == sample_uniform(np.array(valid), SynthParams().clip_frames).tolist()
+        pixels = np.array([o["pixels_per_frame"] for o in gt["objects"]]).T  # [F, O]
+        assert pixels.shape == (8, len(gt["objects"])) and v["image_pixels"] == 112 * 84
+        expected = visible_objects(pixels[v["clip_frames"]], v["image_pixels"], v["min_fraction"], v["min_frames"])
+        assert [o["visible_in_clip"] for o in gt["objects"]] == expected.tolist()
+        vis_ids[scene_id] = {o["object_id"] for o in gt["objects"] if o["visible_in_clip"]}
+    assert any(vis_ids.values())
+    for split in ("train", "val"):
+        ann = synthetic_root / "annotations"
+        for r in read_scanrefer(ann / f"ScanRefer_filtered_{split}.json", label_map=labels):
+            assert r.object_id in vis_ids[r.scene_id]
+        for r in read_scanqa(ann / f"ScanQA_v1.0_{split}.json"):
+            assert set(r.object_ids) <= vis_ids[r.scene_id]
+        for r in read_multi3drefer(ann / f"multi3drefer_{split}.json"):
+            assert set(r.object_ids) <= vis_ids[r.scene_id]

@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="camera path: 'loop' (360° sweep, per-frame jitter) or 'walk' (smooth hand-held walk, as in vidllm demo)")
     parser.add_argument("--arc-degrees", type=float, default=120.0, help="arc of the 'walk' trajectory in degrees")
     parser.add_argument("--hfov", type=float, default=70.0, help="horizontal field of view of the camera in degrees")
+    parser.add_argument("--clip-frames", type=int, default=8,
+                        help="frames of the model's uniform clip (data.num_frames): language is generated only about objects visible in them")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
     parser.add_argument("--force", action="store_true", help="write into a non-empty --out")
 
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         trajectory=args.trajectory,
         arc_degrees=args.arc_degrees,
         hfov_deg=args.hfov,
+        clip_frames=args.clip_frames,
     )
     # Generate beside --out, then move into place: a kill mid-way never leaves half-written scenes.
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -112,6 +112,7 @@ def ensure_synthetic(cfg: DataConfig) -> Path:
         trajectory=cfg.synthetic_trajectory,
         arc_degrees=cfg.synthetic_arc_degrees,
         hfov_deg=cfg.synthetic_hfov_degrees,
+        clip_frames=cfg.num_frames,
     )
     log.info("generating %d synthetic scenes into %s", cfg.synthetic_scenes, root)
     generate_dataset(tmp, cfg.synthetic_scenes, seed=cfg.seed, params=params)

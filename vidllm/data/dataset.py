@@ -127,7 +127,7 @@ class VidLLMDataset(Dataset):
     # ------------------------------------------------------------------ sampling
     def sample_rng(self, index: int, draw: int = 0, stream: int = 0) -> np.random.Generator | None:
         """The generator of sample ``index`` at ``draw`` (None when sampling is deterministic);
-        ``stream`` 0 = frames, 1 = the answer (independent seeds)."""
+        ``stream`` 0 = frames, 1 = the answer, 2 = the play direction (independent seeds)."""
         if self.deterministic:
             return None
         # (seed, index) alone for a plain index's frames: the stride sampler's start of earlier versions
@@ -159,6 +159,19 @@ class VidLLMDataset(Dataset):
             self._coverage[scene.scene_id] = sample_coverage(pool, cfg.num_frames, keys)
         return self._coverage[scene.scene_id]
 
+    def reversed_draw(self, index: int, draw: int = 0) -> bool:
+        """Whether the clip of sample ``index`` at ``draw`` plays backwards: with ``data.reverse_prob`` in
+        training draws (from ``(seed, index, draw)``, stream 2), never when sampling is deterministic."""
+        if self.deterministic or self.cfg.reverse_prob <= 0:
+            return False
+        return bool(self.sample_rng(index, draw, stream=2).random() < self.cfg.reverse_prob)
+
+    def clip_indices(self, scene: ScanNetScene, index: int, draw: int = 0) -> np.ndarray:
+        """The frame indices the item of ``index`` at ``draw`` is loaded from (``[S]``): :meth:`frame_indices`,
+        in reverse order when :meth:`reversed_draw` (``load_clip`` then makes the last frame the model frame)."""
+        indices = self.frame_indices(scene, index, draw)
+        return indices[::-1].copy() if self.reversed_draw(index, draw) else indices
+
     def _training_answer(self, answers: list[str], task: str, index: int, draw: int) -> str:
         """The LM target: the first reference, or with ``answer_sampling: random`` (QA tasks, training)
         one drawn from ``(seed, index, draw)``."""
@@ -176,7 +189,7 @@ class VidLLMDataset(Dataset):
         task, rec = self.samples[index]
         scene_id = rec if task == "recon" else rec[0][0] if task == "caption" else rec.scene_id
         scene = self.scene(scene_id)
-        item = load_clip(scene, self.frame_indices(scene, index, draw), self.cfg.image_size, self.cfg.resize_side)
+        item = load_clip(scene, self.clip_indices(scene, index, draw), self.cfg.image_size, self.cfg.resize_side)
         text = {"task": task, "question": "", "situation": "", "description": "", "answers": [], "record_id": "", "eval_type": ""}
         target_ids: list[int] = []
         if task == "qa":

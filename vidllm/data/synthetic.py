@@ -13,7 +13,8 @@ Output layout of :func:`generate_dataset`::
     <out>/annotations/multi3drefer_{train,val}.json
     <out>/annotations/v1_balanced_{questions,sqa_annotations}_{train,val}_scannetv2.json
     <out>/splits/{train,val}.txt
-    <out>/synthetic_gt/sceneXXXX_00.json   generator ground truth (aligned boxes, labels, colours)
+    <out>/synthetic_gt/sceneXXXX_00.json   generator ground truth (aligned boxes, labels, colours, visible pixels
+                                         per frame and visibility in the model's uniform clip)
     <out>/synthetic_info.json              generation parameters (written last: marks completion)
 
 Frames are ray-cast with open3d ``RaycastingScene``: exact z-depth, instance ids, Lambert
@@ -34,15 +35,24 @@ from pathlib import Path
 import numpy as np
 
 from vidllm.data.labels import read_label_map
+from vidllm.data.sampling import sample_uniform
 from vidllm.data.synthetic_layout import TRAJECTORIES, RoomLayout, SceneObject, box_mesh, camera_trajectory, make_layout
 from vidllm.data.synthetic_text import scene_language
+from vidllm.data.visibility import VISIBLE_MIN_FRACTION, VISIBLE_MIN_FRAMES, instance_pixel_counts, visible_objects
 
 __all__ = ["SynthParams", "generate_scene", "generate_dataset", "render_frames", "scene_id_of", "is_generated"]
 
 
 @dataclass
 class SynthParams:
-    """Generation parameters of a synthetic dataset."""
+    """Generation parameters of a synthetic dataset.
+
+    Language (descriptions, questions, queries) is generated only about objects **visible in the
+    clip the model is given**: the ``clip_frames`` frames spread uniformly over the valid frames
+    (:func:`vidllm.data.sampling.sample_uniform`, as ``data.frame_sampling: uniform``), with the rule
+    of :func:`vidllm.data.visibility.visible_objects` (``visible_min_fraction`` of the colour image in
+    ``>= visible_min_frames`` of those frames, counted on the exact instance map of the ray caster).
+    """
 
     num_frames: int = 32
     width: int = 224
@@ -56,9 +66,12 @@ class SynthParams:
     jpeg_quality: int = 92
     trajectory: str = "loop"
     arc_degrees: float = 120.0
+    clip_frames: int = 8
+    visible_min_fraction: float = VISIBLE_MIN_FRACTION
+    visible_min_frames: int = VISIBLE_MIN_FRAMES
 
     def __post_init__(self) -> None:
-        for name in ("num_frames", "width", "height", "depth_width", "depth_height"):
+        for name in ("num_frames", "width", "height", "depth_width", "depth_height", "clip_frames", "visible_min_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"synthetic {name} must be >= 1, got {getattr(self, name)}")
         if not 4 <= self.min_objects <= self.max_objects:
@@ -67,6 +80,8 @@ class SynthParams:
             raise ValueError(f"synthetic trajectory {self.trajectory!r}; expected one of {list(TRAJECTORIES)}")
         if not 0 < self.arc_degrees <= 360:
             raise ValueError(f"synthetic arc_degrees must be in (0, 360], got {self.arc_degrees}")
+        if not 0 <= self.visible_min_fraction <= 1:
+            raise ValueError(f"synthetic visible_min_fraction must be in [0, 1], got {self.visible_min_fraction}")
 
 
 def scene_id_of(index: int) -> str:
@@ -111,9 +126,11 @@ def render_frames(vertices, triangles, obj_of_tri, colors, c2w, intrinsics, widt
     scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(triangles.astype(np.uint32)))
     v, u = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
     cam_dirs = np.stack([(u - intrinsics[0, 2]) / intrinsics[0, 0], (v - intrinsics[1, 2]) / intrinsics[1, 1], np.ones_like(u)], -1)
-    dirs = np.einsum("fij,hwj->fhwi", c2w[:, :3, :3], cam_dirs)  # camera z-component 1 → t_hit is z-depth
-    origins = np.broadcast_to(c2w[:, None, None, :3, 3], dirs.shape)
-    rays = np.concatenate([origins, dirs], -1).astype(np.float32)
+    rot = np.asarray(c2w[:, :3, :3], dtype=np.float32)
+    # camera z-component 1 → t_hit is z-depth; one [HW, 3] @ [3, 3] product per frame (a batched matmul, not einsum)
+    dirs = (cam_dirs.reshape(1, -1, 3).astype(np.float32) @ rot.transpose(0, 2, 1)).reshape(len(c2w), height, width, 3)
+    origins = np.broadcast_to(np.asarray(c2w[:, None, None, :3, 3], dtype=np.float32), dirs.shape)
+    rays = np.concatenate([origins, dirs], -1)
     hit = scene.cast_rays(o3d.core.Tensor(rays))
     t_hit = hit["t_hit"].numpy()
     prim = hit["primitive_ids"].numpy().astype(np.int64)
@@ -123,12 +140,12 @@ def render_frames(vertices, triangles, obj_of_tri, colors, c2w, intrinsics, widt
     if not shade:
         return depth, instance, None
     normals = hit["primitive_normals"].numpy()
-    light = np.array([0.35, 0.5, 0.8]) / np.linalg.norm([0.35, 0.5, 0.8])
+    light = (np.array([0.35, 0.5, 0.8]) / np.linalg.norm([0.35, 0.5, 0.8])).astype(np.float32)
     lambert = 0.55 + 0.45 * np.abs(normals @ light)
     points = origins + dirs * depth[..., None]
-    cell = np.where(instance < 6, 0.25, 0.08)[..., None]  # coarse checker on structure, fine on objects
-    checker = (np.floor(points / cell).astype(np.int64).sum(-1) % 2) * 0.12 + 0.88
-    base = colors[np.maximum(instance, 0)].astype(np.float64)
+    cell = np.where(instance < 6, np.float32(0.25), np.float32(0.08))[..., None]  # coarse checker on structure, fine on objects
+    checker = (np.floor(points / cell).astype(np.int64).sum(-1) % 2) * np.float32(0.12) + np.float32(0.88)
+    base = colors[np.maximum(instance, 0)].astype(np.float32)
     rgb = np.clip(base * (lambert * checker)[..., None], 0, 255)
     rgb[~ok] = 0
     return depth, instance, rgb.astype(np.uint8)
@@ -195,7 +212,7 @@ def generate_scene(out: str | os.PathLike, index: int, seed: int = 0, params: Sy
     c2w_aligned = camera_trajectory(layout, params.num_frames, rng, params.trajectory, params.arc_degrees)
     k_color = _intrinsics(params.width, params.height, params.hfov_deg)
     k_depth = _intrinsics(params.depth_width, params.depth_height, params.hfov_deg)
-    _, _, rgb = render_frames(verts, tris, obj_of_tri, colors, c2w_aligned, k_color, params.width, params.height)
+    _, instance, rgb = render_frames(verts, tris, obj_of_tri, colors, c2w_aligned, k_color, params.width, params.height)
     depth, _, _ = render_frames(verts, tris, obj_of_tri, colors, c2w_aligned, k_depth, params.depth_width, params.depth_height, shade=False)
     # ---- mesh, segs, aggregation in the unaligned frame
     unaligned = verts @ m_inv[:3, :3].T + m_inv[:3, 3]
@@ -245,20 +262,27 @@ def generate_scene(out: str | os.PathLike, index: int, seed: int = 0, params: Sy
         Image.fromarray(rgb[i]).save(root / "color" / f"{i}.jpg", quality=params.jpeg_quality)
         Image.fromarray(depth_mm[i]).save(root / "depth" / f"{i}.png")
         _write_matrix(root / "pose" / f"{i}.txt", np.full((4, 4), -np.inf) if i in lost else c2w_unaligned[i])
+    # ---- visibility: pixels of each object per frame (exact instance map) and the model's uniform clip
+    first = len(layout.structure)
+    pixels = instance_pixel_counts(instance, len(everything))[:, first:]  # [F, O] objects only
+    clip = sample_uniform(np.array([i for i in range(params.num_frames) if i not in lost]), params.clip_frames)
+    visible = visible_objects(pixels[clip], params.width * params.height, params.visible_min_fraction, params.visible_min_frames)
     gt = {
         "scene_id": scene_id,
         "axis_alignment": m.tolist(),
         "room_size": list(layout.size),
         "objects": [
-            {"object_id": oid, "raw_category": o.category, "color": o.color, "box": o.box.tolist()}
-            for oid, o in enumerate(everything)
-            if oid >= len(layout.structure)
+            {"object_id": first + k, "raw_category": o.category, "color": o.color, "box": o.box.tolist(),
+             "pixels_per_frame": pixels[:, k].tolist(), "visible_in_clip": bool(visible[k])}
+            for k, o in enumerate(layout.objects)
         ],
         "invalid_pose_frames": sorted(lost),
+        "visibility": {"clip_frames": clip.tolist(), "image_pixels": params.width * params.height,
+                       "min_fraction": params.visible_min_fraction, "min_frames": params.visible_min_frames},
     }
     (Path(out) / "synthetic_gt").mkdir(parents=True, exist_ok=True)
     (Path(out) / "synthetic_gt" / f"{scene_id}.json").write_text(json.dumps(gt))
-    return scene_language(scene_id, layout, rng)
+    return scene_language(scene_id, layout, rng, visible)
 
 
 def _scene_job(job: tuple[str, int, int, dict]) -> tuple[int, dict]:

@@ -225,7 +225,9 @@ def run_demo(settings: DemoSettings) -> dict:
         summary = write_report(out, cfg, settings, evaluation, exported, timer.seconds, steps, commands)
     print(f"\nvidllm demo: finished in {time.perf_counter() - timer.start:.0f} s — {out / 'report.md'}", flush=True)
     for name, check in summary["thresholds"].items():
-        print(f"  {'PASS' if check['pass'] else 'MISS'}  {name}: {check['value']:.3f} (needs {check['rule']})")
+        value = "n/a" if check["value"] is None else f"{check['value']:.3f}"
+        baseline = "n/a" if check["baseline"] is None else f"{check['baseline']:.3f}"
+        print(f"  {'PASS' if check['pass'] else 'MISS'}  {name}: {value} (baseline {baseline}; needs {check['rule']})")
     return summary
 
 

@@ -11,6 +11,7 @@ import torch
 from vidllm.config import DataConfig
 from vidllm.data.clip import load_clip
 from vidllm.data.dataset import VidLLMDataset
+from vidllm.data.visibility import clip_visible_ids
 from vidllm.errors import DataError
 
 __all__ = ["SceneClips", "eval_data_config", "load_proposals"]
@@ -45,7 +46,8 @@ class SceneClips:
     def __init__(self, cfg: DataConfig, split: str, tasks: list[str]) -> None:
         self.cfg = cfg
         self.dataset = VidLLMDataset(cfg, split, tasks=tasks, deterministic=True)
-        self._cached: tuple[str, dict] | None = None
+        self._cached: tuple[tuple[str, bool], dict] | None = None
+        self._visible: dict[str, set[int]] = {}
 
     def records(self, task: str) -> list:
         """The records of ``task`` in dataset order."""
@@ -54,13 +56,27 @@ class SceneClips:
     def scene(self, scene_id: str):
         return self.dataset.scene(scene_id)
 
-    def clip(self, scene_id: str) -> dict:
-        """The preprocessed clip of ``scene_id`` (see :func:`vidllm.data.clip.load_clip`), batch of 1 added."""
-        if self._cached is None or self._cached[0] != scene_id:
+    def clip(self, scene_id: str, reverse: bool = False) -> dict:
+        """The preprocessed clip of ``scene_id`` (see :func:`vidllm.data.clip.load_clip`); ``reverse``: the same
+        frames played backwards (the model frame is then the last frame's camera)."""
+        key = (scene_id, bool(reverse))
+        if self._cached is None or self._cached[0] != key:
             scene = self.scene(scene_id)
-            item = load_clip(scene, self.dataset.frame_indices(scene, 0), self.cfg.image_size, self.cfg.resize_side)
-            self._cached = (scene_id, item)
+            indices = self.dataset.frame_indices(scene, 0)
+            item = load_clip(scene, indices[::-1].copy() if reverse else indices, self.cfg.image_size, self.cfg.resize_side)
+            self._cached = (key, item)
         return self._cached[1]
+
+    def visible_ids(self, scene_id: str) -> set[int]:
+        """Ids of the GT objects visible in the (forward) clip of ``scene_id``
+        (:func:`vidllm.data.visibility.clip_visible_ids`, from the clip's GT depth and the GT boxes; cached)."""
+        if scene_id not in self._visible:
+            objects = self.scene(scene_id).objects
+            if objects is None or len(objects.object_ids) == 0:
+                self._visible[scene_id] = set()
+            else:
+                self._visible[scene_id] = clip_visible_ids(self.clip(scene_id), objects.object_ids, objects.boxes)
+        return self._visible[scene_id]
 
 
 def load_proposals(source: str, scene, proposal_dir: Path | None = None) -> torch.Tensor | None:

@@ -43,7 +43,10 @@ def evaluate_scanrefer(predictor, clips: SceneClips, proposals: str = "gt", limi
         gt_box, iou``, boxes ``[cx, cy, cz, dx, dy, dz]`` in the aligned world) and ``metrics``
         (:func:`~vidllm.metrics.grounding.scanrefer_accuracy` plus ``proposals``, ``chance`` = mean of
         1 / #proposals, and ``chance@0.25``/``chance@0.5`` — the expected Acc@k of picking a proposal
-        uniformly at random).
+        uniformly at random). Each prediction carries ``target_visible`` (the target is visible in the
+        evaluated clip: :meth:`SceneClips.visible_ids`); ``metrics["visible"]`` holds the same figures
+        (``acc@0.25``, ``acc@0.5``, ``count``, ``chance``, ``chance@0.25``, ``chance@0.5``) on those
+        queries only, and ``visible_fraction`` their share of all queries.
     """
     records = [r for r in clips.records("grounding") if not isinstance(r, Multi3DReferRecord)]
     if limit:
@@ -52,10 +55,12 @@ def evaluate_scanrefer(predictor, clips: SceneClips, proposals: str = "gt", limi
         raise DataError(f"{clips.cfg.root}: no ScanRefer records in split '{clips.dataset.split}'")
     predictions: list[dict] = []
     chance: dict = {0.25: [], 0.5: [], "uniform": []}
+    chance_visible: dict = {0.25: [], 0.5: [], "uniform": []}
     bar = tqdm(total=len(records), desc="scanrefer", unit="query", disable=not progress)
     for scene_id, recs in _by_scene(records).items():
         scene = clips.scene(scene_id)
         props = load_proposals(proposals, scene)
+        visible = clips.visible_ids(scene_id)
         predictor.prepare(clips.clip(scene_id))
         preds = predictor.ground([r.description for r in recs], props)
         for rec, pred in zip(recs, preds):
@@ -67,13 +72,14 @@ def evaluate_scanrefer(predictor, clips: SceneClips, proposals: str = "gt", limi
             predictions.append(
                 {"scene_id": scene_id, "object_id": str(rec.object_id), "ann_id": str(rec.ann_id), "eval_type": rec.eval_type,
                  "description": rec.description, "pred_box": box.tolist(), "gt_box": gt.tolist(), "iou": iou,
-                 "proposal_index": best if props is not None else -1}
+                 "proposal_index": best if props is not None else -1, "target_visible": int(rec.object_id) in visible}
             )
             if props is not None and len(props):
                 ious = box_iou(props.numpy().astype(np.float64), gt[None].repeat(len(props), 0))
-                for k in (0.25, 0.5):
-                    chance[k].append(float(np.mean(ious >= k)))
-                chance["uniform"].append(1.0 / len(props))
+                for bucket in (chance, chance_visible) if predictions[-1]["target_visible"] else (chance,):
+                    for k in (0.25, 0.5):
+                        bucket[k].append(float(np.mean(ious >= k)))
+                    bucket["uniform"].append(1.0 / len(props))
         bar.update(len(recs))
     bar.close()
     metrics = scanrefer_accuracy(predictions)
@@ -81,6 +87,12 @@ def evaluate_scanrefer(predictor, clips: SceneClips, proposals: str = "gt", limi
     for k in (0.25, 0.5):
         metrics[f"chance@{k:g}"] = float(np.mean(chance[k])) if chance[k] else None
     metrics["chance"] = float(np.mean(chance["uniform"])) if chance["uniform"] else None
+    seen = [p for p in predictions if p["target_visible"]]
+    metrics["visible"] = scanrefer_accuracy(seen)["overall"] if seen else {"acc@0.25": None, "acc@0.5": None, "count": 0}
+    for k in (0.25, 0.5):
+        metrics["visible"][f"chance@{k:g}"] = float(np.mean(chance_visible[k])) if chance_visible[k] else None
+    metrics["visible"]["chance"] = float(np.mean(chance_visible["uniform"])) if chance_visible["uniform"] else None
+    metrics["visible_fraction"] = len(seen) / len(predictions)
     return predictions, metrics
 
 

@@ -12,7 +12,7 @@ from vidllm.metrics.captions import MissingExtraError
 from vidllm.metrics.qa import clean_answer, qa_exact_match, qa_metrics
 from vl.prompts import render_prompt
 
-__all__ = ["evaluate_qa", "em_by_question_type", "majority_answer_baseline", "question_type", "type_prior_baseline"]
+__all__ = ["evaluate_qa", "em_by_question_type", "majority_answer_baseline", "question_type", "type_prior_baseline", "visible_color_em"]
 
 
 def majority_answer_baseline(train_answers: list[str], references: dict) -> dict:
@@ -72,9 +72,11 @@ def evaluate_qa(predictor, clips: SceneClips, task: str = "qa", limit: int | Non
                 progress: bool = True) -> tuple[list[dict], dict]:
     """Answer every question of the split (``task``: 'qa' = ScanQA, 'sqa' = SQA3D).
 
-    Returns ``predictions`` (per question: ``question_id, scene_id, question, prediction, answers``) and
-    the :func:`~vidllm.metrics.qa.qa_metrics` dict; without pycocoevalcap the n-gram metrics are
-    listed under ``unavailable``.
+    Returns ``predictions`` (per question: ``question_id, scene_id, question, prediction, answers`` and
+    ``targets_visible``: every object the question is about is visible in the evaluated clip
+    (:meth:`SceneClips.visible_ids`), None when the record names no object) and the
+    :func:`~vidllm.metrics.qa.qa_metrics` dict with ``em@1_by_type`` and ``what_color_visible``
+    (:func:`visible_color_em`); without pycocoevalcap the n-gram metrics are listed under ``unavailable``.
     """
     records = clips.records(task)
     if limit:
@@ -87,11 +89,14 @@ def evaluate_qa(predictor, clips: SceneClips, task: str = "qa", limit: int | Non
     predictions: list[dict] = []
     bar = tqdm(total=len(records), desc=task, unit="question", disable=not progress)
     for scene_id, recs in groups.items():
+        named = [r for r in recs if getattr(r, "object_ids", None)]
+        visible = clips.visible_ids(scene_id) if named else set()
         predictor.prepare(clips.clip(scene_id))
         prompts = [render_prompt(task, r.question, situation=getattr(r, "situation", "")) for r in recs]
         for rec, text in zip(recs, predictor.generate(prompts, max_new_tokens)):
+            ids = [int(i) for i in getattr(rec, "object_ids", None) or []]
             predictions.append({"question_id": str(rec.question_id), "scene_id": scene_id, "question": rec.question, "prediction": text,
-                                "answers": list(rec.answers)})
+                                "answers": list(rec.answers), "targets_visible": all(i in visible for i in ids) if ids else None})
         bar.update(len(recs))
     bar.close()
     preds = {p["question_id"]: p["prediction"] for p in predictions}
@@ -104,4 +109,20 @@ def evaluate_qa(predictor, clips: SceneClips, task: str = "qa", limit: int | Non
         metrics = qa_metrics(preds, refs, with_captions=False)
         metrics["unavailable"] = {"bleu-4, meteor, rouge-l, cider": str(err)}
     metrics["em@1_by_type"] = em_by_question_type(preds, refs, {p["question_id"]: p["question"] for p in predictions})
+    metrics["what_color_visible"] = visible_color_em(predictions)
     return predictions, metrics
+
+
+def visible_color_em(predictions: list[dict], qtype: str = "what color") -> dict:
+    """EM@1 on the questions of type ``qtype`` whose target objects are all visible in the evaluated clip.
+
+    Args:
+        predictions: rows with ``question, prediction, answers, targets_visible`` (see :func:`evaluate_qa`).
+    Returns:
+        ``{"em@1": float | None, "count": int}`` (None when no such question).
+    """
+    rows = [p for p in predictions if p.get("targets_visible") and p["answers"] and question_type(p["question"]) == qtype]
+    if not rows:
+        return {"em@1": None, "count": 0}
+    res = qa_exact_match({str(k): p["prediction"] for k, p in enumerate(rows)}, {str(k): p["answers"] for k, p in enumerate(rows)})
+    return {"em@1": res["em@1"], "count": len(rows)}

@@ -2,6 +2,11 @@
 AUC@30 over all frame pairs) and point cloud (Acc, Comp, Precision, Recall, F-score at 5 cm after
 2 cm voxel down-sampling) against the scene mesh (DESIGN §7).
 
+Camera poses are scored on every clip played **forwards and reversed** (the same frames in reverse
+order; the model frame is then the last frame's camera), so that the order of the frames alone —
+e.g. a head that always turns one way — cannot pass: ``pose`` pools the frame pairs of both plays,
+``pose_by_order`` has each alone. Depth and point clouds are scored on the forward plays only (as before).
+
 Depth is evaluated three ways, all metric (no per-image alignment unless named):
 ``aligned`` — the reconstruction branch's depth after real-scale alignment (the model's output);
 ``metric_head`` — the metric depth model alone (the paper's "MD w/o alignment" comparison);
@@ -81,8 +86,10 @@ def evaluate_recon(model, clips: SceneClips, limit: int | None = None, pointclou
                    progress: bool = True) -> tuple[list[dict], dict]:
     """Reconstruct one clip per scene of the split and score it.
 
-    Returns per-scene records (``scene_id``, ``scale``, the per-scene pose and point-cloud figures)
-    and pooled metrics ``{"depth": {"aligned", "metric_head", "relative_median"}, "pose", "pointcloud"}``.
+    Returns per-scene records (``scene_id``, ``scale``, the per-scene pose figures ``pose`` (forwards),
+    ``pose_reversed`` and point-cloud figures) and pooled metrics ``{"depth": {"aligned", "metric_head",
+    "relative_median"}, "pose" (forwards and reversed plays together), "pose_by_order": {"forward", "reversed"},
+    "pose_static_baseline", "pointcloud"}``.
     """
     scene_ids = list(clips.dataset.scene_ids)
     if limit:
@@ -91,7 +98,9 @@ def evaluate_recon(model, clips: SceneClips, limit: int | None = None, pointclou
         raise DataError(f"{clips.cfg.root}: split '{clips.dataset.split}' has no scenes")
     device = next(model.parameters()).device
     preds = {"aligned": [], "metric_head": [], "relative": []}
-    gts, pred_ext, gt_ext, records, clouds = [], [], [], [], []
+    gts, records, clouds = [], [], []
+    pred_ext: dict[str, list] = {"forward": [], "reversed": []}
+    gt_ext: dict[str, list] = {"forward": [], "reversed": []}
     for scene_id in tqdm(scene_ids, desc="recon", unit="scene", disable=not progress):
         clip = clips.clip(scene_id)
         images = clip["images"][None].to(device)
@@ -102,11 +111,17 @@ def evaluate_recon(model, clips: SceneClips, limit: int | None = None, pointclou
         if "metric_depth" in out:
             preds["metric_head"].append(out["metric_depth"][0].float().cpu().numpy())
         gts.append(clip["depth"].numpy())
-        pred_ext.append(out["extrinsic_metric"][0].float().cpu().numpy())
-        gt_ext.append(clip["extrinsics"].numpy())
+        pred_ext["forward"].append(out["extrinsic_metric"][0].float().cpu().numpy())
+        gt_ext["forward"].append(clip["extrinsics"].numpy())
         rec = {"scene_id": scene_id, "scale": float(out["scale"][0]), "frames": int(clip["images"].shape[0])}
         if clip["images"].shape[0] >= 2:
-            rec["pose"] = pose_metrics(pred_ext[-1], gt_ext[-1])
+            rec["pose"] = pose_metrics(pred_ext["forward"][-1], gt_ext["forward"][-1])
+            backwards = clips.clip(scene_id, reverse=True)
+            with torch.no_grad():
+                _, out_rev = model.forward_geometry(backwards["images"][None].to(device))
+            pred_ext["reversed"].append(out_rev["extrinsic_metric"][0].float().cpu().numpy())
+            gt_ext["reversed"].append(backwards["extrinsics"].numpy())
+            rec["pose_reversed"] = pose_metrics(pred_ext["reversed"][-1], gt_ext["reversed"][-1])
         if pointcloud:
             scene = clips.scene(scene_id)
             m = scene.axis_alignment
@@ -125,12 +140,17 @@ def evaluate_recon(model, clips: SceneClips, limit: int | None = None, pointclou
     }
     if preds["metric_head"]:
         metrics["depth"]["metric_head"] = depth_metrics(np.concatenate(preds["metric_head"]), gt)
-    if gt.shape[0] // len(scene_ids) >= 2:
-        gt_poses = np.stack(gt_ext)
-        metrics["pose"] = pose_metrics(np.stack(pred_ext), gt_poses)
+    if pred_ext["reversed"]:
         # the static-camera baseline: every frame at frame 0's pose (what a camera head that ignores the
         # images predicts); only its rotation figure is meaningful (its relative translations are all zero)
-        metrics["pose_static_baseline"] = {"rra@15": pose_metrics(np.broadcast_to(np.eye(3, 4), gt_poses.shape), gt_poses)["rra@15"]}
+        def static(gt_poses: np.ndarray) -> float:
+            return pose_metrics(np.broadcast_to(np.eye(3, 4), gt_poses.shape), gt_poses)["rra@15"]
+
+        both_pred = np.stack(pred_ext["forward"] + pred_ext["reversed"])
+        both_gt = np.stack(gt_ext["forward"] + gt_ext["reversed"])
+        metrics["pose"] = pose_metrics(both_pred, both_gt)
+        metrics["pose_by_order"] = {k: pose_metrics(np.stack(pred_ext[k]), np.stack(gt_ext[k])) for k in ("forward", "reversed")}
+        metrics["pose_static_baseline"] = {"rra@15": static(both_gt), "by_order": {k: {"rra@15": static(np.stack(gt_ext[k]))} for k in gt_ext}}
     if clouds:
         metrics["pointcloud"] = {k: float(np.mean([c[k] for c in clouds])) for k in clouds[0] if isinstance(clouds[0][k], float)}
     return records, metrics
