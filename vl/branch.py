@@ -12,6 +12,9 @@ Text fields of a batch (``dict``):
 * optional ``target_boxes``: B tensors ``[N_b, 6]`` (``N_b`` may be 0), ``proposals``: B tensors
   ``[Q_b, 6]`` and ``proposal_positives``: B bool tensors ``[Q_b]`` — in the aligned world when
   ``world_from_model [B, 4, 4]`` is given (mapped with its inverse), otherwise in the model frame.
+  With the pose, proposal features pool the 3D tokens whose points, mapped into the aligned world,
+  lie inside the world AABB (no inflation by rotating boxes); without it, containment is tested in
+  the model frame on the boxes as given (e.g. the API's model-frame proposals).
 
 With ``vl.geo_aux.enabled`` the GeoVR-style auxiliary heads of :mod:`vl.geo_aux` add camera /
 scale query tokens after the 3D tokens (training and inference alike) and, in :meth:`VLBranch.forward`,
@@ -147,6 +150,15 @@ class VLBranch(nn.Module):
             return [b.reshape(-1, 6).float() for b in boxes]
         return [boxes_in_model_frame(b.reshape(-1, 6).float(), world_from_model[i].float()) for i, b in enumerate(boxes)]
 
+    @staticmethod
+    def _world_pooling(proposals: list[Tensor], world_from_model: Tensor | None, device) -> tuple[Tensor, Tensor] | None:
+        """Padded aligned-world proposals ``[B, Q, 6]`` and ``world_from_model [B, 4, 4]`` for world-frame
+        pooling, or None when the pose is unknown (proposals are then model-frame AABBs, pooled there)."""
+        if world_from_model is None:
+            return None
+        world_props, _ = pad_boxes([p.reshape(-1, 6).float() for p in proposals], device)
+        return world_props, world_from_model.to(device=device, dtype=torch.float32)
+
     # ------------------------------------------------------------------ training
     def forward(self, t_lang: Tensor, geometry: dict[str, Tensor], batch: dict) -> dict[str, Tensor]:
         """Teacher-forced pass with losses.
@@ -190,8 +202,10 @@ class VLBranch(nn.Module):
                     raise ValueError(f"VLBranch: sample {i} has {int(pmask[i].sum())} proposals but {pos.numel()} proposal_positives")
                 positives[i, : pos.numel()] = pos
             if bool(sel.any()):
+                world = self._world_pooling(batch["proposals"], wfm, t_lang.device)
                 logits = self.grounding.score_proposals(
-                    out["ground_state"][sel], tokens["features"][sel], tokens["points"][sel], tokens["mask"][sel], props[sel], pmask[sel]
+                    out["ground_state"][sel], tokens["features"][sel], tokens["points"][sel], tokens["mask"][sel], props[sel], pmask[sel],
+                    *(None, None) if world is None else (world[0][sel], world[1][sel]),
                 )
                 terms["proposal"] = self.grounding.proposal_loss(logits, positives[sel] & pmask[sel])
             else:
@@ -240,7 +254,10 @@ class VLBranch(nn.Module):
             best = torch.stack([boxes_in_world_frame(best[i : i + 1], world_from_model[i].float())[0] for i in range(best.shape[0])])
         if proposals is not None and self.cfg.grounding.mode in ("both", "proposal"):
             props, pmask = pad_boxes(self._to_model(list(proposals), world_from_model), t_lang.device)
-            plogits = self.grounding.score_proposals(out["ground_state"], tokens["features"], tokens["points"], tokens["mask"], props, pmask)
+            world = self._world_pooling(proposals, world_from_model, t_lang.device)
+            plogits = self.grounding.score_proposals(
+                out["ground_state"], tokens["features"], tokens["points"], tokens["mask"], props, pmask, *(None, None) if world is None else world
+            )
             choice = self.grounding.select(plogits)
             if plogits.shape[1] > 1:  # the best real proposal, ignoring "no object" (queries known to have a target)
                 proposal_best = plogits[:, :-1].argmax(-1)

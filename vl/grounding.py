@@ -6,7 +6,10 @@
     per slot. Training matches slots to the targets (Hungarian, cost = L1 + (1 − GIoU)) — zero
     targets just push every objectness to 0.
 (b) **Proposal scoring**: a proposal's feature is the mean of the 3D patch tokens whose points
-    lie inside it plus an MLP embedding of the box; ``score_q = ⟨W_h h, W_f f_q⟩ / √H``, and a
+    lie inside it plus an MLP embedding of the box (model frame). Containment is tested in the
+    aligned world when ``world_from_model`` is known (token points mapped with it, the axis-aligned
+    world boxes as given), so a box is never inflated by rotating it into the camera-0 frame; without
+    it the boxes are taken as model-frame AABBs; ``score_q = ⟨W_h h, W_f f_q⟩ / √H``, and a
     learnable "no object" vector gives slot ``Q`` (the last logit). Cross-entropy against the
     uniform distribution over positive proposals (the no-object slot when there is none).
 """
@@ -22,7 +25,7 @@ from torch import Tensor, nn
 from recon.geometry import closed_form_inverse_se3, to_homogeneous, transform_boxes
 from vl.boxes import giou_3d, giou_3d_pairwise, hungarian_match
 
-__all__ = ["GroundingHead", "boxes_in_model_frame", "boxes_in_world_frame", "pool_tokens_in_boxes"]
+__all__ = ["GroundingHead", "boxes_in_model_frame", "boxes_in_world_frame", "points_in_world_frame", "pool_tokens_in_boxes"]
 
 _MIN_SIZE = 0.01
 
@@ -42,6 +45,13 @@ def pool_tokens_in_boxes(tokens: Tensor, points: Tensor, mask: Tensor, boxes: Te
     counts = inside.sum(-1)
     feats = inside.to(tokens.dtype) @ tokens / counts.clamp_min(1)[..., None].to(tokens.dtype)
     return feats, counts
+
+
+def points_in_world_frame(points: Tensor, world_from_model: Tensor) -> Tensor:
+    """Model-frame points ``[B, M, 3]`` → aligned world with ``world_from_model`` ``[B, 4, 4]`` (or ``[B, 3, 4]``)."""
+    rot = world_from_model[:, :3, :3].to(points.dtype)
+    trans = world_from_model[:, :3, 3].to(points.dtype)
+    return torch.einsum("bij,bmj->bmi", rot, points) + trans[:, None, :]
 
 
 def boxes_in_model_frame(boxes_world: Tensor, world_from_model: Tensor) -> Tensor:
@@ -109,17 +119,30 @@ class GroundingHead(nn.Module):
         return {"l1": l1 / denom, "giou": giou / denom, "objectness": objectness}
 
     # ------------------------------------------------------------------ proposals
-    def score_proposals(self, ground_state: Tensor, tokens: Tensor, points: Tensor, mask: Tensor, proposals: Tensor, proposal_mask: Tensor | None = None) -> Tensor:
+    def score_proposals(
+        self, ground_state: Tensor, tokens: Tensor, points: Tensor, mask: Tensor, proposals: Tensor, proposal_mask: Tensor | None = None,
+        proposals_world: Tensor | None = None, world_from_model: Tensor | None = None,
+    ) -> Tensor:
         """Logits ``[B, Q + 1]`` of the proposals and (last) the "no object" slot.
 
         Args:
             ground_state: ``[B, H]``; tokens ``[B, M, C]``, points ``[B, M, 3]``, mask ``[B, M]``: the
-            3D tokens (model frame); proposals ``[B, Q, 6]`` model frame (Q may be 0);
-            proposal_mask ``[B, Q]`` bool (padding = False → logit −inf).
+            3D tokens (model frame); proposals ``[B, Q, 6]`` model frame (Q may be 0; the box embedding);
+            proposal_mask ``[B, Q]`` bool (padding = False → logit −inf); proposals_world ``[B, Q, 6]``
+            and world_from_model ``[B, 4, 4]``: the same proposals as aligned-world AABBs and the clip's
+            pose; given together, tokens are pooled by containment in the world frame, else in the model frame.
         """
+        if (proposals_world is None) != (world_from_model is None):
+            raise ValueError("GroundingHead.score_proposals: give both proposals_world and world_from_model, or neither")
         dtype = self.no_object.dtype
         q = self.query_proj(ground_state.to(dtype)).float()  # [B, H]
-        pooled, _ = pool_tokens_in_boxes(tokens.to(dtype), points, mask, proposals.to(points.dtype))
+        if world_from_model is not None:
+            if proposals_world.shape != proposals.shape:
+                raise ValueError(f"GroundingHead: proposals_world {tuple(proposals_world.shape)} != proposals {tuple(proposals.shape)}")
+            pool_points = points_in_world_frame(points.float(), world_from_model.float())
+            pooled, _ = pool_tokens_in_boxes(tokens.to(dtype), pool_points, mask, proposals_world.float())
+        else:
+            pooled, _ = pool_tokens_in_boxes(tokens.to(dtype), points, mask, proposals.to(points.dtype))
         feats = self.proposal_proj(pooled + self.box_embed(proposals.to(dtype))).float()  # [B, Q, H]
         scale = 1.0 / math.sqrt(self.hidden_dim)
         scores = torch.einsum("bh,bqh->bq", q, feats) * scale

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vl.boxes import giou_3d, giou_3d_pairwise, hungarian_match
-from vl.grounding import GroundingHead, boxes_in_model_frame, boxes_in_world_frame, pool_tokens_in_boxes
+from vl.grounding import GroundingHead, boxes_in_model_frame, boxes_in_world_frame, points_in_world_frame, pool_tokens_in_boxes
 
 
 def _giou_numpy(a, b):
@@ -99,3 +99,55 @@ def test_world_model_frame_mapping_roundtrip():
     # hand: p_model = Rᵀ (p_world − t) = Rᵀ (0, 1, 1) = (1, 0, 1); the 90° turn swaps the x/y sizes
     torch.testing.assert_close(model, torch.tensor([[1.0, 0.0, 1.0, 1.0, 2.0, 0.5]]), atol=1e-6, rtol=0)
     torch.testing.assert_close(boxes_in_world_frame(model, wfm), world, atol=1e-6, rtol=0)
+
+
+def _yaw_pose(deg: float, t=(1.0, 2.0, 0.5)) -> torch.Tensor:
+    a = math.radians(deg)
+    return torch.tensor([[math.cos(a), -math.sin(a), 0, t[0]], [math.sin(a), math.cos(a), 0, t[1]], [0, 0, 1, t[2]], [0, 0, 0, 1.0]])
+
+
+def test_world_frame_pooling_excludes_tokens_outside_the_world_box():
+    # a 45° yaw: the world AABB rotated into the model frame is an inflated AABB whose corners hold
+    # points that are outside the object's world box; world-frame pooling must drop exactly those
+    wfm = _yaw_pose(45.0)
+    box_world = torch.tensor([[3.0, -1.0, 1.0, 2.0, 1.0, 1.0]])
+    box_model = boxes_in_model_frame(box_world, wfm)
+    g = torch.Generator().manual_seed(0)
+    lo, hi = box_model[0, :3] - box_model[0, 3:] / 2, box_model[0, :3] + box_model[0, 3:] / 2
+    points = (lo + (hi - lo) * torch.rand(1, 400, 3, generator=g))  # all inside the inflated model-frame box
+    tokens = torch.randn(1, 400, 4, generator=g)
+    mask = torch.ones(1, 400, dtype=torch.bool)
+    # independent computation: each point into the world with R p + t, then an explicit box test
+    r, t = wfm[:3, :3].double(), wfm[:3, 3].double()
+    inside = []
+    for p in points[0].double():
+        w = r @ p + t
+        inside.append(bool(((w - box_world[0, :3].double()).abs() <= box_world[0, 3:].double() / 2).all()))
+    inside = torch.tensor(inside)
+    assert 0 < int(inside.sum()) < 400  # the inflated box really holds outside points
+    pts_world = points_in_world_frame(points, wfm[None])
+    feats, counts = pool_tokens_in_boxes(tokens, pts_world, mask, box_world[None])
+    assert int(counts[0, 0]) == int(inside.sum())
+    torch.testing.assert_close(feats[0, 0], tokens[0, inside].mean(0), atol=1e-5, rtol=0)
+    _, counts_model = pool_tokens_in_boxes(tokens, points, mask, box_model[None])
+    assert int(counts_model[0, 0]) == 400
+
+
+def test_score_proposals_pools_in_the_world_frame_when_the_pose_is_given():
+    torch.manual_seed(0)
+    head = GroundingHead(hidden_dim=16, token_dim=8)
+    wfm = _yaw_pose(45.0)[None]
+    box_world = torch.tensor([[[3.0, -1.0, 1.0, 2.0, 1.0, 1.0]]])
+    box_model = boxes_in_model_frame(box_world[0], wfm[0])[None]
+    h = torch.randn(1, 16)
+    points = box_model[..., :3].expand(1, 2, 3).clone()
+    points[0, 1] = box_model[0, 0, :3] + box_model[0, 0, 3:] * 0.49  # a corner of the inflated box: outside the world box
+    tokens = torch.randn(1, 2, 8)
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    world = head.score_proposals(h, tokens, points, mask, box_model, None, box_world, wfm)
+    only_centre = head.score_proposals(h, tokens[:, :1], points[:, :1], mask[:, :1], box_model, None, box_world, wfm)
+    model = head.score_proposals(h, tokens, points, mask, box_model)
+    torch.testing.assert_close(world, only_centre)  # the corner token does not contribute
+    assert not torch.allclose(world[:, 0], model[:, 0])  # pooling in the model frame counts it
+    with pytest.raises(ValueError, match="both"):
+        head.score_proposals(h, tokens, points, mask, box_model, None, box_world, None)
