@@ -4,6 +4,20 @@ from __future__ import annotations
 
 import pytest
 
+NO_CUDA_REASON = "GPU lane: needs a CUDA device (torch.cuda.is_available() is False); not run"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped, with the reason, when no CUDA device is present: reported as not run."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason=NO_CUDA_REASON)
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):

@@ -98,10 +98,14 @@ class DataConfig:
     """Most frames (evenly spaced) the 'coverage' sampler considers per scene."""
     grounding_source: str = "scanrefer"
     """Records of the 'grounding' task: 'scanrefer' (one target), 'multi3drefer' (zero/one/many targets) or 'both'."""
+    questions_per_clip: int = 1
+    """Text records per drawn VL training sample (qa / sqa / grounding / caption): the drawn record plus up to K - 1
+    other VL records of the same scene (drawn from the sample's key), all sharing one encoded clip, so the encoder
+    and reconstruction run once per clip while the VL branch sees K questions. 1 = one record per clip (paper path)."""
 
     def __post_init__(self) -> None:
         _choice("data.source", self.source, DATA_SOURCES)
-        for name in ("synthetic_frames", "synthetic_scenes", "coverage_candidates", "frame_stride", "batch_size"):
+        for name in ("synthetic_frames", "synthetic_scenes", "coverage_candidates", "frame_stride", "batch_size", "questions_per_clip"):
             if getattr(self, name) < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
         if self.synthetic_width < 14 or self.synthetic_height < 14:

@@ -69,7 +69,7 @@ class VLBranch(nn.Module):
         self.dim = dim
         self.patch_size = patch_size
         self.pos_embed = build_position_embedding(vl_cfg.pos_embed, dim)
-        self.lm = LanguageModel(llm_cfg, dim, vl_cfg.projector_layers, tokenizer)
+        self.lm = LanguageModel(llm_cfg, dim, vl_cfg.projector_layers, tokenizer, ground_query=vl_cfg.grounding.query)
         self.grounding = GroundingHead(self.lm.hidden_size, dim, vl_cfg.grounding.max_targets)
         # built only when enabled, so the default model's state dict is unchanged
         self.geo_aux = GeoAuxHeads(vl_cfg.geo_aux, self.lm.hidden_size, dim, self.lm.num_layers) if vl_cfg.geo_aux.enabled else None

@@ -9,6 +9,7 @@ DEPTH_SAMPLES = ("median", "center")
 GROUNDING_MODES = ("both", "regression", "proposal")
 FINETUNE_MODES = ("lora", "full", "frozen")
 LLM_DTYPES = ("float32", "bfloat16", "float16", "auto")
+GROUND_QUERIES = ("state", "attention")
 
 
 @dataclass
@@ -29,10 +30,16 @@ class GroundingConfig:
     """Weight of the objectness BCE of the regressed box slots."""
     score_threshold: float = 0.5
     """Regressed slots with objectness probability above this are predicted boxes (the best slot is always returned)."""
+    query: str = "state"
+    """How the prompt joins the <ground> state in the grounding query: 'state' (the mean last-layer state of the
+    prompt's words) or 'attention' (learned attention pooling over the words' last-layer states and input embeddings,
+    vl/query_pool.py: a direct path for the description when a tiny fresh LM's states do not depend on it)."""
 
     def __post_init__(self) -> None:
         if self.mode not in GROUNDING_MODES:
             raise ValueError(f"vl.grounding.mode = {self.mode!r}; expected one of {list(GROUNDING_MODES)}")
+        if self.query not in GROUND_QUERIES:
+            raise ValueError(f"vl.grounding.query = {self.query!r}; expected one of {list(GROUND_QUERIES)}")
 
 
 @dataclass
@@ -166,6 +173,10 @@ class LLMConfig:
     """Wrap prompts with the tokenizer's chat template when it has one (instruct LLMs); plain text otherwise."""
     dtype: str = "float32"
     """Weight dtype of a loaded LLM: 'float32', 'bfloat16', 'float16' or 'auto' (the checkpoint's)."""
+    embed_scale: bool = False
+    """Multiply text token embeddings by sqrt(hidden_size) before the decoder (as Gemma does): a tiny LM built
+    from scratch starts with std-0.02 embeddings (norm ~0.16) that the layers' residual writes (norm 7-10) drown,
+    so the words barely reach the last layer. Leave off for pretrained LLMs (they were trained without it)."""
 
     def __post_init__(self) -> None:
         if self.finetune not in FINETUNE_MODES:

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-from vl.config import LLMConfig
+from vl.config import GROUND_QUERIES, LLMConfig
+from vl.query_pool import DescriptionAttentionPool
 from vl.tokenizer import TOKEN_3D, TOKEN_GROUND, load_tokenizer
 
 __all__ = ["LanguageModel", "build_projector", "build_tiny_causal_lm"]
@@ -75,12 +76,16 @@ class LanguageModel(nn.Module):
         cfg: the LLM config.
         vision_dim: width C of the 3D tokens fed to the projector.
         projector_layers: depth of the projector MLP.
+        ground_query: how the prompt enters the grounding query (``vl.grounding.query``): 'state'
+            (mean last-layer prompt state) or 'attention' (:class:`vl.query_pool.DescriptionAttentionPool`).
         tokenizer: required when ``cfg.path`` is None; otherwise loaded from
             ``cfg.tokenizer_path`` or ``cfg.path`` unless given.
     """
 
-    def __init__(self, cfg: LLMConfig, vision_dim: int, projector_layers: int = 2, tokenizer=None) -> None:
+    def __init__(self, cfg: LLMConfig, vision_dim: int, projector_layers: int = 2, tokenizer=None, ground_query: str = "state") -> None:
         super().__init__()
+        if ground_query not in GROUND_QUERIES:
+            raise ValueError(f"vl.grounding.query = {ground_query!r}; expected one of {list(GROUND_QUERIES)}")
         self.cfg = cfg
         if tokenizer is None:
             tok_dir = cfg.tokenizer_path or cfg.path
@@ -105,6 +110,9 @@ class LanguageModel(nn.Module):
         self.projector = build_projector(vision_dim, self.hidden_size, projector_layers)
         self.token_3d_id = tokenizer.convert_tokens_to_ids(TOKEN_3D)
         self.token_ground_id = tokenizer.convert_tokens_to_ids(TOKEN_GROUND)
+        # built only when selected, so the default model's state dict is unchanged
+        self.query_pool = DescriptionAttentionPool(self.hidden_size) if ground_query == "attention" else None
+        self.embed_scale = float(self.hidden_size) ** 0.5 if cfg.embed_scale else 1.0
 
     # ------------------------------------------------------------------ setup
     def _add_special_tokens(self) -> None:
@@ -247,9 +255,14 @@ class LanguageModel(nn.Module):
         out["position_ids"] = (out["attention_mask"].cumsum(-1) - 1).clamp_min(0)
         return out
 
+    def embed_tokens(self, ids: Tensor) -> Tensor:
+        """Text token embeddings ``[..., H]`` of ``ids``, times √H with ``llm.embed_scale``."""
+        emb = self.model.get_input_embeddings()(ids)
+        return emb * self.embed_scale if self.embed_scale != 1.0 else emb
+
     def embed(self, visual: Tensor, inputs: dict[str, Tensor], extra: Tensor | None = None) -> Tensor:
         """Input embeddings ``[B, L, H]``: token embeddings with projected 3D tokens (and ``extra [B, K, H]``) spliced in."""
-        emb = self.model.get_input_embeddings()(inputs["input_ids"])
+        emb = self.embed_tokens(inputs["input_ids"])
         vis = self.projector(visual.to(self.projector[0].weight.dtype)).to(emb.dtype)  # [B, M, H]
         if extra is not None:
             vis = torch.cat([vis, extra.to(emb.dtype)], dim=1)
@@ -272,7 +285,7 @@ class LanguageModel(nn.Module):
             ``lm_loss`` (mean CE over answer tokens; 0 when there are none), ``answer_logits``
             ``[T, V]`` at the T predicted positions, ``ground_state [B, H]`` (last-layer hidden
             state at the first ``<ground>`` token of each answer plus the mean last-layer state of
-            the prompt's text tokens; zeros where absent),
+            the prompt's text tokens, or their attention pooling with ``ground_query='attention'``; zeros where absent),
             ``has_ground [B]`` bool, ``hidden [B, L, H]`` and the built ``inputs``.
         """
         inputs = self.build_inputs(visual, visual_mask, prompts, answers, left_pad=False, num_extra=0 if extra is None else extra.shape[1])
@@ -291,8 +304,11 @@ class LanguageModel(nn.Module):
         is_ground = (inputs["input_ids"] == self.token_ground_id) & (labels != -100)
         has_ground = is_ground.any(-1)
         first = is_ground.float().argmax(-1)
-        pm = inputs["prompt_mask"][..., None].to(hidden.dtype)
-        prompt_state = (hidden * pm).sum(1) / pm.sum(1).clamp_min(1)
+        if self.query_pool is not None:
+            prompt_state = self.query_pool(hidden, embeds, inputs["prompt_mask"])
+        else:
+            pm = inputs["prompt_mask"][..., None].to(hidden.dtype)
+            prompt_state = (hidden * pm).sum(1) / pm.sum(1).clamp_min(1)
         # the grounding query: the <ground> state plus the mean state of the prompt's words, so the
         # description reaches the heads directly even when a small LM's <ground> state is generic
         ground_state = (hidden[torch.arange(hidden.shape[0], device=hidden.device), first] + prompt_state) * has_ground[:, None].to(hidden.dtype)
@@ -341,7 +357,6 @@ class LanguageModel(nn.Module):
         done = torch.zeros(bsz, dtype=torch.bool, device=embeds.device)
         past = None
         tokens = []
-        emb_layer = self.model.get_input_embeddings()
         for _ in range(max_new):  # one step per generated token (inherent to autoregression)
             out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True, logits_to_keep=1)
             past = out.past_key_values
@@ -353,7 +368,7 @@ class LanguageModel(nn.Module):
             done = done | torch.isin(nxt, stop)
             if bool(done.all()):
                 break
-            embeds = emb_layer(nxt)[:, None]
+            embeds = self.embed_tokens(nxt)[:, None]
             mask = torch.cat([mask, torch.ones(bsz, 1, dtype=mask.dtype, device=mask.device)], dim=1)
             pos = pos[:, -1:] + 1
         ids = torch.stack(tokens, dim=1) if tokens else torch.zeros(bsz, 0, dtype=torch.long, device=embeds.device)

@@ -249,3 +249,37 @@ def test_reversed_training_draws(synthetic_root):
     assert half[draw_key(0, flags.index(False), n)]["frame_ids"].tolist() == fwd["frame_ids"].tolist()
     off = VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0]), "train", deterministic=False)
     assert not any(off.reversed_draw(0, d) for d in range(20))
+
+
+def test_questions_per_clip_brings_other_records_of_the_same_scene(synthetic_root):
+    from vidllm.data.resumable import draw_key
+
+    cfg = _cfg(synthetic_root, tasks=["recon", "qa", "grounding"], task_weights=[1.0, 1.0, 1.0], questions_per_clip=4)
+    train = VidLLMDataset(cfg, "train", deterministic=False)
+    n = len(train)
+    vl_index = next(i for i, (t, _) in enumerate(train.samples) if t == "qa")
+    item = train[draw_key(vl_index, 5, n)]
+    extras = item["extra_texts"]
+    assert len(extras) == 3
+    ids = [item["record_id"]] + [e["record_id"] for e in extras]
+    assert len(set(ids)) == 4  # the drawn record is not repeated, nor is any extra
+    scene = item["scene_id"]
+    for e in extras:
+        assert e["task"] in ("qa", "grounding") and (e["record_id"].startswith(scene) or e["task"] == "qa")
+        assert e["target_boxes"].shape[1:] == (6,) and e["target_boxes_model"].shape == e["target_boxes"].shape
+    # a function of the key: the same key gives the same extras, other draws other ones
+    again = train[draw_key(vl_index, 5, n)]["extra_texts"]
+    assert [e["record_id"] for e in again] == [e["record_id"] for e in extras]
+    others = {tuple(e["record_id"] for e in train[draw_key(vl_index, d, n)]["extra_texts"]) for d in range(1, 8)}
+    assert len(others) > 1
+    # the extras are VL samples of the same scene, and each is the record the dataset gives for that sample
+    other = train.same_scene_records(vl_index, 5)
+    assert [train.samples[i][1].scene_id for i in other] == [scene] * 3
+    assert [train[i]["record_id"] for i in other] == [e["record_id"] for e in extras]
+    batch = collate_clips([item, train[draw_key(0, 1, n)]])  # a recon row has no extras
+    assert [len(x) for x in batch["extra_texts"]] == [3, 0]
+    assert "extra_texts" not in train[draw_key(0, 1, n)]
+    val = VidLLMDataset(cfg, "val", deterministic=True)
+    assert "extra_texts" not in val[len(val) - 1]
+    with pytest.raises(ValueError, match="questions_per_clip"):
+        _cfg(synthetic_root, questions_per_clip=0)

@@ -84,6 +84,50 @@ def test_oracle_with_gt_proposals_is_perfect(synthetic_root):
     assert 0 < metrics["chance@0.5"] <= 1.0 and metrics["chance@0.5"] >= 1.0 / n_props - 1e-9
 
 
+class HalfOraclePredictor(OraclePredictor):
+    """Right on every other grounding query (a wrong proposal else); answers "red" to every question."""
+
+    def ground(self, descriptions, proposals):
+        out = super().ground(descriptions, proposals)
+        for k, o in enumerate(out):
+            if k % 2:
+                i = (o["proposal_index"] + 1) % len(proposals)
+                o.update(box=proposals[i], proposal_index=i, proposal_best=i)
+        return out
+
+    def generate(self, prompts, max_new_tokens=None):
+        return ["red"] * len(prompts)
+
+
+def test_visible_target_figures_by_hand(synthetic_root):
+    from vidllm.config import DataConfig
+    from vidllm.data.visibility import box_pixel_counts
+    from vidllm.evaluation.clips import SceneClips, eval_data_config
+    from vidllm.evaluation.grounding import evaluate_scanrefer
+    from vidllm.evaluation.qa import evaluate_qa, question_type
+    from vidllm.metrics.qa import exact_match
+
+    cfg = eval_data_config(DataConfig(num_frames=8, image_size=112), synthetic_root)
+    clips = SceneClips(cfg, "train", ["grounding"])
+    preds, metrics = evaluate_scanrefer(HalfOraclePredictor(clips), clips, "gt", progress=False)
+    for p in preds:  # visible = >= 1 % of the frame in >= 2 clip frames, from GT depth and GT boxes
+        scene, clip = clips.scene(p["scene_id"]), clips.clip(p["scene_id"])
+        counts = box_pixel_counts(clip["depth"], clip["extrinsics"], clip["intrinsics"], clip["world_from_model"],
+                                  torch.as_tensor(scene.objects.boxes[[scene.objects.index_of(int(p["object_id"]))]])).numpy()[:, 0]
+        assert p["target_visible"] == bool((counts >= 0.01 * clip["depth"][0].numel()).sum() >= 2)
+    seen = [p for p in preds if p["target_visible"]]
+    assert seen and metrics["visible"]["count"] == len(seen) and metrics["visible_fraction"] == pytest.approx(len(seen) / len(preds))
+    for k in (0.25, 0.5):
+        assert metrics["visible"][f"acc@{k:g}"] == pytest.approx(float(np.mean([p["iou"] >= k for p in seen])))
+    assert metrics["visible"]["chance"] == pytest.approx(float(np.mean([1 / len(clips.scene(p["scene_id"]).objects.boxes) for p in seen])))
+    qa_clips = SceneClips(cfg, "train", ["qa"])
+    qpreds, qmetrics = evaluate_qa(HalfOraclePredictor(clips), qa_clips, "qa", captions=False, progress=False)
+    colour = [p for p in qpreds if question_type(p["question"]) == "what color" and p["targets_visible"]]
+    assert colour and qmetrics["what_color_visible"]["count"] == len(colour)
+    assert qmetrics["what_color_visible"]["em@1"] == pytest.approx(float(np.mean([exact_match("red", p["answers"]) for p in colour])))
+    assert all(p["targets_visible"] is None or isinstance(p["targets_visible"], bool) for p in qpreds)
+
+
 def test_multi3drefer_and_proposal_dir(model_dir, synthetic_root, tmp_path):
     out = tmp_path / "m3d"
     assert _tool("eval_scanrefer").main(["--checkpoint", str(model_dir), "--data", str(synthetic_root), "--out", str(out), "--task", "multi3drefer",
@@ -134,7 +178,23 @@ def test_qa_scan2cap_recon_tools(model_dir, synthetic_root, tmp_path):
             clips = SceneClips(eval_data_config(data, synthetic_root), "val", ["recon"])
             rot = np.concatenate([relative_pose_errors(np.broadcast_to(np.eye(3, 4), (3, 3, 4)), clips.clip(s)["extrinsics"].numpy())[0]
                                   for s in clips.dataset.scene_ids])
-            assert metrics["pose_static_baseline"]["rra@15"] == pytest.approx(float(np.mean(rot < 15)))
+            # poses are scored on every clip played forwards and reversed: 'pose' pools both, 'pose_by_order' has each
+            by_order = metrics["pose_by_order"]
+            assert set(by_order) == {"forward", "reversed"}
+            assert metrics["pose"]["num_pairs"] == by_order["forward"]["num_pairs"] + by_order["reversed"]["num_pairs"]
+            assert [r["pose"]["rra@15"] for r in preds] and all("pose_reversed" in r for r in preds)
+            rot_rev = np.concatenate([relative_pose_errors(np.broadcast_to(np.eye(3, 4), (3, 3, 4)), clips.clip(s, reverse=True)["extrinsics"].numpy())[0]
+                                      for s in clips.dataset.scene_ids])
+            assert metrics["pose_static_baseline"]["by_order"]["forward"]["rra@15"] == pytest.approx(float(np.mean(rot < 15)))
+            assert metrics["pose_static_baseline"]["by_order"]["reversed"]["rra@15"] == pytest.approx(float(np.mean(rot_rev < 15)))
+            assert metrics["pose_static_baseline"]["rra@15"] == pytest.approx(float(np.mean(np.concatenate([rot, rot_rev]) < 15)))
+            # the reversed clip's extrinsics are the GT poses relative to its first (= the forward clip's last) frame
+            s = clips.dataset.scene_ids[0]
+            scene, back = clips.scene(s), clips.clip(s, reverse=True)
+            row = {int(f): i for i, f in enumerate(scene.frame_ids)}
+            c2w = np.stack([scene.aligned_c2w[row[int(f)]] for f in back["frame_ids"]])
+            np.testing.assert_allclose(back["extrinsics"].double().numpy(), np.stack([np.linalg.inv(c) @ c2w[0] for c in c2w])[:, :3], atol=1e-5)
+            assert back["frame_ids"].tolist() == clips.clip(s)["frame_ids"].flip(0).tolist()
 
 
 def test_visible_mesh_points_keeps_only_seen_surface(synthetic_root):

@@ -30,6 +30,10 @@ key                         shape / type                meaning
 ``answer``                  list[str] (B)               first answer / reference caption ('' if none)
 ``answers``                 list[list[str]] (B)         all answers / reference captions
 ``eval_type``               list[str] (B)               ScanRefer 'unique' / 'multiple' (grounding)
+``extra_texts``             list[list[dict]] (B)        only with ``data.questions_per_clip > 1``: the other
+                                                        records sharing the clip, each a dict of the text
+                                                        keys above plus unpadded ``target_ids [T]``,
+                                                        ``target_boxes [T, 6]``, ``target_boxes_model [T, 6]``
 ==========================  ==========================  =============================================
 """
 
@@ -86,6 +90,8 @@ def collate_clips(items: list[dict]) -> dict:
     batch["target_ids"], _ = _pad([it["target_ids"] for it in items], -1)
     for key in _LISTS:
         batch[key] = [it[key] for it in items]
+    if any("extra_texts" in it for it in items):
+        batch["extra_texts"] = [list(it.get("extra_texts", [])) for it in items]
     return batch
 
 

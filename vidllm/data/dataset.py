@@ -99,6 +99,7 @@ class VidLLMDataset(Dataset):
         self._scenes: dict[str, ScanNetScene] = {}
         self._coverage: dict[str, np.ndarray] = {}
         self._candidates: dict[str, np.ndarray] = {}
+        self._scene_records: dict[str, list[int]] = {}
 
     # ------------------------------------------------------------------ bookkeeping
     def __len__(self) -> int:
@@ -187,9 +188,39 @@ class VidLLMDataset(Dataset):
         """Item of sample ``index`` at ``draw`` for ``key`` = :func:`vidllm.data.resumable.draw_key` (or a plain index)."""
         index, draw = split_draw_key(key, len(self.samples))
         task, rec = self.samples[index]
-        scene_id = rec if task == "recon" else rec[0][0] if task == "caption" else rec.scene_id
-        scene = self.scene(scene_id)
+        scene = self.scene(self._scene_of(task, rec))
         item = load_clip(scene, self.clip_indices(scene, index, draw), self.cfg.image_size, self.cfg.resize_side)
+        item.update(self._record_fields(index, draw, scene, item["world_from_model"]))
+        if self.cfg.questions_per_clip > 1 and not self.deterministic and task != "recon":
+            item["extra_texts"] = [
+                self._record_fields(other, draw, scene, item["world_from_model"]) for other in self.same_scene_records(index, draw)
+            ]
+        return item
+
+    # ------------------------------------------------------------------ several questions per clip
+    def same_scene_records(self, index: int, draw: int = 0) -> list[int]:
+        """Up to ``data.questions_per_clip − 1`` other VL samples (not recon) of sample ``index``'s scene,
+        drawn without replacement from ``(seed, index, draw)`` (a function of the sampler's key, so resuming is exact)."""
+        if not self._scene_records:
+            for i, (task, rec) in enumerate(self.samples):
+                if task != "recon":
+                    self._scene_records.setdefault(self._scene_of(task, rec), []).append(i)
+        task, rec = self.samples[index]
+        others = [i for i in self._scene_records.get(self._scene_of(task, rec), []) if i != index]
+        k = min(self.cfg.questions_per_clip - 1, len(others))
+        if k <= 0:
+            return []
+        rng = np.random.default_rng([self.cfg.seed, index, draw, 2])
+        return [others[j] for j in rng.choice(len(others), size=k, replace=False)]
+
+    @staticmethod
+    def _scene_of(task: str, rec) -> str:
+        return rec if task == "recon" else rec[0][0] if task == "caption" else rec.scene_id
+
+    def _record_fields(self, index: int, draw: int, scene: ScanNetScene, world_from_model: torch.Tensor) -> dict:
+        """Text and target fields of sample ``index`` (the keys of :meth:`__getitem__` besides the clip)."""
+        task, rec = self.samples[index]
+        scene_id = scene.scene_id
         text = {"task": task, "question": "", "situation": "", "description": "", "answers": [], "record_id": "", "eval_type": ""}
         target_ids: list[int] = []
         if task == "qa":
@@ -208,11 +239,8 @@ class VidLLMDataset(Dataset):
             text.update(answers=list(refs), record_id=f"{scene_id}|{object_id}")
             target_ids = [object_id]
         text["answer"] = self._training_answer(text["answers"], task, index, draw)
-        item.update(text)
-        item.update(
-            self._targets(scene, target_ids, item["world_from_model"], strict=task in ("grounding", "caption"), record=text["record_id"])
-        )
-        return item
+        text.update(self._targets(scene, target_ids, world_from_model, strict=task in ("grounding", "caption"), record=text["record_id"]))
+        return text
 
     def _targets(self, scene: ScanNetScene, object_ids: list[int], world_from_model: torch.Tensor, strict: bool, record: str) -> dict:
         rows = []

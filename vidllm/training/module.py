@@ -36,39 +36,56 @@ _log = logging.getLogger(__name__)
 VL_TASKS = ("qa", "sqa", "grounding", "caption")
 
 
+def _record_text(rec: dict, gt_boxes: Tensor, gt_ids: Tensor) -> tuple[str, str, Tensor, Tensor]:
+    """Prompt, answer, target boxes ``[T, 6]`` (aligned world; none unless grounding) and proposal positives
+    ``[N]`` of one text record (``rec``: the text keys of a batch row plus unpadded ``target_*``)."""
+    task = rec["task"]
+    tboxes = rec["target_boxes"]
+    if task == "qa":
+        prompt, answer = render_prompt("qa", question=rec["question"]), rec["answer"]
+    elif task == "sqa":
+        prompt, answer = render_prompt("sqa", question=rec["question"], situation=rec["situation"]), rec["answer"]
+    elif task == "caption":
+        model_boxes = rec["target_boxes_model"]
+        prompt, answer = render_prompt("caption", center=model_boxes[0, :3].tolist() if len(model_boxes) else None), rec["answer"]
+    else:
+        prompt, answer = render_prompt("ground", description=rec["description"]), GROUNDING_ANSWER
+    grounding = task == "grounding"
+    positives = torch.isin(gt_ids, rec["target_ids"]) if grounding else torch.zeros_like(gt_ids, dtype=torch.bool)
+    return prompt, answer, tboxes if grounding else tboxes[:0], positives
+
+
 def vl_batch_from_batch(batch: dict) -> tuple[list[int], dict | None]:
     """Indices of the VL samples of a data batch and the text fields :class:`vl.branch.VLBranch` needs.
 
     Grounding samples carry their targets (aligned world) and every GT object of the scene as
     proposals (positives = the targets); captions are prompted with the target's centre in the
-    model frame.
+    model frame. With ``data.questions_per_clip > 1`` a row also brings ``extra_texts`` (other
+    records of its scene on the same clip): each becomes one more VL sample right after its row,
+    so the returned index repeats the row (the clip is encoded once, its tokens indexed K times).
     """
-    index = [i for i, task in enumerate(batch["task"]) if task in VL_TASKS]
-    if not index:
+    index_rows = [i for i, task in enumerate(batch["task"]) if task in VL_TASKS]
+    if not index_rows:
         return [], None
-    prompts, answers, targets, proposals, positives = [], [], [], [], []
-    for i in index:
-        task = batch["task"][i]
+    extras = batch.get("extra_texts")
+    index, prompts, answers, targets, proposals, positives, tasks = [], [], [], [], [], [], []
+    for i in index_rows:
         tmask = batch["target_mask"][i]
-        tboxes = batch["target_boxes"][i][tmask]
-        if task == "qa":
-            prompts.append(render_prompt("qa", question=batch["question"][i]))
-            answers.append(batch["answer"][i])
-        elif task == "sqa":
-            prompts.append(render_prompt("sqa", question=batch["question"][i], situation=batch["situation"][i]))
-            answers.append(batch["answer"][i])
-        elif task == "caption":
-            center = batch["target_boxes_model"][i][tmask][0, :3].tolist() if bool(tmask.any()) else None
-            prompts.append(render_prompt("caption", center=center))
-            answers.append(batch["answer"][i])
-        else:
-            prompts.append(render_prompt("ground", description=batch["description"][i]))
-            answers.append(GROUNDING_ANSWER)
+        main = {key: batch[key][i] for key in ("task", "question", "situation", "description", "answer")}
+        main.update({key: batch[key][i][tmask] for key in ("target_boxes", "target_boxes_model", "target_ids")})
         gmask = batch["gt_boxes_mask"][i]
-        targets.append(tboxes if task == "grounding" else tboxes[:0])
-        proposals.append(batch["gt_boxes"][i][gmask])
-        ids = batch["gt_box_ids"][i][gmask]
-        positives.append(torch.isin(ids, batch["target_ids"][i][tmask]) if task == "grounding" else torch.zeros_like(ids, dtype=torch.bool))
+        gt_boxes, gt_ids = batch["gt_boxes"][i][gmask], batch["gt_box_ids"][i][gmask]
+        for rec in [main, *(extras[i] if extras is not None else [])]:
+            if rec["task"] not in VL_TASKS:
+                raise ValueError(f"vl_batch_from_batch: extra text record of row {i} has task {rec['task']!r}; expected one of {VL_TASKS}")
+            prompt, answer, tboxes, pos = _record_text(rec, gt_boxes, gt_ids)
+            index.append(i)
+            prompts.append(prompt)
+            answers.append(answer)
+            targets.append(tboxes)
+            proposals.append(gt_boxes)
+            positives.append(pos)
+            tasks.append(rec["task"])
     vl_batch = {
         "prompts": prompts,
         "answers": answers,
@@ -76,7 +93,7 @@ def vl_batch_from_batch(batch: dict) -> tuple[list[int], dict | None]:
         "proposals": proposals,
         "proposal_positives": positives,
         "world_from_model": batch["world_from_model"][index],
-        "tasks": [batch["task"][i] for i in index],
+        "tasks": tasks,
     }
     return index, vl_batch
 
