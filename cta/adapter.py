@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from cta.mha import MultiHeadAttention
+from cta.mha import MultiHeadAttention, zero_output_projection
 from cta.mlp import ProjectionMLP
 from cta.scope import check_tokens, group_tokens, ungroup_tokens
 
@@ -25,15 +25,20 @@ class BridgeAdapter(nn.Module):
 
     Args:
         dim: token width C; num_bridge_tokens: K; num_heads: heads of all four attentions;
-        mlp_ratio: φ hidden width / C; scope: 'clip' or 'frame'.
+        mlp_ratio: φ hidden width / C; scope: 'clip' or 'frame';
+        identity_init: residual φ with a zero last layer and zero read-back output projections, so
+            the adapter is exactly the identity at initialisation (``cta.identity_init``).
     """
 
-    def __init__(self, dim: int, num_bridge_tokens: int = 16, num_heads: int = 16, mlp_ratio: float = 4.0, scope: str = "clip") -> None:
+    def __init__(
+        self, dim: int, num_bridge_tokens: int = 16, num_heads: int = 16, mlp_ratio: float = 4.0, scope: str = "clip",
+        identity_init: bool = False,
+    ) -> None:
         super().__init__()
         self.dim = dim
         self.scope = scope
-        self.phi_geom = ProjectionMLP(dim, mlp_ratio)
-        self.phi_lang = ProjectionMLP(dim, mlp_ratio)
+        self.phi_geom = ProjectionMLP(dim, mlp_ratio, residual=identity_init)
+        self.phi_lang = ProjectionMLP(dim, mlp_ratio, residual=identity_init)
         self.bridge_tokens = nn.Parameter(torch.empty(num_bridge_tokens, dim))
         nn.init.trunc_normal_(self.bridge_tokens, std=0.02)
         self.norm_geom = nn.LayerNorm(dim)
@@ -43,6 +48,9 @@ class BridgeAdapter(nn.Module):
         self.bridge_from_lang = MultiHeadAttention(dim, num_heads)
         self.geom_from_bridge = MultiHeadAttention(dim, num_heads)
         self.lang_from_bridge = MultiHeadAttention(dim, num_heads)
+        if identity_init:
+            zero_output_projection(self.geom_from_bridge)
+            zero_output_projection(self.lang_from_bridge)
 
     def update_bridge(self, bridge: Tensor, geom: Tensor, lang: Tensor) -> Tensor:
         """Eq. 2: ``MHA_g(bridge, geom, geom) + MHA_l(bridge, lang, lang)``.

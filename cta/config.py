@@ -24,6 +24,8 @@ class CTAConfig:
     """Bridge attention over the whole clip ('clip') or each frame separately ('frame')."""
     geometry_dim: int = 0
     """Channels Cg of the external geometry tokens given to 'add' / 'xattn_fusion' (0 = the token width C)."""
+    identity_init: bool = False
+    """Start the adapter as the identity (T'_geom = T'_lang = T_base at init): φ_geom / φ_lang become residual MLPs with a zero last layer and the residual attention read-backs start with a zero output projection ('bridge', 'concat_sa', 'cross_attn'). A tiny-scale option (stage 2 then starts from the teacher-initialised geometry); the paper's φ is a plain MLP (Eq. 1), so off by default."""
 
     def __post_init__(self) -> None:
         if self.mode not in CTA_MODES:

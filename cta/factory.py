@@ -23,11 +23,11 @@ def build_cta(cfg: CTAConfig, dim: int) -> nn.Module:
     if cfg.mode in ("none", "passthrough"):
         return IdentityAdapter(dim)
     if cfg.mode == "bridge":
-        return BridgeAdapter(dim, cfg.num_bridge_tokens, cfg.num_heads, cfg.mlp_ratio, cfg.scope)
+        return BridgeAdapter(dim, cfg.num_bridge_tokens, cfg.num_heads, cfg.mlp_ratio, cfg.scope, cfg.identity_init)
     if cfg.mode == "concat_sa":
-        return ConcatSelfAttentionAdapter(dim, cfg.num_heads, cfg.mlp_ratio, cfg.scope)
+        return ConcatSelfAttentionAdapter(dim, cfg.num_heads, cfg.mlp_ratio, cfg.scope, cfg.identity_init)
     if cfg.mode == "cross_attn":
-        return CrossAttentionAdapter(dim, cfg.num_heads, cfg.mlp_ratio, cfg.scope)
+        return CrossAttentionAdapter(dim, cfg.num_heads, cfg.mlp_ratio, cfg.scope, cfg.identity_init)
     if cfg.mode == "add":
         return AddFusion(dim, geometry_dim, cfg.mlp_ratio)
     if cfg.mode == "xattn_fusion":

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from recon.attention import attention
 
-__all__ = ["MultiHeadAttention"]
+__all__ = ["MultiHeadAttention", "zero_output_projection"]
 
 
 class MultiHeadAttention(nn.Module):
@@ -57,3 +57,10 @@ class MultiHeadAttention(nn.Module):
         out = attention(q, k, v, attn_mask=mask)
         b, _, nq, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, nq, self.dim))
+
+
+def zero_output_projection(mha: MultiHeadAttention) -> MultiHeadAttention:
+    """Zero ``W_o`` and its bias in place (a residual ``x + MHA(...)`` then starts as ``x``); returns ``mha``."""
+    nn.init.zeros_(mha.out_proj.weight)
+    nn.init.zeros_(mha.out_proj.bias)
+    return mha

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from cta.mha import MultiHeadAttention
+from cta.mha import MultiHeadAttention, zero_output_projection
 from cta.mlp import ProjectionMLP
 from cta.scope import check_tokens, group_tokens, ungroup_tokens
 
@@ -45,14 +45,16 @@ class ConcatSelfAttentionAdapter(nn.Module):
     ``T'_geom, T'_lang = split(X')``.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, scope: str = "clip") -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, scope: str = "clip", identity_init: bool = False) -> None:
         super().__init__()
         self.dim = dim
         self.scope = scope
-        self.phi_geom = ProjectionMLP(dim, mlp_ratio)
-        self.phi_lang = ProjectionMLP(dim, mlp_ratio)
+        self.phi_geom = ProjectionMLP(dim, mlp_ratio, residual=identity_init)
+        self.phi_lang = ProjectionMLP(dim, mlp_ratio, residual=identity_init)
         self.norm = nn.LayerNorm(dim)
         self.attn = MultiHeadAttention(dim, num_heads)
+        if identity_init:
+            zero_output_projection(self.attn)
 
     def forward(self, t_base: Tensor, geometry_tokens: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``[B, S, P, C]`` → ``(T'_geom, T'_lang)`` ``[B, S, P, C]`` each."""
@@ -73,16 +75,19 @@ class CrossAttentionAdapter(nn.Module):
     ``T'_geom = T_geom + MHA_g(T̂_geom, T̂_lang, T̂_lang)``, ``T'_lang = T_lang + MHA_l(T̂_lang, T̂_geom, T̂_geom)``.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, scope: str = "clip") -> None:
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, scope: str = "clip", identity_init: bool = False) -> None:
         super().__init__()
         self.dim = dim
         self.scope = scope
-        self.phi_geom = ProjectionMLP(dim, mlp_ratio)
-        self.phi_lang = ProjectionMLP(dim, mlp_ratio)
+        self.phi_geom = ProjectionMLP(dim, mlp_ratio, residual=identity_init)
+        self.phi_lang = ProjectionMLP(dim, mlp_ratio, residual=identity_init)
         self.norm_geom = nn.LayerNorm(dim)
         self.norm_lang = nn.LayerNorm(dim)
         self.geom_from_lang = MultiHeadAttention(dim, num_heads)
         self.lang_from_geom = MultiHeadAttention(dim, num_heads)
+        if identity_init:
+            zero_output_projection(self.geom_from_lang)
+            zero_output_projection(self.lang_from_geom)
 
     def forward(self, t_base: Tensor, geometry_tokens: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``[B, S, P, C]`` → ``(T'_geom, T'_lang)`` ``[B, S, P, C]`` each."""

@@ -219,6 +219,8 @@ class MetricDepthConfig:
     """Channels of the four 1×1 projections of the encoder features."""
     frames_chunk_size: int = 8
     """Frames decoded at once (memory); 0 decodes all frames together."""
+    prediction_stride: int = 1
+    """Predict the bins at (H/s, W/s) and bilinearly upsample the metric depth to H×W (a tiny-scale speed option: the per-pixel bin head is most of the metric model's cost); 1 = full resolution (the paper). H and W must be multiples of s."""
     loss_alpha: float = 5.0
     """Alpha of L_MD (Eq. 9): robustness to large log-depth residuals."""
     loss_eps: float = 1e-6
@@ -255,5 +257,7 @@ class MetricDepthConfig:
             raise ValueError(f"metric_depth.features // 2 must be a positive multiple of 4 (UV position embedding), got features = {self.features}")
         if self.frames_chunk_size < 0:
             raise ValueError(f"metric_depth.frames_chunk_size must be >= 0, got {self.frames_chunk_size}")
+        if self.prediction_stride < 1:
+            raise ValueError(f"metric_depth.prediction_stride must be >= 1 (1 = full resolution), got {self.prediction_stride}")
         if self.max_depth <= self.min_depth:
             raise ValueError(f"metric_depth.max_depth ({self.max_depth}) must exceed metric_depth.min_depth ({self.min_depth})")

@@ -5,7 +5,9 @@ Input: 4 intermediate encoder layers of patch tokens ``[B·S, P, C]`` (``P = h·
 ``[n, features // 2, H, W]`` and the :class:`~recon.heads.metric_bins.MetricBinHead` turns the
 features into bin probabilities, refined centres and the metric depth ``d = Σ p·c``. Frames are
 decoded ``frames_chunk_size`` at a time (memory); the chunks are independent, so the result does
-not depend on the chunk size.
+not depend on the chunk size. With ``prediction_stride`` s > 1 the decoder and the bins run at
+``(H/s, W/s)`` and the depth (and, on request, probabilities and centres) is bilinearly upsampled
+(align_corners, as the DPT path) to ``H × W``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from torch import Tensor, nn
 
 from recon.config import MetricDepthConfig
 from recon.heads.dpt import DPTDecoder
+from recon.heads.fusion import interpolate_bilinear
 from recon.heads.metric_bins import MetricBinHead
 
 __all__ = ["MetricDepthModel"]
@@ -55,6 +58,9 @@ class MetricDepthModel(nn.Module):
         height, width = image_hw
         if height % self.patch_size or width % self.patch_size:
             raise ValueError(f"MetricDepthModel: image size {height}x{width} must be a multiple of patch_size {self.patch_size}")
+        stride = self.cfg.prediction_stride
+        if height % stride or width % stride:
+            raise ValueError(f"MetricDepthModel: image size {height}x{width} must be a multiple of metric_depth.prediction_stride = {stride}")
         if len(layer_tokens) != 4:
             raise ValueError(f"MetricDepthModel: expected 4 encoder layers, got {len(layer_tokens)}")
         h, w = height // self.patch_size, width // self.patch_size
@@ -83,14 +89,17 @@ class MetricDepthModel(nn.Module):
         grid_hw = self._check_inputs(layer_tokens, image_hw, num_frames)
         total = layer_tokens[0].shape[0]
         chunk = self.cfg.frames_chunk_size if 0 < self.cfg.frames_chunk_size < total else total
+        stride = self.cfg.prediction_stride
+        pred_hw = (image_hw[0] // stride, image_hw[1] // stride)  # same aspect ratio, so the same UV embedding
+        full = (lambda x: interpolate_bilinear(x, tuple(image_hw))) if stride > 1 else (lambda x: x)
         depths, probs, centers = [], [], []
         for start in range(0, total, chunk):
-            feats = self.decoder([t[start : start + chunk] for t in layer_tokens], grid_hw, tuple(image_hw))
+            feats = self.decoder([t[start : start + chunk] for t in layer_tokens], grid_hw, pred_hw)
             out = self.bins(feats)
-            depths.append(out.depth)
+            depths.append(full(out.depth[:, None])[:, 0])
             if return_bins:
-                probs.append(out.probs)
-                centers.append(out.centers)
+                probs.append(full(out.probs))
+                centers.append(full(out.centers))
         batch = total // num_frames
         height, width = image_hw
         result = {"metric_depth": torch.cat(depths).reshape(batch, num_frames, height, width)}

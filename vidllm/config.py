@@ -144,6 +144,8 @@ class DistillConfig:
     """Weight λ of the structural-consistency loss L_sc."""
     teachers: list[str] = field(default_factory=lambda: ["geometry", "semantic"])
     """Teachers used: both (the paper), or one of 'geometry' / 'semantic' (the one-teacher ablation; L_sc needs both)."""
+    identity_projection: bool = False
+    """Distil T'_geom / T'_lang directly (no projection) into a teacher whose width equals the student's; a teacher of another width keeps its linear projection. Off = the paper's lightweight linear projections for every teacher. A tiny-scale option: with it the distilled tokens are the ones the reconstruction branch reads."""
 
     def __post_init__(self) -> None:
         bad = [t for t in self.teachers if t not in ("geometry", "semantic")]

@@ -136,3 +136,44 @@ def test_bridge_any_number_of_tokens(k):
     assert ad.bridge_tokens.shape == (k, DIM)
     g, l = ad(torch.randn(1, 2, 3, DIM))
     assert g.shape == l.shape == (1, 2, 3, DIM)
+
+
+@pytest.mark.parametrize("mode", ["bridge", "concat_sa", "cross_attn"])
+@pytest.mark.parametrize("scope", ["clip", "frame"])
+def test_identity_init_is_exact_identity_then_learns(mode, scope):
+    torch.manual_seed(6)
+    ad = build_cta(CTAConfig(mode=mode, num_bridge_tokens=4, num_heads=HEADS, scope=scope, identity_init=True), DIM)
+    t = torch.randn(2, 3, 6, DIM)
+    g, l = ad(t)
+    assert torch.equal(g, t) and torch.equal(l, t)
+    # gradients reach the zero-initialised layers at once, and every parameter after one update
+    target_g, target_l = torch.randn_like(t), torch.randn_like(t)
+    opt = torch.optim.SGD(ad.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        g, l = ad(t)
+        ((g - target_g).square().mean() + (l - target_l).square().mean()).backward()
+        if _ == 0:
+            assert ad.phi_geom.fc2.weight.grad.abs().sum() > 0 and ad.phi_lang.fc2.weight.grad.abs().sum() > 0
+        opt.step()
+    assert ad.phi_geom.fc1.weight.grad.abs().sum() > 0
+    g, _ = ad(t)
+    assert not torch.equal(g, t)
+
+
+def test_identity_init_residual_mlp_and_paper_default():
+    from cta.mlp import ProjectionMLP
+
+    torch.manual_seed(7)
+    x = torch.randn(3, DIM)
+    res = ProjectionMLP(DIM, 4.0, residual=True)
+    assert torch.equal(res(x), x)
+    with torch.no_grad():
+        res.fc2.weight.normal_()
+    torch.testing.assert_close(res(x), x + res.fc2(res.act(res.fc1(x))))
+    plain = ProjectionMLP(DIM, 4.0)
+    torch.testing.assert_close(plain(x), plain.fc2(plain.act(plain.fc1(x))))
+    assert CTAConfig().identity_init is False  # the paper's φ (Eq. 1) is a plain MLP
+    ad = build_cta(CTAConfig(num_bridge_tokens=4, num_heads=HEADS), DIM)
+    t = torch.randn(1, 2, 4, DIM)
+    assert not torch.allclose(ad(t)[0], t) and ad.phi_geom.fc2.weight.abs().sum() > 0

@@ -117,3 +117,29 @@ def test_head_rejects_bad_arguments():
     head = MetricBinHead(8, n_bins=4, hidden=4)
     with pytest.raises(ValueError, match=r"\[N, F, H, W\]"):
         head(torch.randn(8, 5, 5))
+
+
+@pytest.mark.parametrize("n_bins", [2, 16, 64])
+def test_fused_log_binomial_equals_reference_incl_extremes(n_bins):
+    from recon.heads.metric_bins import log_binomial_probs_fused
+
+    torch.manual_seed(3)
+    z = torch.randn(3, 2, 5, 7) * 6  # saturated sigmoids: q at the clamp, temperatures near both ends
+    q = torch.sigmoid(z[:, :1])
+    q[0, 0, 0, :2] = torch.tensor([0.0, 1.0])
+    t = 0.0212 + (50.0 - 0.0212) * torch.sigmoid(z[:, 1:2])
+    ref = log_binomial_probs(q, t, n_bins)
+    got = log_binomial_probs_fused(q, t, n_bins)
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got.sum(1), torch.ones(3, 5, 7))
+
+
+def test_refined_centers_are_the_selected_products():
+    torch.manual_seed(4)
+    seeds = seed_bin_centers(8, 0.1, 10.0)
+    lower, upper = center_shift_bounds(seeds, 0.45)
+    raw = torch.randn(2, 8, 3, 4) * 3
+    t = torch.tanh(raw)
+    view = (1, -1, 1, 1)
+    direct = seeds.view(view) + torch.where(t >= 0, t * upper.view(view), t * lower.view(view))
+    assert torch.equal(refine_bin_centers(seeds, raw, lower, upper), direct)

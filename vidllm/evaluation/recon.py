@@ -144,7 +144,7 @@ def evaluate_recon(model, clips: SceneClips, limit: int | None = None, pointclou
         # the static-camera baseline: every frame at frame 0's pose (what a camera head that ignores the
         # images predicts); only its rotation figure is meaningful (its relative translations are all zero)
         def static(gt_poses: np.ndarray) -> float:
-            return pose_metrics(np.broadcast_to(np.eye(3, 4), gt_poses.shape), gt_poses)["rra@15"]
+            return pose_metrics(np.broadcast_to(np.eye(3, 4), gt_poses.shape).copy(), gt_poses)["rra@15"]
 
         both_pred = np.stack(pred_ext["forward"] + pred_ext["reversed"])
         both_gt = np.stack(gt_ext["forward"] + gt_ext["reversed"])

@@ -110,10 +110,17 @@ def compile_hot_modules(model: nn.Module) -> list[str]:
 
 
 class DistillHeads(nn.ModuleDict):
-    """The lightweight linear projections of stage 1: one per teacher (student width → teacher width)."""
+    """The lightweight linear projections of stage 1: one per teacher (student width → teacher width).
 
-    def __init__(self, dim: int, teacher_widths: dict[str, int]) -> None:
-        super().__init__({name: nn.Linear(dim, width) for name, width in teacher_widths.items()})
+    With ``identity_when_equal`` (``train.distill.identity_projection``) a teacher whose width equals
+    the student's gets ``nn.Identity`` instead: the student stream ``[N, P, C]`` is distilled as is.
+    """
+
+    def __init__(self, dim: int, teacher_widths: dict[str, int], identity_when_equal: bool = False) -> None:
+        super().__init__({
+            name: nn.Identity() if identity_when_equal and width == dim else nn.Linear(dim, width)
+            for name, width in teacher_widths.items()
+        })
 
 
 class VidLLMModule(L.LightningModule):
@@ -164,7 +171,7 @@ class VidLLMModule(L.LightningModule):
             self.teachers["semantic"] = load_semantic_teacher(d.semantic_teacher)
         dim = self.config.encoder.hidden_size
         widths = {name: teacher.hidden_size for name, teacher in self.teachers.items()}
-        self.distill_heads = DistillHeads(dim, widths)
+        self.distill_heads = DistillHeads(dim, widths, d.identity_projection)
 
     def load_initial_weights(self, path: str) -> None:
         """Weights only (``train.init_from``): a ``save_pretrained`` directory, a ``.safetensors`` file or a Lightning ``.ckpt``."""
@@ -205,8 +212,9 @@ class VidLLMModule(L.LightningModule):
     def configure_optimizers(self):
         t = self.config.train
         optimizer = build_optimizer(self.model, t.lr, t.weight_decay, t.betas, t.lr_multipliers)
-        if self.distill_heads is not None:
-            optimizer.add_param_group({"name": "distill_heads", "params": list(self.distill_heads.parameters()), "lr": t.lr, "weight_decay": t.weight_decay})
+        head_params = list(self.distill_heads.parameters()) if self.distill_heads is not None else []
+        if head_params:  # none when every teacher is distilled without projection
+            optimizer.add_param_group({"name": "distill_heads", "params": head_params, "lr": t.lr, "weight_decay": t.weight_decay})
         # The schedule's length is train.max_steps (the run's plan), not the Trainer's stopping step,
         # so a run stopped early and resumed follows the same learning-rate curve.
         scheduler = build_scheduler(optimizer, t.warmup_steps, t.max_steps)
