@@ -14,6 +14,9 @@ from vidllm.errors import ConfigError
 
 __all__ = ["checkpoint_paths", "missing_checkpoints", "check_checkpoints"]
 
+TEACHER_KEYS = ("recon.vggt_checkpoint", "train.distill.")
+"""Keys whose files `vidllm teachers` makes for synthetic data (named in the error's hint)."""
+
 
 def checkpoint_paths(cfg: VidLLMConfig) -> list[tuple[str, str]]:
     """``(config key, path)`` of every checkpoint file or directory the run will read, in config order:
@@ -45,4 +48,7 @@ def check_checkpoints(cfg: VidLLMConfig, will_create: tuple[str, ...] = ()) -> N
     missing = missing_checkpoints(cfg, will_create)
     if missing:
         named = "; ".join(f"{key} = {path!r}" for key, path in missing)
-        raise ConfigError(f"checkpoint not found: {named} (point the key at a local copy or set it to null)")
+        hint = "point the key at a local copy or set it to null"
+        if any(key.startswith(TEACHER_KEYS) for key, _ in missing):
+            hint += "; the tiny synthetic-data teachers are made by `vidllm teachers --out DIR`"
+        raise ConfigError(f"checkpoint not found: {named} ({hint})")
