@@ -258,3 +258,30 @@ def test_tool_errors_are_one_line(tmp_path, capsys, model_dir):
     err = capsys.readouterr().err.strip()
     assert code == 1 and "scans" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_predictor_encodes_each_clip_once(model_dir, synthetic_root):
+    from vidllm.evaluation.clips import SceneClips, eval_data_config
+    from vidllm.evaluation.predictor import ModelPredictor
+    from vidllm.model import VidLLM
+
+    model = VidLLM.from_pretrained(model_dir, device="cpu")
+    clips = SceneClips(eval_data_config(model.config.data, synthetic_root), "val", ["grounding"])
+    scene_id = clips.dataset.scene_ids[0]
+    calls = []
+    encode = model.vl_inputs
+    model.vl_inputs = lambda images: calls.append(1) or encode(images)
+    cached, fresh = ModelPredictor(model), ModelPredictor(model, cache_clips=0)
+    props = torch.as_tensor(clips.scene(scene_id).objects.boxes, dtype=torch.float32)
+    assert cached.prepare(clips.clip(scene_id)) is not None
+    first = cached.ground(["the red chair."], props)
+    assert cached.prepare(clips.clip(scene_id)) is None and len(calls) == 1  # the second prepare of the clip is a cache hit
+    again = cached.ground(["the red chair."], props)
+    fresh.prepare(clips.clip(scene_id))
+    other = fresh.ground(["the red chair."], props)
+    assert len(calls) == 2
+    for a, b in ((first, again), (first, other)):
+        torch.testing.assert_close(a[0]["boxes"], b[0]["boxes"])
+        torch.testing.assert_close(a[0]["scores"], b[0]["scores"])
+    cached.prepare(clips.clip(scene_id, reverse=True))  # another frame order is another clip
+    assert len(calls) == 3

@@ -20,12 +20,17 @@ class ModelPredictor:
 
     Args:
         model: the model (eval mode); batch_size: queries per VL forward.
+        cache_clips: encoded clips kept (keyed by scene, frame ids and image shape), so that the
+            runs of one evaluation (grounding with and without proposals, QA) encode each clip once.
+            The model must not change while the predictor is in use.
     """
 
-    def __init__(self, model, batch_size: int = 8) -> None:
+    def __init__(self, model, batch_size: int = 8, cache_clips: int = 32) -> None:
         self.model = model.eval()
         self.batch_size = max(1, int(batch_size))
+        self.cache_clips = max(0, int(cache_clips))
         self._state: dict | None = None
+        self._cache: dict[tuple, tuple] = {}
 
     @property
     def device(self) -> torch.device:
@@ -33,8 +38,19 @@ class ModelPredictor:
 
     @torch.no_grad()
     def prepare(self, clip: dict) -> dict:
-        """Encode and reconstruct one clip (``images [S, 3, H, W]``); returns the reconstruction outputs (batch 1)."""
-        t_lang, geometry, out = self.model.vl_inputs(clip["images"][None].to(self.device))
+        """Encode and reconstruct one clip (``images [S, 3, H, W]``); returns the reconstruction outputs (batch 1),
+        or None when the clip's encoding comes from the cache (only the VL inputs are kept, not the dense outputs)."""
+        key = (clip.get("scene_id"), tuple(clip["frame_ids"].tolist()) if "frame_ids" in clip else None, tuple(clip["images"].shape))
+        cacheable = self.cache_clips > 0 and key[0] is not None and key[1] is not None
+        if cacheable and key in self._cache:
+            t_lang, geometry = self._cache[key]
+            out = None
+        else:
+            t_lang, geometry, out = self.model.vl_inputs(clip["images"][None].to(self.device))
+            if cacheable:
+                if len(self._cache) >= self.cache_clips:
+                    self._cache.pop(next(iter(self._cache)))  # oldest first
+                self._cache[key] = (t_lang, geometry)
         self._state = {"t_lang": t_lang, "geometry": geometry, "clip": clip}
         return out
 
