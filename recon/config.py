@@ -94,6 +94,31 @@ class AggregatorConfig:
 
 
 @dataclass
+class RelativePoseConfig:
+    """Patch-grid relative-pose module of the camera head (:mod:`recon.heads.relative_pose`): a tiny-scale aid, off = VGGT."""
+
+    enabled: bool = False
+    """Build the module: frame k's and frame 0's pooled patch grids (last aggregator layer) → MLP → a zero-initialised
+    offset of frame k's camera token and an own relative pose (trained by recon.loss.relative_pose_weight). Off at paper
+    scale; its weights are saved as camera_head.relative_pose.* in the VGGT-layout file."""
+    channels: int = 8
+    """Channels each patch token is reduced to before the grids are flattened."""
+    grid: int = 8
+    """Side of the pooled patch grid (adaptive average pooling; the identity for an 8×8 grid, i.e. 112 px at patch 14)."""
+    hidden: int = 256
+    """Hidden width of the MLP over the two concatenated grids."""
+    correlation: bool = False
+    """Also feed the MLP the displacement-correlation profile of the two grids ((2·grid − 1)² values: how well frame k's
+    grid matches frame 0's shifted by each displacement)."""
+    center: bool = False
+    """Subtract the mean over the clip's frames at each grid position before comparing (removes what every frame shares,
+    e.g. the position embedding that dominates small, young models' tokens)."""
+
+    def __post_init__(self) -> None:
+        _check_positive("recon.camera_head.relative_pose", channels=self.channels, grid=self.grid, hidden=self.hidden)
+
+
+@dataclass
 class CameraHeadConfig:
     """Camera head: trunk + iterative adaLN refinement → 9-D pose encoding."""
 
@@ -105,6 +130,8 @@ class CameraHeadConfig:
     """MLP hidden width multiple of the trunk blocks."""
     iterations: int = 4
     """Refinement iterations (one pose encoding each)."""
+    relative_pose: RelativePoseConfig = field(default_factory=RelativePoseConfig)
+    """Optional patch-grid relative-pose module feeding the camera token (off by default)."""
 
     def __post_init__(self) -> None:
         _check_positive("recon.camera_head", trunk_depth=self.trunk_depth, num_heads=self.num_heads, iterations=self.iterations)
@@ -156,12 +183,15 @@ class ReconLossConfig:
     """Scales of the multi-scale gradient term (scale s subsamples pixels with stride 2^s)."""
     residual_clamp: float = 100.0
     """Per-element residuals are clamped at this value before averaging (VGGT: 100)."""
+    relative_pose_weight: float = 0.0
+    """Weight of the auxiliary L1 loss on the relative-pose module's own [t, quat] prediction (0 disables it; needs
+    recon.camera_head.relative_pose.enabled)."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.camera_decay <= 1.0:
             raise ValueError(f"recon.loss.camera_decay must be in (0, 1], got {self.camera_decay!r}")
         _check_positive("recon.loss", gradient_scales=self.gradient_scales, residual_clamp=self.residual_clamp, conf_gamma=self.conf_gamma)
-        for name in ("camera_weight", "fov_weight", "depth_weight", "conf_alpha", "gradient_weight", "point_weight"):
+        for name in ("camera_weight", "fov_weight", "depth_weight", "conf_alpha", "gradient_weight", "point_weight", "relative_pose_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"recon.loss.{name} must be >= 0, got {getattr(self, name)!r}")
 

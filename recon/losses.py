@@ -15,6 +15,12 @@ Camera loss (:func:`camera_loss`), stages ``i = 0..n−1`` of the refinement, ``
     L_T = (1/n) Σ_i w_i · mean|t̂_i − t|,   L_R = (1/n) Σ_i w_i · mean|q̂_i − q|,
     L_FoV = (1/n) Σ_i w_i · mean|f̂_i − f|,  L_cam = L_T + L_R + λ_FoV · L_FoV   (λ_FoV = 0.5)
 
+Auxiliary relative-pose term (:func:`relative_pose_loss`, ``recon.loss.relative_pose_weight``; only
+with the patch-grid relative-pose module of ``recon.camera_head.relative_pose``), on that module's
+own prediction ``p̂ = [t̂, q̂]`` against the first seven entries of the GT pose encoding::
+
+    L_rel = mean_valid-frames,components min(|p̂ − [t, q]|, κ)
+
 Depth / point-map regression (:func:`regression_loss`) with residual
 ``r_i = min(‖x̂_i − x_i‖₂, κ)`` (the absolute error for depth)::
 
@@ -67,6 +73,7 @@ __all__ = [
     "valid_depth_mask",
     "zero_with_grad",
     "camera_loss",
+    "relative_pose_loss",
     "regression_loss",
     "gradient_loss_multiscale",
     "depth_loss",
@@ -149,6 +156,28 @@ def camera_loss(
             out[name] = total / n
         out["loss_camera"] = out["loss_T"] + out["loss_R"] + fov_weight * out["loss_FoV"]
     return out
+
+
+def relative_pose_loss(pred: Tensor, gt_pose_enc: Tensor, frame_mask: Tensor | None = None, clamp: float = 100.0) -> Tensor:
+    """``L_rel``: L1 of the relative-pose module's ``[t, quat]`` against the GT pose encoding (see module docstring).
+
+    Args:
+        pred: ``[B, S, 7]``; gt_pose_enc: ``[B, S, 9]`` (its first 7 entries are compared).
+        frame_mask: optional ``[B, S]`` bool of frames to supervise.
+        clamp: per-element residual clamp.
+    Returns:
+        float32 scalar.
+    """
+    if pred.shape[:-1] != gt_pose_enc.shape[:-1] or pred.shape[-1] != 7 or gt_pose_enc.shape[-1] != 9:
+        raise ValueError(f"relative_pose_loss: prediction {tuple(pred.shape)} must be [B, S, 7] beside gt pose encoding {tuple(gt_pose_enc.shape)}")
+    with _fp32(pred.device):
+        gt = gt_pose_enc[..., :7].float()
+        mask = torch.isfinite(gt).all(dim=-1)
+        if frame_mask is not None:
+            mask = mask & frame_mask.bool()
+        keep = mask[..., None]
+        resid = (torch.where(keep, pred.float(), 0.0) - torch.where(keep, gt, 0.0)).abs().clamp(max=clamp)
+        return resid.sum() / (mask.sum().clamp_min(1).float() * 7)
 
 
 # --------------------------------------------------------------------------- depth / points
@@ -386,6 +415,12 @@ class ReconLoss(nn.Module):
             depth_loss(depth, pred.get("depth_conf"), norm["depth"], norm["valid"], cfg.conf_gamma, cfg.conf_alpha, cfg.gradient_weight, cfg.gradient_scales, cfg.residual_clamp)
         )
         total = cfg.camera_weight * out["loss_camera"] + cfg.depth_weight * out["loss_depth"]
+        if cfg.relative_pose_weight > 0:
+            if "relative_pose_enc" not in pred:
+                raise ValueError("ReconLoss: recon.loss.relative_pose_weight > 0 needs the model's relative_pose_enc output; "
+                                 "set recon.camera_head.relative_pose.enabled: true")
+            out["loss_relative_pose"] = relative_pose_loss(pred["relative_pose_enc"], gt_pose, frame_mask, cfg.residual_clamp)
+            total = total + cfg.relative_pose_weight * out["loss_relative_pose"]
         if cfg.point_weight > 0:
             points = pred.get("world_points")
             if points is None:

@@ -32,7 +32,7 @@ class ReconstructionModel(nn.Module):
         self.encoder = SharedEncoder(encoder_cfg)
         self.aggregator = Aggregator(dim, cfg.aggregator, return_layers=[depth - 1, *cfg.depth_head.intermediate_layers])
         ch = cfg.camera_head
-        self.camera_head = CameraHead(2 * dim, ch.trunk_depth, ch.num_heads, ch.mlp_ratio, ch.iterations)
+        self.camera_head = CameraHead(2 * dim, ch.trunk_depth, ch.num_heads, ch.mlp_ratio, ch.iterations, ch.relative_pose)
         dh = cfg.depth_head
         self.depth_head = DPTHead(2 * dim, dh.intermediate_layers, dh.features, dh.out_channels, dh.frames_chunk_size)
 
@@ -56,10 +56,17 @@ class ReconstructionModel(nn.Module):
         return self._heads(layers, start, image_hw)
 
     def _heads(self, layers: dict[int, Tensor], start: int, image_hw: tuple[int, int]) -> dict[str, Tensor | list[Tensor]]:
-        pose_list = self.camera_head(layers[self.cfg.aggregator.depth - 1])
+        last = layers[self.cfg.aggregator.depth - 1]
+        extra: dict[str, Tensor] = {}
+        offset = None
+        if self.camera_head.relative_pose is not None:  # recon.camera_head.relative_pose (off = VGGT)
+            grid = (image_hw[0] // self.patch_size, image_hw[1] // self.patch_size)
+            offset, extra["relative_pose_enc"] = self.camera_head.relative_pose(last[:, :, start:], grid)
+        pose_list = self.camera_head(last, offset=offset)
         depth, conf = self.depth_head(layers, image_hw, start, self.patch_size)
         extrinsic, intrinsic = pose_encoding_to_extri_intri(pose_list[-1], image_hw)
         return {
+            **extra,
             "pose_enc": pose_list[-1],
             "pose_enc_list": pose_list,
             "depth": depth,
@@ -74,7 +81,8 @@ class ReconstructionModel(nn.Module):
         """images ``[B, S, 3, H, W]`` (or ``[S, 3, H, W]``) in [0, 1] → dict with
 
         ``pose_enc [B,S,9]``, ``pose_enc_list`` (one per refinement iteration), ``depth [B,S,H,W]``,
-        ``depth_conf [B,S,H,W]``, ``extrinsic [B,S,3,4]`` (world→camera), ``intrinsic [B,S,3,3]``.
+        ``depth_conf [B,S,H,W]``, ``extrinsic [B,S,3,4]`` (world→camera), ``intrinsic [B,S,3,3]``, and with
+        ``recon.camera_head.relative_pose`` on ``relative_pose_enc [B,S,7]`` (the module's own ``[t, quat]``).
         """
         if images.dim() == 4:
             images = images[None]

@@ -8,6 +8,11 @@ the transformers ``Dinov2WithRegistersModel`` (fused ``qkv`` split into q/k/v, `
 ``layer_scale*.lambda1``, ``norm`` → ``layernorm``, ...). The conv patch embed
 (``aggregator.patch_embed.proj``) maps onto ``encoder.patch_embed``.
 
+Extra keys (not in VGGT): ``camera_head.relative_pose.*`` (:data:`RELATIVE_POSE_PREFIX`) hold the
+optional patch-grid relative-pose module of the camera head (``recon.camera_head.relative_pose``).
+They load when the model has the module (its sizes are inferred from them), and are refused by
+name otherwise (``strict``) or skipped with a warning naming the option.
+
 Sizes are inferred from the weights; what the weights do not reveal comes from keyword overrides
 with VGGT-1B defaults (:data:`VGGT_DEFAULTS`).
 """
@@ -22,7 +27,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from recon.config import AggregatorConfig, CameraHeadConfig, DepthHeadConfig, EncoderConfig, ReconConfig
+from recon.config import AggregatorConfig, CameraHeadConfig, DepthHeadConfig, EncoderConfig, ReconConfig, RelativePoseConfig
+from recon.heads.relative_pose import correlation_width
 from recon.weights_file import read_weights_file
 
 _log = logging.getLogger(__name__)
@@ -39,6 +45,8 @@ VGGT_DEFAULTS = {
 """Overrides accepted by :func:`from_vggt_checkpoint` (``encoder_num_heads`` None = hidden_size // 64)."""
 
 SKIPPED_HEADS = ("point_head.", "track_head.")
+RELATIVE_POSE_PREFIX = "camera_head.relative_pose."
+"""Key prefix of the optional patch-grid relative-pose module (``recon.camera_head.relative_pose``); not a VGGT key."""
 BRANCH_PARTS = ("encoder", "aggregator", "camera_head", "depth_head")
 _DINO = "aggregator.patch_embed."
 _DINO_PLAIN = {
@@ -168,6 +176,7 @@ def infer_configs(sd: dict[str, Tensor], **overrides) -> tuple[EncoderConfig, Re
         num_heads=opt["camera_num_heads"],
         mlp_ratio=_need(sd, "camera_head.trunk.0.mlp.fc1.weight").shape[0] / (2 * dim),
         iterations=opt["camera_iterations"],
+        relative_pose=_infer_relative_pose(sd),
     )
     dpt = DepthHeadConfig(
         intermediate_layers=list(opt["depth_head_layers"]),
@@ -176,6 +185,24 @@ def infer_configs(sd: dict[str, Tensor], **overrides) -> tuple[EncoderConfig, Re
         frames_chunk_size=opt["frames_chunk_size"],
     )
     return enc, ReconConfig(aggregator=agg, camera_head=cam, depth_head=dpt)
+
+
+def _infer_relative_pose(sd: dict[str, Tensor]) -> RelativePoseConfig:
+    """The relative-pose module's sizes from its ``camera_head.relative_pose.*`` weights (disabled when there are none)."""
+    if not any(k.startswith(RELATIVE_POSE_PREFIX) for k in sd):
+        return RelativePoseConfig()
+    channels = _need(sd, RELATIVE_POSE_PREFIX + "reduce.weight").shape[0]
+    first = _need(sd, RELATIVE_POSE_PREFIX + "mlp.0.weight")
+    options = _need(sd, RELATIVE_POSE_PREFIX + "options")
+    if options.shape != (2,):
+        raise ValueError(f"VGGT checkpoint: {RELATIVE_POSE_PREFIX}options must hold [correlation, center], got shape {tuple(options.shape)}")
+    corr, center = (bool(v) for v in options.tolist())
+    width = first.shape[1]  # 2·c·g² (+ (2g − 1)² with the correlation profile)
+    fits = [g for g in range(1, int((width / (2 * channels)) ** 0.5) + 2) if 2 * channels * g * g + (correlation_width(g) if corr else 0) == width]
+    if len(fits) != 1:
+        raise ValueError(f"VGGT checkpoint: {RELATIVE_POSE_PREFIX}mlp.0.weight {tuple(first.shape)} does not match {channels} channels on a "
+                         f"square grid (2·c·g²{' + (2g − 1)²' if corr else ''})")
+    return RelativePoseConfig(enabled=True, channels=channels, grid=fits[0], hidden=first.shape[0], correlation=corr, center=center)
 
 
 # --------------------------------------------------------------------------- key mapping
@@ -310,6 +337,15 @@ def load_vggt_weights(model: nn.Module | None, sd: dict[str, Tensor], strict: bo
         unexpected=sorted(unused + [k for k in converted if k not in target]),
         skipped=skipped,
     )
+    extra_rel = [k for k in report.unexpected if k.startswith(RELATIVE_POSE_PREFIX)]
+    if extra_rel:  # a file trained with the option, loaded into a model without it
+        msg = (f"VGGT checkpoint holds the patch-grid relative-pose module ({len(extra_rel)} {RELATIVE_POSE_PREFIX}* keys) but the model "
+               f"has none; set recon.camera_head.relative_pose.enabled: true to load it")
+        if strict:
+            raise ValueError(msg)
+        _log.warning(msg + " (skipped)")
+        report.unexpected = [k for k in report.unexpected if not k.startswith(RELATIVE_POSE_PREFIX)]
+        report.skipped = report.skipped + extra_rel
     if skipped:
         _log.info("VGGT checkpoint: skipped %d keys of heads this branch does not have (point_head/track_head)", len(skipped))
     for kind, keys in (("missing", report.missing), ("unexpected", report.unexpected)):

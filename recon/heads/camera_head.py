@@ -4,6 +4,10 @@ Per iteration: ``cond = embed_pose(prev)`` (``prev`` = learned ``empty_pose_toke
 detached accumulated pre-activation pose); ``shift, scale, gate = poseLN_modulation(cond)``;
 ``x = gate·(LN(tokens)·(1+scale) + shift) + tokens``; ``x = trunk(x)``;
 ``pose += pose_branch(trunk_norm(x))``; output ``[T (linear), quat (linear), FoV (ReLU)]``.
+
+Optional (``relative_pose``, off = VGGT): a :class:`recon.heads.relative_pose.RelativePoseModule`
+whose zero-initialised offset ``δ`` is added to the normalised camera token, ``tokens = LN(cam) + δ``,
+before the refinement; the caller computes ``δ`` from the patch tokens and passes it as ``offset``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recon.config import RelativePoseConfig
+from recon.heads.relative_pose import RelativePoseModule
 from recon.layers.block import Block, Mlp
 
 POSE_DIM = 9
@@ -29,9 +35,13 @@ class CameraHead(nn.Module):
         dim: aggregator output width (2C).
         trunk_depth / num_heads / mlp_ratio: trunk blocks (no qk-norm, no RoPE).
         iterations: refinement iterations (one output each).
+        relative_pose: settings of the optional patch-grid relative-pose module (None or disabled = none, as VGGT).
     """
 
-    def __init__(self, dim: int, trunk_depth: int = 4, num_heads: int = 16, mlp_ratio: float = 4.0, iterations: int = 4) -> None:
+    def __init__(
+        self, dim: int, trunk_depth: int = 4, num_heads: int = 16, mlp_ratio: float = 4.0, iterations: int = 4,
+        relative_pose: RelativePoseConfig | None = None,
+    ) -> None:
         super().__init__()
         self.iterations = iterations
         self.trunk = nn.Sequential(*[Block(dim, num_heads, mlp_ratio) for _ in range(trunk_depth)])
@@ -42,10 +52,16 @@ class CameraHead(nn.Module):
         self.poseLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 3 * dim))
         self.adaln_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.pose_branch = Mlp(dim, dim // 2, POSE_DIM)
+        rp = relative_pose
+        self.relative_pose = RelativePoseModule(dim, rp.channels, rp.grid, rp.hidden, rp.correlation, rp.center) if rp is not None and rp.enabled else None
 
-    def forward(self, last_layer: Tensor, iterations: int | None = None) -> list[Tensor]:
-        """last_layer ``[B, S, N, dim]`` (camera token at index 0) → ``iterations`` × ``[B, S, 9]``."""
+    def forward(self, last_layer: Tensor, iterations: int | None = None, offset: Tensor | None = None) -> list[Tensor]:
+        """last_layer ``[B, S, N, dim]`` (camera token at index 0) → ``iterations`` × ``[B, S, 9]``.
+
+        ``offset [B, S, dim]`` (the relative-pose module's ``δ``) is added to the normalised camera tokens."""
         tokens = self.token_norm(last_layer[:, :, 0])
+        if offset is not None:
+            tokens = tokens + offset.to(tokens.dtype)
         b, s, _ = tokens.shape
         normed = self.adaln_norm(tokens)
         pose = None

@@ -42,6 +42,11 @@ class TeacherTrainConfig:
     """Consecutive valid frames a clip's frames are drawn from (sorted random subset in training, evenly spaced in evaluation)."""
     geometry_batch: int = 2
     """Clips per geometry-teacher batch (B)."""
+    reverse_prob: float = 0.0
+    """Probability that a geometry training clip is played reversed (frame order flipped; its poses are then relative to
+    its new first frame), so the turn direction cannot be read from frame order (0 = always forwards)."""
+    eval_clip_frames: int = 0
+    """Frames per held-out evaluation clip of the geometry teacher (0 = clip_frames); clips are scored forwards and reversed."""
     eval_clips_per_scene: int = 2
     """Held-out clips per validation scene in the geometry evaluation."""
     grad_clip: float = 1.0
@@ -92,6 +97,10 @@ class TeacherTrainConfig:
         for name in ("geometry_lr", "semantic_lr"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"teachers.{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.reverse_prob <= 1.0:
+            raise ValueError(f"teachers.reverse_prob must be in [0, 1], got {self.reverse_prob}")
+        if self.eval_clip_frames == 1 or self.eval_clip_frames < 0:
+            raise ValueError(f"teachers.eval_clip_frames must be 0 (= clip_frames) or >= 2, got {self.eval_clip_frames}")
         if self.clip_frames < 2:
             raise ValueError(f"teachers.clip_frames must be >= 2 (camera poses are relative to the first frame), got {self.clip_frames}")
         if self.clip_span < self.clip_frames:

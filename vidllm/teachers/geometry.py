@@ -39,7 +39,7 @@ from vidllm.teachers.config import TeacherTrainConfig
 from vidllm.teachers.loop import train_loop
 from vidllm.teachers.scenes import SceneFrames, clip_windows, load_split_scenes
 
-__all__ = ["geometry_configs", "vggt_overrides", "sample_clips", "eval_clips", "evaluate_geometry", "train_geometry_teacher", "GEOMETRY_FILE"]
+__all__ = ["geometry_configs", "vggt_overrides", "sample_clips", "reverse_clips", "eval_clips", "evaluate_geometry", "train_geometry_teacher", "GEOMETRY_FILE"]
 
 GEOMETRY_FILE = "model.pt"
 
@@ -72,10 +72,17 @@ def _stack(scenes: list[SceneFrames], picks: list[tuple[int, np.ndarray]]) -> di
     return {key: torch.stack([getattr(s, key)[f] for s, f in idx]) for key in ("images", "depth", "extrinsics", "intrinsics")}
 
 
-def sample_clips(scenes: list[SceneFrames], rng: np.random.Generator, batch: int, clip_frames: int, span: int) -> dict[str, Tensor]:
+def sample_clips(
+    scenes: list[SceneFrames], rng: np.random.Generator, batch: int, clip_frames: int, span: int, reverse_prob: float = 0.0
+) -> dict[str, Tensor]:
     """A random training batch: ``batch`` clips, each ``clip_frames`` sorted random frames of a random
-    window of ``span`` consecutive frames of a random scene. Returns ``images [B,S,3,H,W]``,
-    ``depth [B,S,H,W]``, ``extrinsics [B,S,3,4]``, ``intrinsics [B,S,3,3]``."""
+    window of ``span`` consecutive frames of a random scene, played reversed (descending frame order)
+    with probability ``reverse_prob``. Returns ``images [B,S,3,H,W]``, ``depth [B,S,H,W]``,
+    ``extrinsics [B,S,3,4]``, ``intrinsics [B,S,3,3]``.
+
+    Extrinsics are world→camera in the scene's model frame (:class:`SceneFrames`); the losses and
+    metrics re-express them relative to the clip's first frame (:func:`recon.losses.normalize_gt_scene`,
+    frame pairs), so a reversed clip's poses are relative to its new first frame, the scene's later one."""
     picks = []
     for _ in range(batch):  # B clip draws (index bookkeeping only)
         i = int(rng.integers(len(scenes)))
@@ -84,8 +91,16 @@ def sample_clips(scenes: list[SceneFrames], rng: np.random.Generator, batch: int
             raise ValueError(f"geometry teacher: scene {scenes[i].scene_id} has {n} valid frames < teachers.clip_frames = {clip_frames}")
         width = min(span, n)
         start = int(rng.integers(n - width + 1))
-        picks.append((i, np.sort(start + rng.choice(width, clip_frames, replace=False))))
+        frames = np.sort(start + rng.choice(width, clip_frames, replace=False))
+        if reverse_prob > 0 and rng.random() < reverse_prob:
+            frames = frames[::-1].copy()
+        picks.append((i, frames))
     return _stack(scenes, picks)
+
+
+def reverse_clips(clips: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The same clips played backwards: every ``[B, S, ...]`` tensor flipped along ``S``."""
+    return {k: v.flip(1) for k, v in clips.items()}
 
 
 def eval_clips(scenes: list[SceneFrames], clip_frames: int, span: int, per_scene: int) -> dict[str, Tensor]:
@@ -96,7 +111,21 @@ def eval_clips(scenes: list[SceneFrames], clip_frames: int, span: int, per_scene
 
 @torch.no_grad()
 def evaluate_geometry(model: ReconstructionModel, clips: dict[str, Tensor], chunk: int = 4) -> dict[str, float]:
-    """Held-out depth AbsRel (median-scaled per image), δ1, mean relative rotation error (deg), RRA@15."""
+    """Held-out figures of the clips played forwards and reversed (:func:`reverse_clips`).
+
+    Returns depth ``abs_rel`` (median-scaled per image) and ``delta1`` (forwards); mean relative
+    rotation error (deg) and RRA@15 forwards (``rot_err_deg``, ``rra@15``), reversed (``*_reversed``)
+    and their mean (``rra@15_mean``); ``rra@15_static``: a static camera (identity poses) scored the same way."""
+    fwd = _evaluate_order(model, clips, chunk)
+    rev = _evaluate_order(model, reverse_clips(clips), chunk)
+    return {
+        "abs_rel": fwd["abs_rel"], "delta1": fwd["delta1"], "rot_err_deg": fwd["rot_err_deg"], "rra@15": fwd["rra@15"],
+        "rot_err_deg_reversed": rev["rot_err_deg"], "rra@15_reversed": rev["rra@15"], "rra@15_mean": (fwd["rra@15"] + rev["rra@15"]) / 2,
+        "rra@15_static": fwd["rra@15_static"],
+    }
+
+
+def _evaluate_order(model: ReconstructionModel, clips: dict[str, Tensor], chunk: int) -> dict[str, float]:
     preds, extr = [], []
     for start in range(0, clips["images"].shape[0], chunk):  # clip chunks bound the memory
         out = model(clips["images"][start : start + chunk])
@@ -108,7 +137,13 @@ def evaluate_geometry(model: ReconstructionModel, clips: dict[str, Tensor], chun
     rot, trans = zip(*(relative_pose_errors(p.numpy(), g.numpy()) for p, g in zip(pred_extr, clips["extrinsics"])))
     rot, trans = np.concatenate(rot), np.concatenate(trans)
     pm = pose_metrics_from_errors(rot, trans, thresholds=(15.0,))
-    return {"abs_rel": float(dm["abs_rel"]), "delta1": float(dm["delta1"]), "rot_err_deg": float(rot.mean()), "rra@15": float(pm["rra@15"])}
+    identity = torch.zeros_like(clips["extrinsics"][0])
+    identity[:, :, :3] = torch.eye(3)
+    static = np.concatenate([relative_pose_errors(identity.numpy(), g.numpy())[0] for g in clips["extrinsics"]])
+    return {
+        "abs_rel": float(dm["abs_rel"]), "delta1": float(dm["delta1"]), "rot_err_deg": float(rot.mean()), "rra@15": float(pm["rra@15"]),
+        "rra@15_static": float(np.mean(static < 15.0)),
+    }
 
 
 def train_geometry_teacher(
@@ -133,13 +168,13 @@ def train_geometry_teacher(
     model = ReconstructionModel(enc_cfg, recon_cfg)
     loss_module = ReconLoss(recon_cfg.loss)
     rng = np.random.default_rng([tcfg.seed, 1])
-    held_out = eval_clips(val_scenes, tcfg.clip_frames, tcfg.clip_span, tcfg.eval_clips_per_scene)
+    held_out = eval_clips(val_scenes, tcfg.eval_clip_frames or tcfg.clip_frames, tcfg.clip_span, tcfg.eval_clips_per_scene)
     model.eval()
     untrained = evaluate_geometry(model, held_out)
     log(f"[geometry teacher] untrained: held-out {', '.join(f'{k} {v:.4g}' for k, v in untrained.items())}")
 
     def step_loss(_step: int) -> dict[str, Tensor]:
-        batch = sample_clips(train_scenes, rng, tcfg.geometry_batch, tcfg.clip_frames, tcfg.clip_span)
+        batch = sample_clips(train_scenes, rng, tcfg.geometry_batch, tcfg.clip_frames, tcfg.clip_span, tcfg.reverse_prob)
         return loss_module(model(batch["images"]), batch)
 
     history = train_loop(
