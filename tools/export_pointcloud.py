@@ -90,16 +90,16 @@ def frusta_line_set(rec, depth: float = 0.15):
 def export(args: argparse.Namespace) -> dict:
     """Run the export; returns a summary (point count, files)."""
     import torch
-    from tqdm.auto import tqdm
 
     from vidllm.api import frames_to_tensor, reconstruction_from_outputs
     from vidllm.errors import DataError
     from vidllm.evaluation.report import write_json
     from vidllm.io import atomic_write
+    from vidllm.progress import progress_bar
     from vidllm.viz import render_pointcloud
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    steps = tqdm(total=5, desc="export", unit="step")
+    steps = progress_bar(total=5, desc="export", unit="step")
     if args.checkpoint is not None:
         from vidllm.model import VidLLM
 

@@ -116,7 +116,9 @@ def default_trainer_kwargs(cfg: VidLLMConfig, out: Path) -> dict:
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    from vidllm.progress import terminal_progress
     from vidllm.training.checkpoint_io import AtomicCheckpointIO
+    from vidllm.training.line_progress import LineProgress
 
     cuda = torch.cuda.is_available()
     return {
@@ -128,8 +130,10 @@ def default_trainer_kwargs(cfg: VidLLMConfig, out: Path) -> dict:
         "devices": 1,
         "log_every_n_steps": 1,
         "logger": [CSVLogger(str(out), name="csv", version=""), TensorBoardLogger(str(out), name="tensorboard", version="")],
-        "callbacks": [ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, every_n_train_steps=max(1, min(500, cfg.train.max_steps // 4 or 1))), LearningRateMonitor("step")],
+        "callbacks": [ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, every_n_train_steps=max(1, min(500, cfg.train.max_steps // 4 or 1))), LearningRateMonitor("step"),
+                      *([] if terminal_progress() else [LineProgress(60.0, f"stage {cfg.train.stage}")])],
         "num_sanity_val_steps": 0,
+        "enable_progress_bar": terminal_progress(),  # a log file gets the CSV/TensorBoard logs, not bar refreshes
         "plugins": [AtomicCheckpointIO()],
     }
 

@@ -6,13 +6,13 @@ from collections import defaultdict
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from vidllm.errors import DataError
 from vidllm.evaluation.clips import SceneClips, load_proposals
 from vidllm.metrics.captions import MissingExtraError
 from vidllm.metrics.grounding import box_iou
 from vidllm.metrics.scan2cap import scan2cap_key, scan2cap_metrics
+from vidllm.progress import progress_bar
 from vl.prompts import render_prompt
 
 __all__ = ["evaluate_scan2cap"]
@@ -38,7 +38,7 @@ def evaluate_scan2cap(predictor, clips: SceneClips, proposals: str = "gt", limit
     for (scene_id, object_id), refs in objects:
         groups[scene_id].append((object_id, refs))
     predictions: list[dict] = []
-    bar = tqdm(total=len(objects), desc="scan2cap", unit="object", disable=not progress)
+    bar = progress_bar(total=len(objects), desc="scan2cap", unit="object", enabled=progress)
     for scene_id, items in groups.items():
         scene = clips.scene(scene_id)
         props = load_proposals(proposals, scene).numpy().astype(np.float64)

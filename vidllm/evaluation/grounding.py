@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from vidllm.data.annotations import Multi3DReferRecord
 from vidllm.errors import DataError
 from vidllm.evaluation.clips import SceneClips, load_proposals
 from vidllm.metrics.grounding import box_iou, multi3drefer_f1, scanrefer_accuracy
+from vidllm.progress import progress_bar
 
 __all__ = ["evaluate_scanrefer", "evaluate_multi3drefer"]
 
@@ -56,7 +56,7 @@ def evaluate_scanrefer(predictor, clips: SceneClips, proposals: str = "gt", limi
     predictions: list[dict] = []
     chance: dict = {0.25: [], 0.5: [], "uniform": []}
     chance_visible: dict = {0.25: [], 0.5: [], "uniform": []}
-    bar = tqdm(total=len(records), desc="scanrefer", unit="query", disable=not progress)
+    bar = progress_bar(total=len(records), desc="scanrefer", unit="query", enabled=progress)
     for scene_id, recs in _by_scene(records).items():
         scene = clips.scene(scene_id)
         props = load_proposals(proposals, scene)
@@ -109,7 +109,7 @@ def evaluate_multi3drefer(predictor, clips: SceneClips, limit: int | None = None
         model = getattr(predictor, "model", None)
         score_threshold = model.config.vl.grounding.score_threshold if model is not None else 0.5
     predictions: list[dict] = []
-    bar = tqdm(total=len(records), desc="multi3drefer", unit="query", disable=not progress)
+    bar = progress_bar(total=len(records), desc="multi3drefer", unit="query", enabled=progress)
     for scene_id, recs in _by_scene(records).items():
         scene = clips.scene(scene_id)
         predictor.prepare(clips.clip(scene_id))

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from tqdm.auto import tqdm
-
 from vidllm.errors import DataError
 from vidllm.evaluation.clips import SceneClips
 from vidllm.metrics.captions import MissingExtraError
 from vidllm.metrics.qa import clean_answer, qa_exact_match, qa_metrics
+from vidllm.progress import progress_bar
 from vl.prompts import render_prompt
 
 __all__ = ["evaluate_qa", "em_by_question_type", "majority_answer_baseline", "question_type", "type_prior_baseline", "visible_color_em"]
@@ -87,7 +86,7 @@ def evaluate_qa(predictor, clips: SceneClips, task: str = "qa", limit: int | Non
     for rec in records:
         groups[rec.scene_id].append(rec)
     predictions: list[dict] = []
-    bar = tqdm(total=len(records), desc=task, unit="question", disable=not progress)
+    bar = progress_bar(total=len(records), desc=task, unit="question", enabled=progress)
     for scene_id, recs in groups.items():
         named = [r for r in recs if getattr(r, "object_ids", None)]
         visible = clips.visible_ids(scene_id) if named else set()

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from recon.geometry import depth_to_world_points
 from vidllm.errors import DataError
 from vidllm.evaluation.clips import SceneClips
 from vidllm.metrics.recon import depth_metrics, pointcloud_metrics, pose_metrics
+from vidllm.progress import progress_bar
 
 __all__ = ["evaluate_recon", "visible_mesh_points", "predicted_world_points"]
 
@@ -101,7 +101,7 @@ def evaluate_recon(model, clips: SceneClips, limit: int | None = None, pointclou
     gts, records, clouds = [], [], []
     pred_ext: dict[str, list] = {"forward": [], "reversed": []}
     gt_ext: dict[str, list] = {"forward": [], "reversed": []}
-    for scene_id in tqdm(scene_ids, desc="recon", unit="scene", disable=not progress):
+    for scene_id in progress_bar(scene_ids, desc="recon", unit="scene", enabled=progress):
         clip = clips.clip(scene_id)
         images = clip["images"][None].to(device)
         with torch.no_grad():

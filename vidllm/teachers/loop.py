@@ -1,5 +1,5 @@
 """The optimisation loop shared by both teachers: AdamW, warm-up + cosine learning rate, a step
-and wall-clock budget, periodic held-out evaluation and a tqdm progress bar.
+and wall-clock budget, periodic held-out evaluation and a progress bar (on a terminal).
 
 The cosine schedule runs over the *planned* number of steps: ``max_steps``, or fewer when the
 time budget will end training first — after ``probe`` steps the planned total becomes
@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
+from vidllm.progress import progress_bar
 from vidllm.training.optim import build_optimizer, warmup_cosine
 
 __all__ = ["StepBudget", "train_loop"]
@@ -72,7 +72,7 @@ def train_loop(
     evals: list[dict] = []
     terms: dict[str, float] = {}
     model.train()
-    bar = tqdm(total=max_steps, desc=f"{name} teacher", unit="step", leave=False, dynamic_ncols=True)
+    bar = progress_bar(total=max_steps, desc=f"{name} teacher", unit="step", leave=False, dynamic_ncols=True)
     while not budget.finished():
         step = budget.steps
         scale = warmup_cosine(step, warmup, budget.planned, min_lr_ratio)
