@@ -157,3 +157,12 @@ def test_option_off_keeps_the_vggt_layout():
     sd = _model(False).vggt_state_dict()
     assert not any(k.startswith(RELATIVE_POSE_PREFIX) for k in sd)
     assert from_vggt_checkpoint(sd, **OVERRIDES).camera_head.relative_pose is None
+
+
+def test_loader_reads_the_options_and_refuses_a_bad_buffer():
+    sd = _model(True, correlation=False).vggt_state_dict()
+    cfg = from_vggt_checkpoint(sd, **OVERRIDES).cfg.camera_head.relative_pose
+    assert cfg == RelativePoseConfig(enabled=True, channels=4, grid=4, hidden=32, correlation=False, center=True)
+    sd[RELATIVE_POSE_PREFIX + "options"] = torch.tensor([1.0, 1.0])  # claims a correlation profile the weights lack
+    with pytest.raises(ValueError, match="does not match 4 channels"):
+        from_vggt_checkpoint(sd, **OVERRIDES)

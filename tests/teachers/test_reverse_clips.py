@@ -62,3 +62,16 @@ def test_config_checks_reverse_fields():
         TeacherTrainConfig(reverse_prob=1.5)
     with pytest.raises(ValueError, match="eval_clip_frames"):
         TeacherTrainConfig(eval_clip_frames=1)
+
+
+def test_evaluate_geometry_scores_both_orders():
+    from tests.recon.test_relative_pose import _model
+    from vidllm.teachers.geometry import evaluate_geometry
+
+    scene = _scene(6)
+    clips = sample_clips([scene], np.random.default_rng(0), batch=1, clip_frames=3, span=6)
+    clips["images"] = torch.rand(1, 3, 3, 28, 28)
+    clips["depth"] = torch.ones(1, 3, 28, 28)
+    m = evaluate_geometry(_model(True).eval(), clips)
+    assert {"rra@15", "rra@15_reversed", "rra@15_mean", "rra@15_static", "rot_err_deg_reversed"} <= set(m)
+    assert m["rra@15_mean"] == (m["rra@15"] + m["rra@15_reversed"]) / 2

@@ -179,7 +179,7 @@ def run_demo(settings: DemoSettings) -> dict:
         tcfg = TeacherTrainConfig(
             seed=settings.seed, geometry_steps=max(4, round(settings.teacher_steps * s)), semantic_steps=max(4, round(settings.teacher_steps * s)),
             geometry_minutes=0.6 * minutes, semantic_minutes=0.4 * minutes, clip_frames=4, clip_span=cfg.data.synthetic_frames,
-            reverse_prob=0.5, eval_clip_frames=cfg.data.num_frames,
+            reverse_prob=0.5, eval_clip_frames=cfg.data.num_frames, eval_clips_per_scene=1,  # one window: clip_span covers the scene
         )
         if not done["teachers"]:
             build_teachers(cfg, out / "teachers", tcfg=tcfg)
