@@ -162,7 +162,9 @@ def _run(args) -> int:
         data = ["data.num_workers=0", "recon.vggt_checkpoint=null", "train.init_from=null"]
         if args.data_root is None:
             frames = 8 if args.quick else 16
-            size = ["data.synthetic_width=112", "data.synthetic_height=84"] if args.quick else []
+            # --quick: a 2-frame clip; the walk keeps a point of the room in view, so objects are seen in both frames
+            # (the synthetic language is only about objects visible in the clip)
+            size = ["data.synthetic_width=112", "data.synthetic_height=84", "data.synthetic_trajectory=walk"] if args.quick else []
             data += [f"data.root={tmp / 'synthetic'}", "data.source=synthetic", "data.synthetic_scenes=3", f"data.synthetic_frames={frames}", *size]
         else:
             data.append(f"data.root={args.data_root}")

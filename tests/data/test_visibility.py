@@ -23,9 +23,11 @@ def test_visible_objects_rule_by_hand():
     counts = np.array([[10, 0, 5, 9], [10, 10, 5, 0], [0, 10, 5, 0]])  # [F=3, O=4], 100-pixel frames
     # >= 10 % of the frame in >= 2 frames: object 0 (2 frames), 1 (2 frames); 2 never reaches 10 px; 3 once below
     np.testing.assert_array_equal(visible_objects(counts, 100, 0.10, 2), [True, True, False, False])
-    np.testing.assert_array_equal(visible_objects(counts, 100, 0.05, 3), [False, False, True, False])
+    # min_frames 3 of a 3-frame clip is capped at ceil(3 / 2) = 2 frames
+    np.testing.assert_array_equal(visible_objects(counts, 100, 0.05, 3), [True, True, True, False])
+    np.testing.assert_array_equal(visible_objects(np.concatenate([counts, np.zeros((3, 4))]), 100, 0.05, 3), [False, False, True, False])
     np.testing.assert_array_equal(visible_objects(counts, 100, 0.09, 1), [True, True, False, True])
-    # a clip shorter than min_frames needs every frame
+    # a 1-frame clip needs that frame
     np.testing.assert_array_equal(visible_objects(counts[:1], 100, 0.10, 2), [True, False, False, False])
     with pytest.raises(ValueError, match="min_fraction"):
         visible_objects(counts, 100, 1.5, 2)

@@ -66,10 +66,11 @@ def test_time_limit_ends_the_run_early_and_fit_state_says_so(tmp_path, synthetic
     from vidllm.demo.settings import DemoSettings
 
     assert steps_run(tmp_path / "run") == state["global_step"] and steps_run(tmp_path / "nothing") is None
-    settings = DemoSettings()  # default budget: 19.5 min ceiling, 75 s reserve
-    assert stage2_time_limit(settings, 300.0) == pytest.approx(19.5 * 60 - 300 - 75)
+    settings = DemoSettings()  # default budget: 19.5 min ceiling
+    reserve = settings.reserve_seconds
+    assert stage2_time_limit(settings, 300.0) == pytest.approx(19.5 * 60 - 300 - reserve)
     assert stage2_time_limit(settings, 1200.0) == 60.0  # a late start still trains a minute
-    assert stage2_time_limit(DemoSettings(minutes=24.0), 300.0) == pytest.approx(2 * 19.5 * 60 - 300 - 75)  # scales with --minutes
+    assert stage2_time_limit(DemoSettings(minutes=24.0), 300.0) == pytest.approx(2 * 19.5 * 60 - 300 - reserve)  # scales with --minutes
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys):

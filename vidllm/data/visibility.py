@@ -79,7 +79,9 @@ def box_pixel_counts(depth: Tensor, extrinsics: Tensor, intrinsics: Tensor, worl
 
 def visible_objects(pixel_counts, image_pixels: int, min_fraction: float = VISIBLE_MIN_FRACTION,
                     min_frames: int = VISIBLE_MIN_FRAMES) -> np.ndarray:
-    """The visibility rule: objects covering ``>= min_fraction`` of ``image_pixels`` in ``>= min_frames`` frames.
+    """The visibility rule: objects covering ``>= min_fraction`` of ``image_pixels`` in ``>= min_frames`` frames,
+    but never in more than half of a short clip's ``F`` frames: ``min(min_frames, ceil(F / 2))`` (a 2-frame clip of a
+    sparse scan rarely shows one object twice; the demo's 8-frame clip needs 2).
 
     Args:
         pixel_counts: ``[F, O]`` pixels per frame and object (the clip's frames only).
@@ -93,7 +95,7 @@ def visible_objects(pixel_counts, image_pixels: int, min_fraction: float = VISIB
     if image_pixels < 1 or min_frames < 1 or not 0 <= min_fraction <= 1:
         raise ValueError(f"visibility needs image_pixels >= 1, min_frames >= 1 and min_fraction in [0, 1], got {image_pixels}, {min_frames}, {min_fraction}")
     seen = counts >= max(min_fraction * image_pixels, 1e-9)
-    return seen.sum(0) >= min(min_frames, counts.shape[0])
+    return seen.sum(0) >= min(min_frames, -(-counts.shape[0] // 2))
 
 
 def clip_visible_ids(clip: dict, object_ids, boxes, margin: float = 0.02, min_fraction: float = VISIBLE_MIN_FRACTION,
