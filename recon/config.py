@@ -132,9 +132,14 @@ class CameraHeadConfig:
     """Refinement iterations (one pose encoding each)."""
     relative_pose: RelativePoseConfig = field(default_factory=RelativePoseConfig)
     """Optional patch-grid relative-pose module feeding the camera token (off by default)."""
+    fov_activation: str = "relu"
+    """Output activation of the field of view: 'relu' (VGGT; needed for its checkpoints) or 'softplus' (tiny models
+    trained from scratch: a ReLU FoV that drops below zero gets no gradient and stays at 0, i.e. fy at the clamp)."""
 
     def __post_init__(self) -> None:
         _check_positive("recon.camera_head", trunk_depth=self.trunk_depth, num_heads=self.num_heads, iterations=self.iterations)
+        if self.fov_activation not in ("relu", "softplus"):
+            raise ValueError(f"recon.camera_head.fov_activation must be 'relu' or 'softplus', got {self.fov_activation!r}")
 
 
 @dataclass

@@ -32,7 +32,7 @@ class ReconstructionModel(nn.Module):
         self.encoder = SharedEncoder(encoder_cfg)
         self.aggregator = Aggregator(dim, cfg.aggregator, return_layers=[depth - 1, *cfg.depth_head.intermediate_layers])
         ch = cfg.camera_head
-        self.camera_head = CameraHead(2 * dim, ch.trunk_depth, ch.num_heads, ch.mlp_ratio, ch.iterations, ch.relative_pose)
+        self.camera_head = CameraHead(2 * dim, ch.trunk_depth, ch.num_heads, ch.mlp_ratio, ch.iterations, ch.relative_pose, ch.fov_activation)
         dh = cfg.depth_head
         self.depth_head = DPTHead(2 * dim, dh.intermediate_layers, dh.features, dh.out_channels, dh.frames_chunk_size)
 

@@ -5,6 +5,10 @@ detached accumulated pre-activation pose); ``shift, scale, gate = poseLN_modulat
 ``x = gate·(LN(tokens)·(1+scale) + shift) + tokens``; ``x = trunk(x)``;
 ``pose += pose_branch(trunk_norm(x))``; output ``[T (linear), quat (linear), FoV (ReLU)]``.
 
+Optional (``fov_activation: softplus``, default ``relu`` = VGGT): the FoV goes through softplus, which is
+positive with a gradient everywhere; a ReLU FoV output that falls below zero in training never recovers
+(its gradient is 0), which a tiny model trained from scratch does (fy → the clamp, every point on one row).
+
 Optional (``relative_pose``, off = VGGT): a :class:`recon.heads.relative_pose.RelativePoseModule`
 whose zero-initialised offset ``δ`` is added to the normalised camera token, ``tokens = LN(cam) + δ``,
 before the refinement; the caller computes ``δ`` from the patch tokens and passes it as ``offset``.
@@ -23,9 +27,15 @@ from recon.layers.block import Block, Mlp
 POSE_DIM = 9
 
 
-def activate_pose(pose: Tensor) -> Tensor:
-    """``[..., 9]`` pre-activation → translation and quaternion unchanged, FoV through ReLU."""
-    return torch.cat([pose[..., :7], F.relu(pose[..., 7:])], dim=-1)
+FOV_ACTIVATIONS = ("relu", "softplus")
+
+
+def activate_pose(pose: Tensor, fov_activation: str = "relu") -> Tensor:
+    """``[..., 9]`` pre-activation → translation and quaternion unchanged, FoV through ReLU (VGGT) or softplus."""
+    if fov_activation not in FOV_ACTIVATIONS:
+        raise ValueError(f"recon.camera_head.fov_activation = {fov_activation!r}; expected one of {list(FOV_ACTIVATIONS)}")
+    fov = F.relu(pose[..., 7:]) if fov_activation == "relu" else F.softplus(pose[..., 7:])
+    return torch.cat([pose[..., :7], fov], dim=-1)
 
 
 class CameraHead(nn.Module):
@@ -36,13 +46,17 @@ class CameraHead(nn.Module):
         trunk_depth / num_heads / mlp_ratio: trunk blocks (no qk-norm, no RoPE).
         iterations: refinement iterations (one output each).
         relative_pose: settings of the optional patch-grid relative-pose module (None or disabled = none, as VGGT).
+        fov_activation: 'relu' (VGGT) or 'softplus' (never stuck at zero).
     """
 
     def __init__(
         self, dim: int, trunk_depth: int = 4, num_heads: int = 16, mlp_ratio: float = 4.0, iterations: int = 4,
-        relative_pose: RelativePoseConfig | None = None,
+        relative_pose: RelativePoseConfig | None = None, fov_activation: str = "relu",
     ) -> None:
         super().__init__()
+        if fov_activation not in FOV_ACTIVATIONS:
+            raise ValueError(f"recon.camera_head.fov_activation = {fov_activation!r}; expected one of {list(FOV_ACTIVATIONS)}")
+        self.fov_activation = fov_activation
         self.iterations = iterations
         self.trunk = nn.Sequential(*[Block(dim, num_heads, mlp_ratio) for _ in range(trunk_depth)])
         self.token_norm = nn.LayerNorm(dim)
@@ -74,5 +88,5 @@ class CameraHead(nn.Module):
                 x = block(x)
             delta = self.pose_branch(self.trunk_norm(x))
             pose = delta if pose is None else pose + delta
-            outputs.append(activate_pose(pose))
+            outputs.append(activate_pose(pose, self.fov_activation))
         return outputs

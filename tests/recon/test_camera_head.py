@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from recon.geometry import extri_intri_to_pose_encoding, pose_encoding_to_extri_intri
@@ -71,3 +72,35 @@ def test_later_iterations_see_detached_pose():
     head.embed_pose.register_forward_pre_hook(lambda _m, inp: seen.append(inp[0].requires_grad))
     head(torch.randn(1, 2, 3, 32, requires_grad=True))
     assert seen == [True, False, False, False]  # learned empty pose first, then the detached estimate
+
+
+def test_fov_activation_softplus_option():
+    """recon.camera_head.fov_activation: ReLU (VGGT) has no gradient below 0; softplus is positive with a gradient."""
+    import torch.nn.functional as F
+
+    from recon.config import CameraHeadConfig
+    from recon.heads.camera_head import CameraHead, activate_pose
+
+    pose = torch.tensor([[0.1, 0.2, 0.3, 1.0, 0.0, 0.0, 0.0, -0.5, 0.7]], requires_grad=True)
+    relu = activate_pose(pose)
+    torch.testing.assert_close(relu[0, 7:], torch.tensor([0.0, 0.7]))
+    relu[0, 7].backward()
+    assert pose.grad[0, 7] == 0  # a dead FoV stays dead
+    pose.grad = None
+    soft = activate_pose(pose, "softplus")
+    torch.testing.assert_close(soft[0, 7:], F.softplus(torch.tensor([-0.5, 0.7])))
+    torch.testing.assert_close(soft[0, :7], pose[0, :7])
+    soft[0, 7].backward()
+    assert pose.grad[0, 7] > 0
+    with pytest.raises(ValueError, match="fov_activation"):
+        activate_pose(pose, "exp")
+    with pytest.raises(ValueError, match="fov_activation"):
+        CameraHeadConfig(fov_activation="exp")
+    torch.manual_seed(0)
+    head = CameraHead(32, trunk_depth=1, num_heads=4, iterations=2)
+    torch.manual_seed(0)
+    soft_head = CameraHead(32, trunk_depth=1, num_heads=4, iterations=2, fov_activation="softplus")
+    tokens = torch.randn(1, 3, 5, 32)
+    a, b = head(tokens)[-1], soft_head(tokens)[-1]
+    torch.testing.assert_close(a[..., :7], b[..., :7])  # same weights: only the FoV activation differs
+    assert CameraHeadConfig().fov_activation == "relu"  # the VGGT default
