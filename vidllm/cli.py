@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else EXIT_USAGE
+    from vidllm.progress import quiet_library_bars
+
+    quiet_library_bars()
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         parser.print_usage(sys.stderr)

@@ -7,11 +7,12 @@ periodic one-line summaries the callers print instead of thousands of carriage-r
 
 from __future__ import annotations
 
+import os
 import sys
 
 from tqdm.auto import tqdm
 
-__all__ = ["progress_bar", "terminal_progress"]
+__all__ = ["progress_bar", "terminal_progress", "quiet_library_bars"]
 
 
 def terminal_progress() -> bool:
@@ -29,3 +30,10 @@ def progress_bar(iterable=None, *, enabled: bool = True, **kwargs) -> tqdm:
         kwargs: passed to :class:`tqdm.tqdm` (``total``, ``desc``, ``unit``, ...).
     """
     return tqdm(iterable, disable=not (enabled and terminal_progress()), **kwargs)
+
+
+def quiet_library_bars() -> None:
+    """Turn off the Hugging Face libraries' own bars ("Loading weights", "Writing model shards") when standard
+    error is not a terminal; call before transformers is imported (it reads ``HF_HUB_DISABLE_PROGRESS_BARS`` then)."""
+    if not terminal_progress():
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -36,3 +36,14 @@ def test_bar_shown_on_a_terminal_unless_disabled(monkeypatch):
     for _ in progress.progress_bar(range(5), desc="off", enabled=False, file=off):
         pass
     assert off.getvalue() == ""
+
+
+def test_library_bars_quiet_only_off_a_terminal(monkeypatch):
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")  # recorded, so the test's value is undone afterwards
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS")
+    monkeypatch.setattr(progress.sys, "stderr", _Stream(tty=True))
+    progress.quiet_library_bars()
+    assert "HF_HUB_DISABLE_PROGRESS_BARS" not in progress.os.environ
+    monkeypatch.setattr(progress.sys, "stderr", _Stream(tty=False))
+    progress.quiet_library_bars()
+    assert progress.os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
