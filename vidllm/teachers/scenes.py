@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recon.geometry import depth_to_world_points
 from vidllm.config import DataConfig
 from vidllm.data.clip import load_clip
 from vidllm.data.dataset import split_scene_ids
 from vidllm.data.labels import read_label_map
 from vidllm.data.sampling import valid_frame_indices
 from vidllm.data.scannet import load_scannet_scene
+from vidllm.data.visibility import box_pixel_counts
 from vidllm.errors import DataError
 
 __all__ = ["SceneFrames", "load_split_scenes", "object_pixel_counts", "clip_windows"]
@@ -117,17 +117,7 @@ def object_pixel_counts(scene: SceneFrames, margin: float = 0.02) -> Tensor:
         scene: the scene (depth, poses, intrinsics, object boxes).
         margin: metres added on every side of a box (surface points lie on its faces).
     """
-    if scene.object_boxes.shape[0] == 0:
-        return torch.zeros(scene.num_frames, 0, dtype=torch.long)
-    points = depth_to_world_points(scene.depth.double(), scene.extrinsics.double(), scene.intrinsics.double())  # [F, H, W, 3] model frame
-    wfm = scene.world_from_model.double()
-    world = points.flatten(1, 2) @ wfm[:3, :3].T + wfm[:3, 3]  # [F, HW, 3]
-    valid = (scene.depth > 0).flatten(1)  # [F, HW]
-    boxes = scene.object_boxes.double()
-    lo = boxes[:, :3] - boxes[:, 3:] / 2 - margin
-    hi = boxes[:, :3] + boxes[:, 3:] / 2 + margin
-    inside = ((world[:, :, None, :] >= lo) & (world[:, :, None, :] <= hi)).all(dim=-1) & valid[..., None]  # [F, HW, O]
-    return inside.sum(dim=1)
+    return box_pixel_counts(scene.depth, scene.extrinsics, scene.intrinsics, scene.world_from_model, scene.object_boxes, margin)
 
 
 def clip_windows(num_frames: int, span: int, clip_frames: int, count: int) -> np.ndarray:
