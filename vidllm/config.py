@@ -177,6 +177,9 @@ class TrainConfig:
     """Total optimisation steps (the cosine schedule's length)."""
     seed: int = 0
     """Global seed."""
+    validate: bool = True
+    """Run Lightning's validation pass on the val split during fit (False: no validation batches; the demo
+    evaluates the held-out scenes itself after training)."""
     compile: bool = False
     """torch.compile the encoder, aggregator, camera / depth heads and metric depth model in place (nn.Module.compile: weights and state-dict keys unchanged); needs a C++ compiler on CPU."""
     distill: DistillConfig = field(default_factory=DistillConfig)

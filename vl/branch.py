@@ -37,6 +37,7 @@ from vl.losses import combine_vl_losses
 from vl.patches3d import build_position_embedding, patch_world_points
 from vl.pooling import voxel_pool
 from vl.prompts import GROUNDING_ANSWER
+from vl.readout import QuestionReadout, localization_loss, tokens_in_boxes
 
 __all__ = ["VLBranch", "pad_boxes"]
 
@@ -73,6 +74,7 @@ class VLBranch(nn.Module):
         self.grounding = GroundingHead(self.lm.hidden_size, dim, vl_cfg.grounding.max_targets)
         # built only when enabled, so the default model's state dict is unchanged
         self.geo_aux = GeoAuxHeads(vl_cfg.geo_aux, self.lm.hidden_size, dim, self.lm.num_layers) if vl_cfg.geo_aux.enabled else None
+        self.readout = QuestionReadout(self.lm.hidden_size, vl_cfg.readout.num_tokens) if vl_cfg.readout.enabled else None
         self._warned_no_geometry_tokens = False
 
     # ------------------------------------------------------------------ 3D tokens
@@ -107,6 +109,40 @@ class VLBranch(nn.Module):
             v = valid.to(t3d.dtype)
             out["frame_features"] = torch.einsum("bspc,bsp->bsc", t3d, v) / v.sum(2, keepdim=True).clamp_min(1)
         return out
+
+    def _extra(self, tokens: dict[str, Tensor], prompts: list[str]) -> tuple[Tensor | None, Tensor | None]:
+        """Query embeddings ``[B, K, H]`` for the LM (GeoVR-style queries after the 3D tokens, or the readout
+        tokens that end the prompt; None when neither is on) and the readout attention ``[B, K, M]`` (or None)."""
+        if self.readout is None:
+            return self._queries(tokens), None
+        states, mask = self.lm.question_states(prompts, tokens["features"].device)
+        projected = self.lm.projector(tokens["features"].to(self.lm.projector[0].weight.dtype))
+        readout, attention = self.readout(states, mask, projected.to(states.dtype), tokens["mask"])
+        return readout, attention
+
+    def _lm_kwargs(self) -> dict:
+        return {"extra_at_end": self.readout is not None}
+
+    def _localization(self, tokens: dict[str, Tensor], attention: Tensor, batch: dict) -> Tensor:
+        """Readout localisation loss on the samples whose records name objects (``batch['object_boxes']``)."""
+        boxes = batch.get("object_boxes")
+        if boxes is None:
+            return attention.sum() * 0.0
+        wfm = batch.get("world_from_model")
+        margin = self.cfg.readout.box_margin
+        targets = torch.stack([
+            tokens_in_boxes(tokens["points"][i], tokens["mask"][i], b.to(attention.device), None if wfm is None else wfm[i], margin)
+            for i, b in enumerate(boxes)
+        ])
+        return localization_loss(attention, targets)
+
+    def _with_readout(
+        self, logits: Tensor, attention: Tensor, tokens: dict[str, Tensor], sel: Tensor, props: Tensor, world_props: Tensor | None, wfm: Tensor | None
+    ) -> Tensor:
+        """Proposal logits ``[B', Q + 1]`` plus the readout term on the real proposals (not the no-object slot)."""
+        boxes = props if world_props is None else world_props
+        term = self.readout.proposal_term(attention, tokens["points"][sel], tokens["mask"][sel], boxes, wfm)
+        return torch.cat([logits[:, :-1] + term.to(logits.dtype), logits[:, -1:]], dim=1)
 
     def _queries(self, tokens: dict[str, Tensor]) -> Tensor | None:
         """GeoVR-style query embeddings ``[B, K, H]`` spliced after the 3D tokens (None when geo_aux is off)."""
@@ -165,14 +201,14 @@ class VLBranch(nn.Module):
 
         Returns:
             ``loss`` (weighted total), its parts (``lm``, ``l1``, ``giou``, ``objectness``,
-            ``proposal``; with geo_aux ``geo_camera``, ``geo_depth``, ``geo_scale``, ``geo_align``),
+            ``proposal``; with the readout ``localization``; with geo_aux ``geo_camera``, ``geo_depth``, ``geo_scale``, ``geo_align``),
             ``answer_logits``, ``ground_state``, ``num_3d_tokens [B]``.
         """
         tokens = self.tokens_3d(t_lang, geometry)
-        extra = self._queries(tokens)
+        extra, attention = self._extra(tokens, list(batch["prompts"]))
         out = self.lm(
             tokens["features"], tokens["mask"], list(batch["prompts"]), list(batch["answers"]), extra=extra,
-            output_hidden_states=self.geo_aux is not None and self.geo_aux.needs_all_layers,
+            output_hidden_states=self.geo_aux is not None and self.geo_aux.needs_all_layers, **self._lm_kwargs(),
         )
         if "hidden_states" not in out and self.geo_aux is not None:
             out["hidden_states"] = (out["hidden"],)
@@ -207,9 +243,13 @@ class VLBranch(nn.Module):
                     out["ground_state"][sel], tokens["features"][sel], tokens["points"][sel], tokens["mask"][sel], props[sel], pmask[sel],
                     *(None, None) if world is None else (world[0][sel], world[1][sel]),
                 )
+                if attention is not None and self.cfg.readout.score_proposals:
+                    logits = self._with_readout(logits, attention[sel], tokens, sel, props[sel], None if world is None else world[0][sel], None if world is None else world[1][sel])
                 terms["proposal"] = self.grounding.proposal_loss(logits, positives[sel] & pmask[sel])
             else:
                 terms["proposal"] = zero
+        if attention is not None and self.cfg.readout.localization_weight > 0:
+            terms["localization"] = self._localization(tokens, attention, batch)
         losses = combine_vl_losses(out["lm_loss"], terms, self.cfg)
         losses["loss"] = losses["loss"] + zero
         if self.geo_aux is not None:
@@ -223,7 +263,8 @@ class VLBranch(nn.Module):
     def generate(self, t_lang: Tensor, geometry: dict[str, Tensor], prompts: list[str], max_new_tokens: int | None = None) -> list[str]:
         """Greedy answers (B strings) for B prompts."""
         tokens = self.tokens_3d(t_lang, geometry)
-        return self.lm.generate(tokens["features"], tokens["mask"], list(prompts), max_new_tokens, extra=self._queries(tokens))["text"]
+        extra, _ = self._extra(tokens, list(prompts))
+        return self.lm.generate(tokens["features"], tokens["mask"], list(prompts), max_new_tokens, extra=extra, **self._lm_kwargs())["text"]
 
     @torch.no_grad()
     def ground(self, t_lang: Tensor, geometry: dict[str, Tensor], prompts: list[str], proposals: list[Tensor] | None = None, world_from_model: Tensor | None = None) -> dict:
@@ -240,7 +281,8 @@ class VLBranch(nn.Module):
             the prediction for queries known to have a target). Boxes are in the aligned world when ``world_from_model`` is given, else the model frame.
         """
         tokens = self.tokens_3d(t_lang, geometry)
-        out = self.lm(tokens["features"], tokens["mask"], list(prompts), [GROUNDING_ANSWER] * len(prompts), extra=self._queries(tokens))
+        extra, attention = self._extra(tokens, list(prompts))
+        out = self.lm(tokens["features"], tokens["mask"], list(prompts), [GROUNDING_ANSWER] * len(prompts), extra=extra, **self._lm_kwargs())
         boxes, logits = self.grounding.regress(out["ground_state"], self._anchor(tokens))
         scores = logits.sigmoid()
         top = scores.argmax(-1)
@@ -258,6 +300,9 @@ class VLBranch(nn.Module):
             plogits = self.grounding.score_proposals(
                 out["ground_state"], tokens["features"], tokens["points"], tokens["mask"], props, pmask, *(None, None) if world is None else world
             )
+            if attention is not None and self.cfg.readout.score_proposals:
+                every = torch.ones(plogits.shape[0], dtype=torch.bool, device=plogits.device)
+                plogits = self._with_readout(plogits, attention, tokens, every, props, *(None, None) if world is None else world)
             choice = self.grounding.select(plogits)
             if plogits.shape[1] > 1:  # the best real proposal, ignoring "no object" (queries known to have a target)
                 proposal_best = plogits[:, :-1].argmax(-1)

@@ -99,6 +99,29 @@ class GeoAuxConfig:
 
 
 @dataclass
+class ReadoutConfig:
+    """Question-conditioned readout of the 3D tokens that ends the prompt (vl/readout.py). Off by default and at
+    paper scale; on in the demo, where a tiny LM trained from scratch does not learn to look up the named object."""
+
+    enabled: bool = False
+    """Add the readout tokens (and, with localization_weight > 0, their localisation loss)."""
+    num_tokens: int = 2
+    """Readout tokens K (one attention head over the 3D tokens each)."""
+    localization_weight: float = 1.0
+    """Weight of -log(attention mass on the tokens inside the question's annotated objects); 0 turns it off."""
+    box_margin: float = 0.1
+    """Metres added around each annotated box when deciding which tokens are inside it."""
+    score_proposals: bool = True
+    """Add lambda * log(readout attention mass inside each proposal) to the grounding proposal logits (lambda learned)."""
+
+    def __post_init__(self) -> None:
+        if self.num_tokens < 1:
+            raise ValueError(f"vl.readout.num_tokens must be >= 1, got {self.num_tokens}")
+        if self.localization_weight < 0 or self.box_margin < 0:
+            raise ValueError("vl.readout.localization_weight and vl.readout.box_margin must be >= 0")
+
+
+@dataclass
 class VLConfig:
     """3D patch construction, token budget, projector, grounding and VL loss weights."""
 
@@ -120,8 +143,12 @@ class VLConfig:
     """Grounding head."""
     geo_aux: GeoAuxConfig = field(default_factory=GeoAuxConfig)
     """GeoVR-style auxiliary geometric heads (baseline; off by default)."""
+    readout: ReadoutConfig = field(default_factory=ReadoutConfig)
+    """Question-conditioned readout tokens at the end of the prompt (tiny-scale aid; off by default)."""
 
     def __post_init__(self) -> None:
+        if self.readout.enabled and self.geo_aux.enabled:
+            raise ValueError("vl.readout.enabled and vl.geo_aux.enabled cannot both be on (both add query tokens to the prompt)")
         if self.depth_sample not in DEPTH_SAMPLES:
             raise ValueError(f"vl.depth_sample = {self.depth_sample!r}; expected one of {list(DEPTH_SAMPLES)}")
         if self.pos_embed not in POS_EMBEDS:

@@ -175,7 +175,14 @@ class LanguageModel(nn.Module):
         return self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
 
     def build_inputs(
-        self, visual: Tensor, visual_mask: Tensor, prompts: list[str], answers: list[str] | None = None, left_pad: bool = False, num_extra: int = 0
+        self,
+        visual: Tensor,
+        visual_mask: Tensor,
+        prompts: list[str],
+        answers: list[str] | None = None,
+        left_pad: bool = False,
+        num_extra: int = 0,
+        extra_at_end: bool = False,
     ) -> dict[str, Tensor]:
         """Token ids, 3D-token indices, labels and masks of a batch, padded to a common length.
 
@@ -183,7 +190,8 @@ class LanguageModel(nn.Module):
             visual: ``[B, M, C]`` 3D tokens (before the projector); visual_mask: ``[B, M]`` bool.
             prompts: B user prompts with one ``<3d>`` each; answers: B answers (training) or None.
             left_pad: pad on the left (generation) instead of the right.
-            num_extra: K query tokens placed right after the 3D tokens (indices ``M .. M+K−1``).
+            num_extra: K query tokens placed right after the 3D tokens (indices ``M .. M+K−1``), or with
+                ``extra_at_end`` at the end of the prompt, right before the answer.
         Returns:
             ``input_ids [B, L]`` (pad where 3D tokens go), ``visual_index [B, L]`` (−1 = text,
             ``M + k`` = extra query k),
@@ -204,7 +212,16 @@ class LanguageModel(nn.Module):
             a = torch.tensor(self._answer_ids(answers[b]) if answers is not None else [], dtype=torch.long)
             vis = torch.cat([visual_mask[b].nonzero(as_tuple=True)[0].cpu(), extra])
             hit = (p == self.token_3d_id).nonzero(as_tuple=True)[0]
-            if not hit.numel() and num_extra:  # no <3d>: the queries end the prompt
+            if extra_at_end and num_extra:
+                k = int(hit[0]) if hit.numel() else p.numel()
+                vis_here = vis[:-num_extra] if hit.numel() else vis[:0]
+                text_after = p[k + 1 :] if hit.numel() else p[:0]
+                ids = torch.cat([p[:k], torch.full((vis_here.numel(),), -1, dtype=torch.long), text_after, torch.full((num_extra,), -1, dtype=torch.long), a])
+                vi = torch.cat([
+                    torch.full((k,), -1, dtype=torch.long), vis_here, torch.full((text_after.numel(),), -1, dtype=torch.long), extra,
+                    torch.full((a.numel(),), -1, dtype=torch.long),
+                ])
+            elif not hit.numel() and num_extra:  # no <3d>: the queries end the prompt
                 ids = torch.cat([p, torch.full((num_extra,), -1, dtype=torch.long), a])
                 vi = torch.cat([torch.full((p.numel(),), -1, dtype=torch.long), extra, torch.full((a.numel(),), -1, dtype=torch.long)])
             elif hit.numel():
@@ -255,6 +272,21 @@ class LanguageModel(nn.Module):
         out["position_ids"] = (out["attention_mask"].cumsum(-1) - 1).clamp_min(0)
         return out
 
+    def question_states(self, prompts: list[str], device) -> tuple[Tensor, Tensor]:
+        """Last-layer states of the prompts' text alone (``<3d>`` removed, no 3D tokens): ``[B, T, H]`` and
+        mask ``[B, T]`` bool (right padding). Used by :class:`vl.readout.QuestionReadout`."""
+        ids = [[t for t in self._prompt_ids(p) if t != self.token_3d_id] for p in prompts]
+        length = max(max((len(i) for i in ids), default=1), 1)
+        input_ids = torch.full((len(ids), length), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros(len(ids), length, dtype=torch.bool)
+        for b, row in enumerate(ids):
+            input_ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[b, : len(row)] = True
+        input_ids, mask = input_ids.to(device), mask.to(device)
+        position_ids = (mask.long().cumsum(-1) - 1).clamp_min(0)
+        states = self._hidden_states(self.embed_tokens(input_ids), mask.long(), position_ids)
+        return states, mask
+
     def embed_tokens(self, ids: Tensor) -> Tensor:
         """Text token embeddings ``[..., H]`` of ``ids``, times √H with ``llm.embed_scale``."""
         emb = self.model.get_input_embeddings()(ids)
@@ -272,13 +304,21 @@ class LanguageModel(nn.Module):
 
     # ------------------------------------------------------------------ training forward
     def forward(
-        self, visual: Tensor, visual_mask: Tensor, prompts: list[str], answers: list[str], extra: Tensor | None = None, output_hidden_states: bool = False
+        self,
+        visual: Tensor,
+        visual_mask: Tensor,
+        prompts: list[str],
+        answers: list[str],
+        extra: Tensor | None = None,
+        output_hidden_states: bool = False,
+        extra_at_end: bool = False,
     ) -> dict[str, Tensor]:
         """Teacher-forced pass.
 
         Args:
             visual: ``[B, M, C]`` 3D tokens; visual_mask ``[B, M]``; prompts / answers: B strings each.
-            extra: optional query embeddings ``[B, K, H]`` placed after the 3D tokens.
+            extra: optional query embeddings ``[B, K, H]`` placed after the 3D tokens (``extra_at_end``: at
+                the end of the prompt, right before the answer).
             output_hidden_states: also return ``hidden_states`` (the stack: index 0 = input
                 embeddings, ``l`` = output of decoder layer ``l``, the last after the final norm).
         Returns:
@@ -288,7 +328,9 @@ class LanguageModel(nn.Module):
             the prompt's text tokens, or their attention pooling with ``ground_query='attention'``; zeros where absent),
             ``has_ground [B]`` bool, ``hidden [B, L, H]`` and the built ``inputs``.
         """
-        inputs = self.build_inputs(visual, visual_mask, prompts, answers, left_pad=False, num_extra=0 if extra is None else extra.shape[1])
+        inputs = self.build_inputs(
+            visual, visual_mask, prompts, answers, left_pad=False, num_extra=0 if extra is None else extra.shape[1], extra_at_end=extra_at_end
+        )
         embeds = self.embed(visual, inputs, extra)
         states = self._hidden_states(embeds, inputs["attention_mask"], inputs["position_ids"], output_hidden_states)
         hidden = states[-1] if output_hidden_states else states
@@ -338,7 +380,15 @@ class LanguageModel(nn.Module):
 
     # ------------------------------------------------------------------ generation
     @torch.no_grad()
-    def generate(self, visual: Tensor, visual_mask: Tensor, prompts: list[str], max_new_tokens: int | None = None, extra: Tensor | None = None) -> dict:
+    def generate(
+        self,
+        visual: Tensor,
+        visual_mask: Tensor,
+        prompts: list[str],
+        max_new_tokens: int | None = None,
+        extra: Tensor | None = None,
+        extra_at_end: bool = False,
+    ) -> dict:
         """Greedy decoding of a batch (left-padded, KV cache); ``extra`` as in :meth:`forward`. Control
         tokens (:meth:`suppressed_token_ids`) are never generated.
 
@@ -346,7 +396,9 @@ class LanguageModel(nn.Module):
             ``text`` (B strings, special tokens removed) and ``token_ids [B, T]`` (pad after EOS).
         """
         max_new = max_new_tokens or self.cfg.max_new_tokens
-        inputs = self.build_inputs(visual, visual_mask, prompts, None, left_pad=True, num_extra=0 if extra is None else extra.shape[1])
+        inputs = self.build_inputs(
+            visual, visual_mask, prompts, None, left_pad=True, num_extra=0 if extra is None else extra.shape[1], extra_at_end=extra_at_end
+        )
         embeds = self.embed(visual, inputs, extra)
         mask = inputs["attention_mask"]
         pos = inputs["position_ids"]

@@ -1,4 +1,4 @@
-"""VL loss assembly: ``L_VL = w_lm·L_LM + w_l1·L1 + w_giou·(1−GIoU) + w_obj·BCE + w_prop·CE`` (weights in VLConfig)."""
+"""VL loss assembly: ``L_VL = w_lm·L_LM + w_l1·L1 + w_giou·(1−GIoU) + w_obj·BCE + w_prop·CE + w_loc·L_loc`` (weights in VLConfig)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def combine_vl_losses(lm_loss: Tensor, grounding: dict[str, Tensor], cfg: VLConf
     Args:
         lm_loss: scalar LM cross-entropy over answer tokens.
         grounding: any of ``l1``, ``giou``, ``objectness`` (regression head) and ``proposal``
-            (proposal scorer) — scalars; missing terms count as 0. Terms of a head disabled by
+            (proposal scorer), ``localization`` (readout, vl/readout.py) — scalars; missing terms count as 0. Terms of a head disabled by
             ``cfg.grounding.mode`` are ignored.
         cfg: weights ``lm_weight``, ``grounding.{l1,giou,objectness,proposal}_weight``.
     Returns:
@@ -27,6 +27,8 @@ def combine_vl_losses(lm_loss: Tensor, grounding: dict[str, Tensor], cfg: VLConf
         weights.update(l1=g.l1_weight, giou=g.giou_weight, objectness=g.objectness_weight)
     if g.mode in ("both", "proposal"):
         weights["proposal"] = g.proposal_weight
+    if cfg.readout.enabled:
+        weights["localization"] = cfg.readout.localization_weight
     parts = {"lm": lm_loss, **{k: v for k, v in grounding.items() if k in weights}}
     total = sum(weights[k] * v.float() for k, v in parts.items())
     return {"loss": total, **parts}

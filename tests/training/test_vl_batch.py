@@ -44,9 +44,13 @@ def test_k_questions_per_clip_equal_k_separate_samples(synthetic_root, tokenizer
     assert index_sep == list(range(6))
     assert vl_shared["prompts"] == vl_sep["prompts"] and vl_shared["answers"] == vl_sep["answers"]
     assert vl_shared["tasks"] == vl_sep["tasks"] and "grounding" in vl_shared["tasks"] and "qa" in vl_shared["tasks"]
-    for key in ("target_boxes", "proposals", "proposal_positives"):
+    for key in ("target_boxes", "proposals", "proposal_positives", "object_boxes"):
         for a, b in zip(vl_shared[key], vl_sep[key]):
             torch.testing.assert_close(a, b)
+    for task, targets, objects in zip(vl_shared["tasks"], vl_shared["target_boxes"], vl_shared["object_boxes"]):
+        # every record names its objects (the readout's localisation targets); only grounding has target boxes
+        assert len(objects) > 0
+        assert len(targets) == (len(objects) if task == "grounding" else 0)
     torch.testing.assert_close(vl_shared["world_from_model"], vl_sep["world_from_model"])
     torch.testing.assert_close(shared["images"][index], separate["images"][index_sep])
     # the VL branch gives the same losses on the shared clip (indexed K times) as on K separate clips

@@ -133,6 +133,7 @@ def default_trainer_kwargs(cfg: VidLLMConfig, out: Path) -> dict:
         "callbacks": [ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, every_n_train_steps=max(1, min(500, cfg.train.max_steps // 4 or 1))), LearningRateMonitor("step"),
                       *([] if terminal_progress() else [LineProgress(60.0, f"stage {cfg.train.stage}")])],
         "num_sanity_val_steps": 0,
+        **({} if cfg.train.validate else {"limit_val_batches": 0}),
         "enable_progress_bar": terminal_progress(),  # a log file gets the CSV/TensorBoard logs, not bar refreshes
         "plugins": [AtomicCheckpointIO()],
     }

@@ -21,7 +21,7 @@ class DemoSettings:
     """Seed of the data, the teachers and both stages."""
     stage1_steps: int = 300
     """Stage-1 steps at the default budget."""
-    stage2_steps: int = 1000
+    stage2_steps: int = 1100
     """Stage-2 steps at the default budget."""
     teacher_minutes: float = 4.0
     """Minutes of the two teachers together at the default budget (the geometry teacher gets 60 %)."""

@@ -60,7 +60,8 @@ def vl_batch_from_batch(batch: dict) -> tuple[list[int], dict | None]:
 
     Grounding samples carry their targets (aligned world) and every GT object of the scene as
     proposals (positives = the targets); captions are prompted with the target's centre in the
-    model frame. With ``data.questions_per_clip > 1`` a row also brings ``extra_texts`` (other
+    model frame. ``object_boxes`` are the boxes of the objects each record names (every task; aligned world).
+    With ``data.questions_per_clip > 1`` a row also brings ``extra_texts`` (other
     records of its scene on the same clip): each becomes one more VL sample right after its row,
     so the returned index repeats the row (the clip is encoded once, its tokens indexed K times).
     """
@@ -68,7 +69,7 @@ def vl_batch_from_batch(batch: dict) -> tuple[list[int], dict | None]:
     if not index_rows:
         return [], None
     extras = batch.get("extra_texts")
-    index, prompts, answers, targets, proposals, positives, tasks = [], [], [], [], [], [], []
+    index, prompts, answers, targets, proposals, positives, tasks, objects = [], [], [], [], [], [], [], []
     for i in index_rows:
         tmask = batch["target_mask"][i]
         main = {key: batch[key][i] for key in ("task", "question", "situation", "description", "answer")}
@@ -86,12 +87,14 @@ def vl_batch_from_batch(batch: dict) -> tuple[list[int], dict | None]:
             proposals.append(gt_boxes)
             positives.append(pos)
             tasks.append(rec["task"])
+            objects.append(rec["target_boxes"])
     vl_batch = {
         "prompts": prompts,
         "answers": answers,
         "target_boxes": targets,
         "proposals": proposals,
         "proposal_positives": positives,
+        "object_boxes": objects,
         "world_from_model": batch["world_from_model"][index],
         "tasks": tasks,
     }
