@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+FOV_ACTIVATIONS = ("relu", "softplus")
+"""Output activations of the camera head's field of view (recon.camera_head.fov_activation)."""
+
 ENCODER_KINDS = ("dinov2", "conv")
 NORMALIZATIONS = ("log_binomial", "softmax")
 
@@ -138,8 +141,8 @@ class CameraHeadConfig:
 
     def __post_init__(self) -> None:
         _check_positive("recon.camera_head", trunk_depth=self.trunk_depth, num_heads=self.num_heads, iterations=self.iterations)
-        if self.fov_activation not in ("relu", "softplus"):
-            raise ValueError(f"recon.camera_head.fov_activation must be 'relu' or 'softplus', got {self.fov_activation!r}")
+        if self.fov_activation not in FOV_ACTIVATIONS:
+            raise ValueError(f"recon.camera_head.fov_activation must be one of {list(FOV_ACTIVATIONS)}, got {self.fov_activation!r}")
 
 
 @dataclass

@@ -120,20 +120,13 @@ class VLBranch(nn.Module):
         readout, attention = self.readout(states, mask, projected.to(states.dtype), tokens["mask"])
         return readout, attention
 
-    def _lm_kwargs(self) -> dict:
-        return {"extra_at_end": self.readout is not None}
-
     def _localization(self, tokens: dict[str, Tensor], attention: Tensor, batch: dict) -> Tensor:
         """Readout localisation loss on the samples whose records name objects (``batch['object_boxes']``)."""
         boxes = batch.get("object_boxes")
         if boxes is None:
             return attention.sum() * 0.0
-        wfm = batch.get("world_from_model")
-        margin = self.cfg.readout.box_margin
-        targets = torch.stack([
-            tokens_in_boxes(tokens["points"][i], tokens["mask"][i], b.to(attention.device), None if wfm is None else wfm[i], margin)
-            for i, b in enumerate(boxes)
-        ])
+        padded, box_mask = pad_boxes(list(boxes), attention.device)
+        targets = tokens_in_boxes(tokens["points"], tokens["mask"], padded, box_mask, batch.get("world_from_model"), self.cfg.readout.box_margin)
         return localization_loss(attention, targets)
 
     def _with_readout(
@@ -208,7 +201,7 @@ class VLBranch(nn.Module):
         extra, attention = self._extra(tokens, list(batch["prompts"]))
         out = self.lm(
             tokens["features"], tokens["mask"], list(batch["prompts"]), list(batch["answers"]), extra=extra,
-            output_hidden_states=self.geo_aux is not None and self.geo_aux.needs_all_layers, **self._lm_kwargs(),
+            output_hidden_states=self.geo_aux is not None and self.geo_aux.needs_all_layers, extra_at_end=self.readout is not None,
         )
         if "hidden_states" not in out and self.geo_aux is not None:
             out["hidden_states"] = (out["hidden"],)
@@ -264,7 +257,7 @@ class VLBranch(nn.Module):
         """Greedy answers (B strings) for B prompts."""
         tokens = self.tokens_3d(t_lang, geometry)
         extra, _ = self._extra(tokens, list(prompts))
-        return self.lm.generate(tokens["features"], tokens["mask"], list(prompts), max_new_tokens, extra=extra, **self._lm_kwargs())["text"]
+        return self.lm.generate(tokens["features"], tokens["mask"], list(prompts), max_new_tokens, extra=extra, extra_at_end=self.readout is not None)["text"]
 
     @torch.no_grad()
     def ground(self, t_lang: Tensor, geometry: dict[str, Tensor], prompts: list[str], proposals: list[Tensor] | None = None, world_from_model: Tensor | None = None) -> dict:
@@ -282,7 +275,7 @@ class VLBranch(nn.Module):
         """
         tokens = self.tokens_3d(t_lang, geometry)
         extra, attention = self._extra(tokens, list(prompts))
-        out = self.lm(tokens["features"], tokens["mask"], list(prompts), [GROUNDING_ANSWER] * len(prompts), extra=extra, **self._lm_kwargs())
+        out = self.lm(tokens["features"], tokens["mask"], list(prompts), [GROUNDING_ANSWER] * len(prompts), extra=extra, extra_at_end=self.readout is not None)
         boxes, logits = self.grounding.regress(out["ground_state"], self._anchor(tokens))
         scores = logits.sigmoid()
         top = scores.argmax(-1)

@@ -25,23 +25,37 @@ from torch import Tensor, nn
 from recon.geometry import closed_form_inverse_se3, to_homogeneous, transform_boxes
 from vl.boxes import giou_3d, giou_3d_pairwise, hungarian_match
 
-__all__ = ["GroundingHead", "boxes_in_model_frame", "boxes_in_world_frame", "points_in_world_frame", "pool_tokens_in_boxes"]
+__all__ = ["GroundingHead", "boxes_in_model_frame", "boxes_in_world_frame", "points_in_boxes", "points_in_world_frame", "pool_tokens_in_boxes"]
 
 _MIN_SIZE = 0.01
 
 
+def points_in_boxes(points: Tensor, mask: Tensor, boxes: Tensor, margin: float = 0.0) -> Tensor:
+    """Which valid points lie inside each axis-aligned box (inclusive faces).
+
+    Args:
+        points: ``[B, M, 3]``; mask: ``[B, M]`` bool; boxes: ``[B, Q, 6]`` ``[cx, cy, cz, dx, dy, dz]`` in the
+        points' frame; margin: metres added on every side of each box.
+    Returns:
+        ``[B, Q, M]`` bool.
+    """
+    lo = boxes[..., None, :3] - boxes[..., None, 3:6] / 2  # [B, Q, 1, 3]
+    hi = boxes[..., None, :3] + boxes[..., None, 3:6] / 2
+    if margin:
+        lo, hi = lo - margin, hi + margin
+    p = points[:, None, :, :]  # [B, 1, M, 3]
+    return ((p >= lo) & (p <= hi)).all(-1) & mask[:, None, :]
+
+
 def pool_tokens_in_boxes(tokens: Tensor, points: Tensor, mask: Tensor, boxes: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean of the tokens whose points lie inside each box (inclusive faces).
+    """Mean of the tokens whose points lie inside each box (inclusive faces, :func:`points_in_boxes`).
 
     Args:
         tokens: ``[B, M, C]``; points: ``[B, M, 3]``; mask: ``[B, M]`` bool; boxes: ``[B, Q, 6]``.
     Returns:
         ``features [B, Q, C]`` (zeros for empty boxes) and ``counts [B, Q]``.
     """
-    lo = boxes[..., None, :3] - boxes[..., None, 3:6] / 2  # [B, Q, 1, 3]
-    hi = boxes[..., None, :3] + boxes[..., None, 3:6] / 2
-    p = points[:, None, :, :]  # [B, 1, M, 3]
-    inside = ((p >= lo) & (p <= hi)).all(-1) & mask[:, None, :]  # [B, Q, M]
+    inside = points_in_boxes(points, mask, boxes)  # [B, Q, M]
     counts = inside.sum(-1)
     feats = inside.to(tokens.dtype) @ tokens / counts.clamp_min(1)[..., None].to(tokens.dtype)
     return feats, counts

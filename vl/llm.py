@@ -69,6 +69,16 @@ def build_tiny_causal_lm(cfg: LLMConfig, tokenizer) -> Qwen2ForCausalLM:
     return Qwen2ForCausalLM(config)
 
 
+def _text(ids: Tensor) -> tuple[Tensor, Tensor]:
+    """A text segment of :meth:`LanguageModel.build_inputs`: its ids and visual index −1."""
+    return ids, torch.full((ids.numel(),), -1, dtype=torch.long)
+
+
+def _visual(index: Tensor) -> tuple[Tensor, Tensor]:
+    """A segment of 3D tokens / queries: placeholder ids −1 and their visual indices."""
+    return torch.full((index.numel(),), -1, dtype=torch.long), index
+
+
 class LanguageModel(nn.Module):
     """Causal LM + tokenizer + 3D-token projector.
 
@@ -210,27 +220,13 @@ class LanguageModel(nn.Module):
         for b in range(bsz):  # per sample (text lengths differ); no per-token Python work
             p = torch.tensor(self._prompt_ids(prompts[b]), dtype=torch.long)
             a = torch.tensor(self._answer_ids(answers[b]) if answers is not None else [], dtype=torch.long)
-            vis = torch.cat([visual_mask[b].nonzero(as_tuple=True)[0].cpu(), extra])
             hit = (p == self.token_3d_id).nonzero(as_tuple=True)[0]
-            if extra_at_end and num_extra:
-                k = int(hit[0]) if hit.numel() else p.numel()
-                vis_here = vis[:-num_extra] if hit.numel() else vis[:0]
-                text_after = p[k + 1 :] if hit.numel() else p[:0]
-                ids = torch.cat([p[:k], torch.full((vis_here.numel(),), -1, dtype=torch.long), text_after, torch.full((num_extra,), -1, dtype=torch.long), a])
-                vi = torch.cat([
-                    torch.full((k,), -1, dtype=torch.long), vis_here, torch.full((text_after.numel(),), -1, dtype=torch.long), extra,
-                    torch.full((a.numel(),), -1, dtype=torch.long),
-                ])
-            elif not hit.numel() and num_extra:  # no <3d>: the queries end the prompt
-                ids = torch.cat([p, torch.full((num_extra,), -1, dtype=torch.long), a])
-                vi = torch.cat([torch.full((p.numel(),), -1, dtype=torch.long), extra, torch.full((a.numel(),), -1, dtype=torch.long)])
-            elif hit.numel():
-                k = int(hit[0])
-                ids = torch.cat([p[:k], torch.full((vis.numel(),), -1, dtype=torch.long), p[k + 1 :], a])
-                vi = torch.cat([torch.full((k,), -1, dtype=torch.long), vis, torch.full((p.numel() - k - 1 + a.numel(),), -1, dtype=torch.long)])
-            else:
-                ids = torch.cat([p, a])
-                vi = torch.full((ids.numel(),), -1, dtype=torch.long)
+            k = int(hit[0]) if hit.numel() else p.numel()  # the 3D tokens replace <3d>; without it, none
+            tokens_3d = visual_mask[b].nonzero(as_tuple=True)[0].cpu() if hit.numel() else extra[:0]
+            queries_last = extra_at_end or not hit.numel()  # without <3d> the queries end the prompt
+            parts = [_text(p[:k]), _visual(tokens_3d), *([] if queries_last else [_visual(extra)]), _text(p[k + 1 :])]
+            parts += [*([_visual(extra)] if queries_last else []), _text(a)]
+            ids, vi = (torch.cat(column) for column in zip(*parts))
             # the <ground> position carries no next-token target: its hidden state is the grounding
             # query, and the target there (EOS, the same for every description) would pull it to a constant
             after_ground = torch.zeros(a.numel(), dtype=torch.bool)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vl.grounding import points_in_world_frame, pool_tokens_in_boxes
+from vl.grounding import points_in_boxes, points_in_world_frame, pool_tokens_in_boxes
 
 __all__ = ["QuestionReadout", "tokens_in_boxes", "localization_loss"]
 
@@ -89,27 +89,23 @@ class QuestionReadout(nn.Module):
         return self.proposal_scale.float() * torch.log(mass + eps)
 
 
-def tokens_in_boxes(points: Tensor, mask: Tensor, boxes: Tensor, world_from_model: Tensor | None, margin: float) -> Tensor:
-    """Which tokens lie in any of the boxes.
+def tokens_in_boxes(
+    points: Tensor, mask: Tensor, boxes: Tensor, box_mask: Tensor, world_from_model: Tensor | None, margin: float
+) -> Tensor:
+    """Which tokens lie in any of their sample's boxes.
 
     Args:
-        points: ``[M, 3]`` token positions (model frame); mask: ``[M]`` bool.
-        boxes: ``[N, 6]`` ``[cx, cy, cz, dx, dy, dz]`` axis-aligned in the aligned world when
-            ``world_from_model [4, 4]`` is given (points are mapped there), else in the model frame.
+        points: ``[B, M, 3]`` token positions (model frame); mask: ``[B, M]`` bool.
+        boxes: ``[B, Q, 6]`` ``[cx, cy, cz, dx, dy, dz]`` axis-aligned in the aligned world when
+            ``world_from_model [B, 4, 4]`` is given (points are mapped there), else in the model frame;
+            box_mask: ``[B, Q]`` bool (padding = False).
         margin: metres added on every side of each box.
     Returns:
-        ``[M]`` bool.
+        ``[B, M]`` bool.
     """
-    if boxes.numel() == 0:
-        return torch.zeros_like(mask)
-    p = points.float()
-    if world_from_model is not None:
-        w = world_from_model.float()
-        p = p @ w[:3, :3].T + w[:3, 3]
-    b = boxes.reshape(-1, 6).to(p)
-    lo = b[:, None, :3] - b[:, None, 3:] / 2 - margin
-    hi = b[:, None, :3] + b[:, None, 3:] / 2 + margin
-    return ((p[None] >= lo) & (p[None] <= hi)).all(-1).any(0) & mask
+    p = points.float() if world_from_model is None else points_in_world_frame(points.float(), world_from_model.float())
+    inside = points_in_boxes(p, mask, boxes.to(p), margin) & box_mask[..., None]
+    return inside.any(1)
 
 
 def localization_loss(attention: Tensor, targets: Tensor) -> Tensor:

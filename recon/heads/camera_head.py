@@ -20,14 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recon.config import RelativePoseConfig
+from recon.config import FOV_ACTIVATIONS, RelativePoseConfig
 from recon.heads.relative_pose import RelativePoseModule
 from recon.layers.block import Block, Mlp
 
 POSE_DIM = 9
-
-
-FOV_ACTIVATIONS = ("relu", "softplus")
 
 
 def activate_pose(pose: Tensor, fov_activation: str = "relu") -> Tensor:

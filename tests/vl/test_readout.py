@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from tests.vl.test_branch import C, _batch, _branch, _clip
+from tests.vl.test_branch import _batch, _branch, _clip
 from vl.config import GeoAuxConfig, ReadoutConfig, VLConfig
 from vl.readout import QuestionReadout, localization_loss, tokens_in_boxes
 
@@ -29,14 +29,15 @@ def test_readout_matches_a_direct_computation():
 
 
 def test_tokens_in_boxes_and_loss_by_hand():
-    pts = torch.tensor([[0.0, 0, 0], [1.0, 0, 0], [5.0, 5, 5]])
-    mask = torch.tensor([True, True, True])
-    box = torch.tensor([[1.0, 0, 0, 0.2, 0.2, 0.2]])
-    assert tokens_in_boxes(pts, mask, box, None, 0.0).tolist() == [False, True, False]
-    assert tokens_in_boxes(pts, mask, box, None, 1.0).tolist() == [True, True, False]
-    wfm = torch.eye(4)
-    wfm[0, 3] = 1.0  # world = model + (1, 0, 0): the first token lands in the box
-    assert tokens_in_boxes(pts, mask, box, wfm, 0.0).tolist() == [True, False, False]
+    pts = torch.tensor([[[0.0, 0, 0], [1.0, 0, 0], [5.0, 5, 5]]])
+    mask = torch.tensor([[True, True, True]])
+    box = torch.tensor([[[1.0, 0, 0, 0.2, 0.2, 0.2], [5.0, 5, 5, 1.0, 1.0, 1.0]]])
+    real = torch.tensor([[True, False]])  # the second box is padding
+    assert tokens_in_boxes(pts, mask, box, real, None, 0.0).tolist() == [[False, True, False]]
+    assert tokens_in_boxes(pts, mask, box, real, None, 1.0).tolist() == [[True, True, False]]
+    wfm = torch.eye(4)[None].clone()
+    wfm[0, 0, 3] = 1.0  # world = model + (1, 0, 0): the first token lands in the box
+    assert tokens_in_boxes(pts, mask, box, real, wfm, 0.0).tolist() == [[True, False, False]]
     att = torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]])  # [1, K=2, M=3]
     targets = torch.tensor([[False, True, False]])
     assert float(localization_loss(att, targets)) == pytest.approx(-math.log((0.25 + 0.1) / 2))
@@ -78,7 +79,6 @@ def test_readout_config_errors():
         ReadoutConfig(num_tokens=0)
     with pytest.raises(ValueError, match="cannot both be on"):
         VLConfig(readout=ReadoutConfig(enabled=True), geo_aux=GeoAuxConfig(enabled=True, camera_weight=1.0))
-    assert C == 32
 
 
 def test_proposal_term_is_log_mass_inside_each_proposal():
