@@ -74,7 +74,7 @@ class VLBranch(nn.Module):
         self.grounding = GroundingHead(self.lm.hidden_size, dim, vl_cfg.grounding.max_targets)
         # built only when enabled, so the default model's state dict is unchanged
         self.geo_aux = GeoAuxHeads(vl_cfg.geo_aux, self.lm.hidden_size, dim, self.lm.num_layers) if vl_cfg.geo_aux.enabled else None
-        self.readout = QuestionReadout(self.lm.hidden_size, vl_cfg.readout.num_tokens) if vl_cfg.readout.enabled else None
+        self.readout = QuestionReadout(self.lm.hidden_size, vl_cfg.readout.num_tokens, vl_cfg.readout.hops) if vl_cfg.readout.enabled else None
         self._warned_no_geometry_tokens = False
 
     # ------------------------------------------------------------------ 3D tokens
@@ -117,7 +117,7 @@ class VLBranch(nn.Module):
             return self._queries(tokens), None
         states, mask = self.lm.question_states(prompts, tokens["features"].device)
         projected = self.lm.projector(tokens["features"].to(self.lm.projector[0].weight.dtype))
-        readout, attention = self.readout(states, mask, projected.to(states.dtype), tokens["mask"])
+        readout, attention = self.readout(states, mask, projected.to(states.dtype), tokens["mask"], tokens["points"])
         return readout, attention
 
     def _localization(self, tokens: dict[str, Tensor], attention: Tensor, batch: dict) -> Tensor:

@@ -113,10 +113,16 @@ class ReadoutConfig:
     """Metres added around each annotated box when deciding which tokens are inside it."""
     score_proposals: bool = True
     """Add lambda * log(readout attention mass inside each proposal) to the grounding proposal logits (lambda learned)."""
+    hops: int = 1
+    """Lookups in sequence: 2 adds a second attention, conditioned on what the first read and biased towards the
+    first one's attention-weighted position ('the chair next to the white chair': find the white object, then its
+    neighbour). The localisation loss and the proposal term use the last hop."""
 
     def __post_init__(self) -> None:
         if self.num_tokens < 1:
             raise ValueError(f"vl.readout.num_tokens must be >= 1, got {self.num_tokens}")
+        if self.hops not in (1, 2):
+            raise ValueError(f"vl.readout.hops must be 1 or 2, got {self.hops}")
         if self.localization_weight < 0 or self.box_margin < 0:
             raise ValueError("vl.readout.localization_weight and vl.readout.box_margin must be >= 0")
 

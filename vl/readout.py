@@ -15,6 +15,13 @@ lookup a direct, supervised path (in the spirit of ScanQA's object-localisation 
   predicts the first answer token is the readout itself;
 * :func:`localization_loss` puts the heads' mean attention on the tokens inside the question's
   objects (their annotated boxes): ``L_loc = −log Σ_{m ∈ target} p̄_m``;
+* with ``vl.readout.hops = 2`` a second lookup follows: its queries add the first hop's read-out,
+  ``q'_k = W'_q Σ_t a'_tk LN(s_t) + W_r Σ_m p_km v_m``, and its logits are biased towards the first
+  hop's attention-weighted position ``c_k = Σ_m p_km x_m``:
+  ``p'_km = softmax_m(q'_k · W'_k LN(v_m) / √H − β ‖x_m − c_k‖)`` (β = softplus, learned); both hops'
+  tokens end the prompt (2K), and the loss and proposal term use the second hop's attention. A tiny
+  model tells colours apart but not categories, and "what color is the chair next to the white
+  chair?" is then answered by finding the white object and reading its neighbour;
 * with ``vl.readout.score_proposals`` the grounding head's proposal logits get
   ``λ · log(ε + Σ_{m ∈ proposal} p̄_m)`` (λ learned, starting at 1): a description and a question
   localise with the same attention, and grounding picks the proposal holding its mass.
@@ -37,11 +44,14 @@ class QuestionReadout(nn.Module):
         hidden_dim: LLM width H; num_tokens: K readout tokens (one attention head each).
     """
 
-    def __init__(self, hidden_dim: int, num_tokens: int) -> None:
+    def __init__(self, hidden_dim: int, num_tokens: int, hops: int = 1) -> None:
         super().__init__()
         if num_tokens < 1:
             raise ValueError(f"vl.readout.num_tokens must be >= 1, got {num_tokens}")
+        if hops not in (1, 2):
+            raise ValueError(f"vl.readout.hops must be 1 or 2, got {hops}")
         self.num_tokens = num_tokens
+        self.hops = hops
         self.norm_question = nn.LayerNorm(hidden_dim)
         self.norm_tokens = nn.LayerNorm(hidden_dim)
         self.pool = nn.Linear(hidden_dim, num_tokens)
@@ -50,28 +60,61 @@ class QuestionReadout(nn.Module):
         self.out = nn.Linear(hidden_dim, hidden_dim)
         self.summary = nn.Linear(hidden_dim, hidden_dim)
         self.proposal_scale = nn.Parameter(torch.ones(()))
+        if hops == 2:
+            self.pool2 = nn.Linear(hidden_dim, num_tokens)
+            self.query2 = nn.Linear(hidden_dim, hidden_dim)
+            self.relay = nn.Linear(hidden_dim, hidden_dim)
+            self.key2 = nn.Linear(hidden_dim, hidden_dim)
+            self.out2 = nn.Linear(hidden_dim, hidden_dim)
+            self.distance_scale = nn.Parameter(torch.zeros(()))  # β = softplus(0) ≈ 0.69 per metre
 
-    def forward(self, question: Tensor, question_mask: Tensor, tokens: Tensor, token_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, question: Tensor, question_mask: Tensor, tokens: Tensor, token_mask: Tensor, points: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Readout tokens and attention.
 
         Args:
             question: ``[B, T, H]`` last-layer states of the question; question_mask: ``[B, T]`` bool.
             tokens: ``[B, M, H]`` projected 3D tokens; token_mask: ``[B, M]`` bool.
+            points: ``[B, M, 3]`` token positions in metres (needed with two hops).
         Returns:
-            ``readout [B, K, H]`` and ``attention [B, K, M]`` (rows sum to 1 over valid tokens; 0 for a
-            sample without tokens).
+            ``readout [B, K · hops, H]`` and the last hop's ``attention [B, K, M]`` (rows sum to 1 over
+            valid tokens; 0 for a sample without tokens).
         """
         s = self.norm_question(question)
-        pool = self.pool(s).float().masked_fill(~question_mask[..., None], float("-inf"))
-        pool = torch.softmax(pool, dim=1).nan_to_num(0.0)  # [B, T, K]
-        q = self.query(torch.einsum("btk,bth->bkh", pool.to(s.dtype), s))
-        k = self.key(self.norm_tokens(tokens))
-        logits = torch.einsum("bkh,bmh->bkm", q, k).float() / q.shape[-1] ** 0.5
-        logits = logits.masked_fill(~token_mask[:, None], float("-inf"))
-        attention = torch.softmax(logits, dim=-1).nan_to_num(0.0)
+        normed = self.norm_tokens(tokens)
+        q = self.query(self._pool(self.pool, s, question_mask))
+        attention = self._attend(q, self.key(normed), token_mask)
         summary = self.summary(s.masked_fill(~question_mask[..., None], 0.0).sum(1) / question_mask.sum(1, keepdim=True).clamp_min(1))
-        read = self.out(torch.einsum("bkm,bmh->bkh", attention.to(tokens.dtype), tokens))
-        return read + summary[:, None], attention
+        looked = torch.einsum("bkm,bmh->bkh", attention.to(tokens.dtype), tokens)
+        read = self.out(looked) + summary[:, None]
+        if self.hops == 1:
+            return read, attention
+        if points is None:
+            raise ValueError("a two-hop readout (vl.readout.hops = 2) needs the 3D tokens' points")
+        anchor = torch.einsum("bkm,bmc->bkc", attention, points.float())  # [B, K, 3]
+        distance = torch.linalg.vector_norm(points.float()[:, None] - anchor[:, :, None], dim=-1)  # [B, K, M]
+        q2 = self.query2(self._pool(self.pool2, s, question_mask)) + self.relay(looked)
+        bias = -nn.functional.softplus(self.distance_scale.float()) * distance
+        attention2 = self._attend(q2, self.key2(normed), token_mask, bias)
+        read2 = self.out2(torch.einsum("bkm,bmh->bkh", attention2.to(tokens.dtype), tokens)) + summary[:, None]
+        return torch.cat([read, read2], dim=1), attention2
+
+    @staticmethod
+    def _pool(pool: nn.Linear, s: Tensor, mask: Tensor) -> Tensor:
+        """``Σ_t a_tk s_t`` ``[B, K, H]`` with ``a = softmax_t(pool(s))`` over the valid question states."""
+        weights = pool(s).float().masked_fill(~mask[..., None], float("-inf"))
+        weights = torch.softmax(weights, dim=1).nan_to_num(0.0)  # [B, T, K]
+        return torch.einsum("btk,bth->bkh", weights.to(s.dtype), s)
+
+    @staticmethod
+    def _attend(q: Tensor, k: Tensor, mask: Tensor, bias: Tensor | None = None) -> Tensor:
+        """``softmax_m(q_k · k_m / √H + bias)`` ``[B, K, M]`` over the valid tokens (0 rows without any)."""
+        logits = torch.einsum("bkh,bmh->bkm", q, k).float() / q.shape[-1] ** 0.5
+        if bias is not None:
+            logits = logits + bias
+        logits = logits.masked_fill(~mask[:, None], float("-inf"))
+        return torch.softmax(logits, dim=-1).nan_to_num(0.0)
 
 
     def proposal_term(

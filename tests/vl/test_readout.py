@@ -107,3 +107,49 @@ def test_branch_adds_the_readout_term_to_proposal_logits(word_tokenizer, tiny_ll
         outs[flag] = branch.ground(t_lang, geometry, batch["prompts"], proposals=props)
     # the empty far proposal gets log(eps) from the readout: never chosen with the term on
     assert outs[True]["proposal_best"].tolist() == [0, 0]
+
+
+def test_two_hop_readout_matches_a_direct_computation():
+    torch.manual_seed(1)
+    mod = QuestionReadout(8, 2, hops=2)
+    with torch.no_grad():
+        mod.distance_scale.fill_(0.5)
+    q, qm = torch.randn(1, 3, 8), torch.tensor([[True, True, True]])
+    v, vm = torch.randn(1, 4, 8), torch.tensor([[True, True, True, False]])
+    pts = torch.tensor([[[0.0, 0, 0], [1.0, 0, 0], [0.0, 2, 0], [9.0, 9, 9]]])
+    out, att2 = mod(q, qm, v, vm, pts)
+    assert out.shape == (1, 4, 8) and att2.shape == (1, 2, 4)
+    one = out[:, :2]
+    s = mod.norm_question(q[0])
+    keys, summary = mod.norm_tokens(v[0, :3]), mod.summary(s.mean(0))
+    beta = torch.nn.functional.softplus(torch.tensor(0.5))
+    for k in range(2):
+        a = torch.softmax(mod.pool(s)[:, k], 0)
+        p = torch.softmax(mod.key(keys) @ mod.query((a[:, None] * s).sum(0)) / math.sqrt(8), 0)
+        looked = (p[:, None] * v[0, :3]).sum(0)
+        torch.testing.assert_close(one[0, k], mod.out(looked) + summary, atol=1e-6, rtol=1e-5)
+        anchor = (p[:, None] * pts[0, :3]).sum(0)
+        a2 = torch.softmax(mod.pool2(s)[:, k], 0)
+        q2 = mod.query2((a2[:, None] * s).sum(0)) + mod.relay(looked)
+        logits = mod.key2(keys) @ q2 / math.sqrt(8) - beta * (pts[0, :3] - anchor).norm(dim=-1)
+        p2 = torch.softmax(logits, 0)
+        torch.testing.assert_close(att2[0, k, :3], p2, atol=1e-6, rtol=1e-5)
+        assert att2[0, k, 3] == 0
+        torch.testing.assert_close(out[0, 2 + k], mod.out2((p2[:, None] * v[0, :3]).sum(0)) + summary, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="points"):
+        mod(q, qm, v, vm)
+    with pytest.raises(ValueError, match="vl.readout.hops"):
+        ReadoutConfig(hops=3)
+
+
+def test_branch_with_two_hops_trains_and_answers(word_tokenizer, tiny_llm_config):
+    branch = _branch(word_tokenizer, tiny_llm_config, readout=ReadoutConfig(enabled=True, num_tokens=2, hops=2))
+    geometry, t_lang = _clip()
+    batch = _batch()
+    batch["object_boxes"] = [torch.tensor([[0.0, 0.0, 2.5, 4.0, 4.0, 3.0]]), torch.tensor([[0.0, 0.0, 2.0, 1.0, 1.0, 1.0]])]
+    out = branch(t_lang, geometry, batch)
+    out["loss"].backward()
+    assert branch.readout.relay.weight.grad is not None and branch.readout.distance_scale.grad is not None
+    extra, attention = branch._extra(branch.tokens_3d(t_lang.detach(), geometry), batch["prompts"])
+    assert extra.shape[1] == 4 and attention.shape[1] == 2
+    assert len(branch.generate(t_lang.detach(), geometry, batch["prompts"])) == 2

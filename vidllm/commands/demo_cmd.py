@@ -13,6 +13,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, the teachers and the training")
     parser.add_argument("--config", default=None, help="model config (default: configs/demo.yaml)")
     parser.add_argument("--resume", action="store_true", help="reuse the finished steps of an earlier run in --out")
+    parser.add_argument(
+        "--semantic-dense-weight", type=float, default=0.0,
+        help="weight of the semantic teacher's dense patch-name term (0 = frame-level CLIP loss only; an ablation, see docs/architecture.md)",
+    )
     parser.add_argument("--eval-limit", type=int, default=None, help="evaluate at most this many queries per task (default: all held-out ones)")
 
 
@@ -20,6 +24,9 @@ def run(args: argparse.Namespace) -> int:
     from vidllm.demo.pipeline import run_demo
     from vidllm.demo.settings import DemoSettings
 
-    settings = DemoSettings(out=args.out, config=args.config, scenes=args.scenes, minutes=args.minutes, seed=args.seed, eval_limit=args.eval_limit, resume=args.resume)
+    settings = DemoSettings(
+        out=args.out, config=args.config, scenes=args.scenes, minutes=args.minutes, seed=args.seed, eval_limit=args.eval_limit,
+        resume=args.resume, semantic_dense_weight=args.semantic_dense_weight,
+    )
     run_demo(settings)
     return 0

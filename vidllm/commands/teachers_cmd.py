@@ -19,13 +19,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="most steps of each teacher")
     parser.add_argument("--minutes", type=float, default=None, help="time budget of each teacher in minutes")
     parser.add_argument("--seed", type=int, default=0, help="seed")
+    parser.add_argument(
+        "--semantic-dense-weight", type=float, default=0.0,
+        help="weight of the semantic teacher's dense patch–name term (0 = frame-level CLIP loss only)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from vidllm.teachers.build import build_teachers
     from vidllm.teachers.config import TeacherTrainConfig
 
-    overrides = {"seed": args.seed}
+    overrides = {"seed": args.seed, "semantic_dense_weight": args.semantic_dense_weight}
     if args.steps is not None:
         overrides.update(geometry_steps=args.steps, semantic_steps=args.steps)
     if args.minutes is not None:

@@ -180,10 +180,12 @@ def run_demo(settings: DemoSettings) -> dict:
             seed=settings.seed, geometry_steps=max(4, round(settings.teacher_steps * s)), semantic_steps=max(4, round(settings.teacher_steps * s)),
             geometry_minutes=0.6 * minutes, semantic_minutes=0.4 * minutes, clip_frames=4, clip_span=cfg.data.synthetic_frames,
             reverse_prob=0.5, eval_clip_frames=cfg.data.num_frames, eval_clips_per_scene=1,  # one window: clip_span covers the scene
+            semantic_dense_weight=settings.semantic_dense_weight,
         )
         if not done["teachers"]:
             build_teachers(cfg, out / "teachers", tcfg=tcfg)
-        commands["teachers"] = f"vidllm teachers --config {config_path} --out {out / 'teachers'} --seed {settings.seed}"
+        dense = f" --semantic-dense-weight {settings.semantic_dense_weight:g}" if settings.semantic_dense_weight else ""
+        commands["teachers"] = f"vidllm teachers --config {config_path} --out {out / 'teachers'} --seed {settings.seed}{dense}"
 
     with timer.step("stage1", f"dual-teacher distillation, {steps['stage1']} steps (vidllm fit --stage 1)", done["stage1"]):
         if not done["stage1"]:

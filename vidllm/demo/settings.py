@@ -27,6 +27,9 @@ class DemoSettings:
     """Minutes of the two teachers together at the default budget (the geometry teacher gets 60 %)."""
     teacher_steps: int = 800
     """Most steps of each teacher at the default budget."""
+    semantic_dense_weight: float = 0.0
+    """Weight of the semantic teacher's dense patch–name term (``TeacherTrainConfig.semantic_dense_weight``; 0 = frame-level
+    CLIP only). Measured at 1.0 with seed 0: colour EM 0.100 vs 0.171 without (docs/architecture.md), so the default is off."""
     total_minutes: float = 19.5
     """Wall-clock ceiling of the whole run at the default budget (scaled like the steps): stage 2 stops
     early (Lightning ``max_time``) when its steps would pass it, keeping ``reserve_seconds`` for the rest."""

@@ -60,6 +60,13 @@ class TeacherTrainConfig:
     """Linear warm-up steps of the semantic teacher (cosine decay to 10% afterwards)."""
     semantic_batch: int = 32
     """Frames per contrastive batch."""
+    semantic_dense_weight: float = 0.0
+    """Weight of the dense patch–name term of the semantic teacher: each patch token of the feature layer (the one
+    stage 1 distils), through a linear head, is classified among the names of the batch's objects, its target the
+    object it shows (GT depth lifted into the GT boxes). The frame-level CLIP loss alone leaves the patch tokens
+    without the object's category (0 = off, plain CLIP)."""
+    semantic_dense_min_share: float = 0.5
+    """A patch takes part in the dense term when one object covers at least this share of it."""
     min_object_fraction: float = 0.02
     """An object is 'shown' by a frame when its pixels cover at least this fraction of the image."""
     vision_hidden: int = 64
@@ -107,6 +114,10 @@ class TeacherTrainConfig:
             raise ValueError(f"teachers.clip_span ({self.clip_span}) must be >= teachers.clip_frames ({self.clip_frames})")
         if self.semantic_batch < 2:
             raise ValueError(f"teachers.semantic_batch must be >= 2 (contrastive negatives), got {self.semantic_batch}")
+        if self.semantic_dense_weight < 0:
+            raise ValueError(f"teachers.semantic_dense_weight must be >= 0, got {self.semantic_dense_weight}")
+        if not 0 < self.semantic_dense_min_share <= 1:
+            raise ValueError(f"teachers.semantic_dense_min_share must be in (0, 1], got {self.semantic_dense_min_share}")
         if not 0 <= self.min_object_fraction < 1:
             raise ValueError(f"teachers.min_object_fraction must be in [0, 1), got {self.min_object_fraction}")
         for width, heads, owner in ((self.vision_hidden, self.vision_heads, "vision"), (self.text_hidden, self.text_heads, "text")):

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from recon.geometry import depth_to_world_points
 from vidllm.config import DataConfig
 from vidllm.data.clip import load_clip
 from vidllm.data.dataset import split_scene_ids
@@ -30,7 +32,7 @@ from vidllm.data.scannet import load_scannet_scene
 from vidllm.data.visibility import box_pixel_counts
 from vidllm.errors import DataError
 
-__all__ = ["SceneFrames", "load_split_scenes", "object_pixel_counts", "clip_windows"]
+__all__ = ["SceneFrames", "load_split_scenes", "object_pixel_counts", "pixel_object_index", "patch_object_labels", "clip_windows"]
 
 
 @dataclass
@@ -118,6 +120,43 @@ def object_pixel_counts(scene: SceneFrames, margin: float = 0.02) -> Tensor:
         margin: metres added on every side of a box (surface points lie on its faces).
     """
     return box_pixel_counts(scene.depth, scene.extrinsics, scene.intrinsics, scene.world_from_model, scene.object_boxes, margin)
+
+
+def pixel_object_index(scene: SceneFrames, margin: float = 0.02) -> Tensor:
+    """The object each pixel shows, ``[F, H, W]`` int64 (index into ``scene.object_names``; -1: no object or
+    invalid depth). A pixel is lifted like :func:`object_pixel_counts`; of the boxes (grown by ``margin``)
+    that contain it, the smallest by volume wins (a picture on a wall box, a box on a table)."""
+    boxes = scene.object_boxes.double().reshape(-1, 6)
+    f, h, w = scene.depth.shape
+    if boxes.shape[0] == 0:
+        return torch.full((f, h, w), -1, dtype=torch.long)
+    points = depth_to_world_points(scene.depth.double(), scene.extrinsics.double(), scene.intrinsics.double())  # [F, H, W, 3]
+    wfm = scene.world_from_model.double()
+    world = points.flatten(1, 2) @ wfm[:3, :3].T + wfm[:3, 3]  # [F, HW, 3] aligned world
+    lo, hi = boxes[:, :3] - boxes[:, 3:] / 2 - margin, boxes[:, :3] + boxes[:, 3:] / 2 + margin
+    volume = (hi - lo).prod(-1)  # [O]
+    index = torch.full((f, h * w), -1, dtype=torch.long)
+    valid = (scene.depth > 0).flatten(1)
+    for k in range(f):  # per frame: keeps the [HW, O, 3] comparison small
+        inside = ((world[k, :, None, :] >= lo) & (world[k, :, None, :] <= hi)).all(-1) & valid[k, :, None]  # [HW, O]
+        cost = torch.where(inside, volume, torch.full_like(volume, float("inf")))
+        best = cost.argmin(-1)
+        index[k] = torch.where(inside.any(-1), best, torch.full_like(best, -1))
+    return index.view(f, h, w)
+
+
+def patch_object_labels(index: Tensor, grid: tuple[int, int], min_share: float = 0.5) -> Tensor:
+    """Per-patch object labels ``[F, gh, gw]`` int64 from a pixel map ``index`` ``[F, H, W]`` (-1 = none):
+    the object covering the largest share of the patch's area (the image is split evenly into ``grid``
+    cells, as a resize to the patch grid does), or -1 when that share is below ``min_share``."""
+    f = index.shape[0]
+    num = int(index.max()) + 2  # -1 → class 0
+    onehot = F.one_hot(index + 1, num).permute(0, 3, 1, 2).float()  # [F, O+1, H, W]
+    share = F.adaptive_avg_pool2d(onehot, grid)  # [F, O+1, gh, gw]
+    share[:, 0] = -1.0  # "no object" never wins
+    value, label = share.max(dim=1)
+    label = label - 1
+    return torch.where(value >= min_share, label, torch.full_like(label, -1)).view(f, *grid)
 
 
 def clip_windows(num_frames: int, span: int, clip_frames: int, count: int) -> np.ndarray:

@@ -29,7 +29,10 @@ from recon.encoder import SharedEncoder
 from vidllm.errors import CheckpointError
 from vidllm.io import load_state_dict
 
-__all__ = ["FrozenTeacher", "GeometryTeacher", "SemanticTeacher", "load_geometry_teacher", "load_semantic_teacher"]
+SEMANTIC_FEATURE_LAYER = -2
+"""Hidden state of the CLIP vision tower whose patch tokens are the semantic teacher's features (penultimate layer)."""
+
+__all__ = ["SEMANTIC_FEATURE_LAYER", "FrozenTeacher", "GeometryTeacher", "SemanticTeacher", "load_geometry_teacher", "load_semantic_teacher"]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -162,7 +165,7 @@ def _stub_keys(sd: dict[str, Tensor]) -> dict[str, Tensor]:
     return stub
 
 
-def load_semantic_teacher(path: str | Path, layer: int = -2) -> SemanticTeacher:
+def load_semantic_teacher(path: str | Path, layer: int = SEMANTIC_FEATURE_LAYER) -> SemanticTeacher:
     """Semantic teacher from a local directory holding a transformers CLIP (vision) model."""
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
