@@ -16,13 +16,15 @@ Two ways to count an object's pixels per frame:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from recon.geometry import depth_to_world_points
 
-__all__ = ["VISIBLE_MIN_FRACTION", "VISIBLE_MIN_FRAMES", "instance_pixel_counts", "box_pixel_counts", "visible_objects", "clip_visible_ids"]
+__all__ = ["VISIBLE_MIN_FRACTION", "VISIBLE_MIN_FRAMES", "instance_pixel_counts", "frame_box_masks", "box_pixel_counts", "visible_objects", "clip_visible_ids"]
 
 VISIBLE_MIN_FRACTION = 0.01
 """Least share of a frame's pixels an object must cover in a frame to count as seen in it."""
@@ -50,6 +52,22 @@ def instance_pixel_counts(instance: np.ndarray, num_objects: int) -> np.ndarray:
     return counts
 
 
+def frame_box_masks(depth: Tensor, extrinsics: Tensor, intrinsics: Tensor, world_from_model: Tensor, boxes: Tensor,
+                    margin: float = 0.02) -> Iterator[Tensor]:
+    """Per frame, which GT boxes each valid depth pixel lies in: yields ``[H·W, O]`` bool for each of the ``S`` frames
+    (every valid pixel lifted to the aligned world and tested against every box grown by ``margin``; one frame at a
+    time keeps the ``[H·W, O, 3]`` comparison small). Arguments as in :func:`box_pixel_counts`."""
+    boxes = torch.as_tensor(boxes).reshape(-1, 6).double()
+    points = depth_to_world_points(depth.double(), extrinsics.double(), intrinsics.double())  # [S, H, W, 3] model frame
+    wfm = world_from_model.double()
+    world = points.flatten(1, 2) @ wfm[:3, :3].T + wfm[:3, 3]  # [S, HW, 3]
+    valid = (depth > 0).flatten(1)  # [S, HW]
+    lo = boxes[:, :3] - boxes[:, 3:] / 2 - margin
+    hi = boxes[:, :3] + boxes[:, 3:] / 2 + margin
+    for s in range(world.shape[0]):
+        yield ((world[s, :, None, :] >= lo) & (world[s, :, None, :] <= hi)).all(-1) & valid[s, :, None]
+
+
 def box_pixel_counts(depth: Tensor, extrinsics: Tensor, intrinsics: Tensor, world_from_model: Tensor, boxes: Tensor,
                      margin: float = 0.02) -> Tensor:
     """Pixels of each object in each frame from GT depth and GT boxes (see the module docstring).
@@ -61,20 +79,10 @@ def box_pixel_counts(depth: Tensor, extrinsics: Tensor, intrinsics: Tensor, worl
     Returns:
         ``[S, O]`` int64 pixel counts.
     """
-    boxes = torch.as_tensor(boxes).reshape(-1, 6).double()
+    boxes = torch.as_tensor(boxes).reshape(-1, 6)
     if boxes.shape[0] == 0:
         return torch.zeros(depth.shape[0], 0, dtype=torch.long)
-    points = depth_to_world_points(depth.double(), extrinsics.double(), intrinsics.double())  # [S, H, W, 3] model frame
-    wfm = world_from_model.double()
-    world = points.flatten(1, 2) @ wfm[:3, :3].T + wfm[:3, 3]  # [S, HW, 3]
-    valid = (depth > 0).flatten(1)  # [S, HW]
-    lo = boxes[:, :3] - boxes[:, 3:] / 2 - margin
-    hi = boxes[:, :3] + boxes[:, 3:] / 2 + margin
-    counts = []
-    for s in range(world.shape[0]):  # per frame: keeps the [HW, O, 3] comparison small
-        inside = ((world[s, :, None, :] >= lo) & (world[s, :, None, :] <= hi)).all(-1) & valid[s, :, None]
-        counts.append(inside.sum(0))
-    return torch.stack(counts)
+    return torch.stack([inside.sum(0) for inside in frame_box_masks(depth, extrinsics, intrinsics, world_from_model, boxes, margin)])
 
 
 def visible_objects(pixel_counts, image_pixels: int, min_fraction: float = VISIBLE_MIN_FRACTION,

@@ -22,14 +22,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from recon.geometry import depth_to_world_points
 from vidllm.config import DataConfig
 from vidllm.data.clip import load_clip
 from vidllm.data.dataset import split_scene_ids
 from vidllm.data.labels import read_label_map
 from vidllm.data.sampling import valid_frame_indices
 from vidllm.data.scannet import load_scannet_scene
-from vidllm.data.visibility import box_pixel_counts
+from vidllm.data.visibility import box_pixel_counts, frame_box_masks
 from vidllm.errors import DataError
 
 __all__ = ["SceneFrames", "load_split_scenes", "object_pixel_counts", "pixel_object_index", "patch_object_labels", "clip_windows"]
@@ -130,19 +129,12 @@ def pixel_object_index(scene: SceneFrames, margin: float = 0.02) -> Tensor:
     f, h, w = scene.depth.shape
     if boxes.shape[0] == 0:
         return torch.full((f, h, w), -1, dtype=torch.long)
-    points = depth_to_world_points(scene.depth.double(), scene.extrinsics.double(), scene.intrinsics.double())  # [F, H, W, 3]
-    wfm = scene.world_from_model.double()
-    world = points.flatten(1, 2) @ wfm[:3, :3].T + wfm[:3, 3]  # [F, HW, 3] aligned world
-    lo, hi = boxes[:, :3] - boxes[:, 3:] / 2 - margin, boxes[:, :3] + boxes[:, 3:] / 2 + margin
-    volume = (hi - lo).prod(-1)  # [O]
-    index = torch.full((f, h * w), -1, dtype=torch.long)
-    valid = (scene.depth > 0).flatten(1)
-    for k in range(f):  # per frame: keeps the [HW, O, 3] comparison small
-        inside = ((world[k, :, None, :] >= lo) & (world[k, :, None, :] <= hi)).all(-1) & valid[k, :, None]  # [HW, O]
-        cost = torch.where(inside, volume, torch.full_like(volume, float("inf")))
-        best = cost.argmin(-1)
-        index[k] = torch.where(inside.any(-1), best, torch.full_like(best, -1))
-    return index.view(f, h, w)
+    volume = (boxes[:, 3:] + 2 * margin).prod(-1)  # [O] of the grown boxes
+    index = []
+    for inside in frame_box_masks(scene.depth, scene.extrinsics, scene.intrinsics, scene.world_from_model, boxes, margin):  # [HW, O]
+        best = torch.where(inside, volume, torch.full_like(volume, float("inf"))).argmin(-1)
+        index.append(torch.where(inside.any(-1), best, torch.full_like(best, -1)))
+    return torch.stack(index).view(f, h, w)
 
 
 def patch_object_labels(index: Tensor, grid: tuple[int, int], min_share: float = 0.5) -> Tensor:

@@ -115,38 +115,39 @@ def evaluate_semantic(model, tokenizer, scenes: list[SceneFrames], tcfg: Teacher
     names = sorted({n for s in scenes for n in s.object_names})
     text = _encode_text(model, tokenizer, [_caption(n, tokenizer) for n in names], tcfg.text_max_length)
     index = {n: i for i, n in enumerate(names)}
+    dense = dense_head is not None and patch_labels is not None
+    category = [n.split(" ", 1)[1] for n in names]
     correct, chance, total = 0.0, 0.0, 0
-    dense = {"patch_name_acc": 0.0, "patch_category_acc": 0.0, "patches": 0.0}
-    if dense_head is not None and patch_labels is not None:
-        category = [n.split(" ", 1)[1] for n in names]
-        for scene, labels in zip(scenes, patch_labels):
-            pixels = clip_pixel_values(scene.images, tcfg.vision_image_size, tcfg.vision_patch)
-            patches = _encode_images(model, pixels, dense_head)[1]
-            keep = labels >= 0
-            if not bool(keep.any()):
-                continue
-            best = (patches[keep] @ text.T).argmax(-1).tolist()
-            truth = [scene.object_names[i] for i in labels[keep].tolist()]
-            dense["patch_name_acc"] += sum(names[b] == t for b, t in zip(best, truth))
-            dense["patch_category_acc"] += sum(category[b] == t.split(" ", 1)[1] for b, t in zip(best, truth))
-            dense["patches"] += len(truth)
-        dense = {k: (v / max(dense["patches"], 1) if k != "patches" else v) for k, v in dense.items()}
-    for scene in scenes:
+    name_hits, category_hits, patches_seen = 0, 0, 0
+    for k, scene in enumerate(scenes):
         vis = visible_objects(scene, tcfg.min_object_fraction) > 0
         keep = vis.any(dim=1)
+        if not dense and not bool(keep.any()):
+            continue
+        # one pass per scene: every frame with the dense head (patch figures), else only the frames that show an object
+        images = scene.images if dense else scene.images[keep]
+        frames, patches = _encode_images(model, clip_pixel_values(images, tcfg.vision_image_size, tcfg.vision_patch), dense_head if dense else None)
+        if dense:
+            frames, labels = frames[keep], patch_labels[k]
+            labelled = labels >= 0
+            best = (patches[labelled] @ text.T).argmax(-1).tolist()
+            truth = [scene.object_names[i] for i in labels[labelled].tolist()]
+            name_hits += sum(names[b] == t for b, t in zip(best, truth))
+            category_hits += sum(category[b] == t.split(" ", 1)[1] for b, t in zip(best, truth))
+            patches_seen += len(truth)
         if not bool(keep.any()):
             continue
         shown = torch.zeros(int(keep.sum()), len(names), dtype=torch.bool)
         for j, name in enumerate(scene.object_names):
             shown[:, index[name]] |= vis[keep, j]
-        pixels = clip_pixel_values(scene.images[keep], tcfg.vision_image_size, tcfg.vision_patch)
-        scores = _encode_images(model, pixels)[0] @ text.T
-        best = scores.argmax(dim=-1)
+        best = (frames @ text.T).argmax(dim=-1)
         correct += float(shown[torch.arange(best.shape[0]), best].sum())
         chance += float((shown.sum(dim=1).double() / len(names)).sum())
         total += int(best.shape[0])
     out = {"i2t_acc": correct / max(total, 1), "chance": chance / max(total, 1), "frames": float(total)}
-    return out | (dense if dense_head is not None and patch_labels is not None else {})
+    if dense:
+        out |= {"patch_name_acc": name_hits / max(patches_seen, 1), "patch_category_acc": category_hits / max(patches_seen, 1), "patches": float(patches_seen)}
+    return out
 
 
 def _dense_name_loss(model, tokenizer, patches: Tensor, patch_names: list[list[str | None]], scale: Tensor, max_length: int) -> Tensor:
