@@ -15,7 +15,8 @@ class MultiHeadAttention(nn.Module):
 
     ``out = W_o · concat_h softmax(Q_h K_hᵀ / √d) V_h`` with ``Q = W_q·query``, ``K = W_k·key``,
     ``V = W_v·value`` (all with bias), heads of width ``d = dim / num_heads``. The softmax
-    attention itself runs through :func:`recon.attention.attention` (SDPA / xformers / math).
+    attention itself runs through :func:`recon.attention.attention` (SDPA / xformers / math) with
+    the module's ``attention_backend`` (``None`` = the process default).
 
     Args:
         dim: model width C (query, key and value all have C channels).
@@ -33,6 +34,7 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(dim, dim)
         self.v_proj = nn.Linear(dim, dim)
         self.out_proj = nn.Linear(dim, dim)
+        self.attention_backend: str | None = None  # None = the process default (recon.attention)
 
     def _split(self, x: Tensor) -> Tensor:
         b, n, _ = x.shape
@@ -54,7 +56,7 @@ class MultiHeadAttention(nn.Module):
         k = self._split(self.k_proj(key))
         v = self._split(self.v_proj(value))
         mask = None if key_mask is None else key_mask[:, None, None, :].to(torch.bool)
-        out = attention(q, k, v, attn_mask=mask)
+        out = attention(q, k, v, attn_mask=mask, backend=self.attention_backend)
         b, _, nq, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, nq, self.dim))
 

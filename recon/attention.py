@@ -11,8 +11,15 @@ All attention in ``recon``, ``cta`` and ``vl`` goes through :func:`attention`, w
   it materialises the attention matrix);
 * ``"auto"`` (default) — xformers when the tensors are on CUDA and xformers imports, else SDPA.
 
-The backend is chosen per call (``backend=``) or globally with :func:`set_attention_backend`
-(the model builder sets it from ``VidLLMConfig.attention_backend``).
+The backend is chosen per call (``backend=``), per module, or as the process default:
+
+* every module that calls :func:`attention` (``recon.layers.block.Attention``,
+  ``cta.mha.MultiHeadAttention``, the DINOv2 attention of ``recon.encoder.SharedEncoder``) holds an
+  ``attention_backend`` attribute (``None`` = the process default) and passes it as ``backend=``;
+  :func:`use_attention_backend` sets it on every such submodule of a model (``VidLLM`` does this
+  from ``VidLLMConfig.attention_backend``, so two models in one process keep their own backends);
+* :func:`set_attention_backend` sets the process default, used by calls and modules whose backend
+  is ``None`` (leaf modules built directly, e.g. in tests). Building a model never changes it.
 """
 
 from __future__ import annotations
@@ -23,13 +30,25 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["BACKENDS", "attention", "set_attention_backend", "get_attention_backend", "resolve_backend", "xformers_available"]
+__all__ = [
+    "BACKENDS",
+    "ATTENTION_BACKEND_ATTR",
+    "attention",
+    "set_attention_backend",
+    "get_attention_backend",
+    "use_attention_backend",
+    "resolve_backend",
+    "xformers_available",
+]
 
 BACKENDS = ("auto", "sdpa", "xformers", "math")
 _log = logging.getLogger(__name__)
 _state = {"backend": "auto"}
+
+ATTENTION_BACKEND_ATTR = "attention_backend"
+"""Attribute of the modules that call :func:`attention`: their backend name, ``None`` = the process default."""
 
 
 def set_attention_backend(name: str) -> None:
@@ -42,6 +61,28 @@ def set_attention_backend(name: str) -> None:
 def get_attention_backend() -> str:
     """The process-wide default backend name."""
     return _state["backend"]
+
+
+def use_attention_backend(module: nn.Module, name: str | None) -> int:
+    """Set the backend of every submodule of ``module`` (itself included) that has an
+    ``attention_backend`` attribute; the process default is left alone.
+
+    Args:
+        module: a model or any module tree.
+        name: one of :data:`BACKENDS`, or ``None`` to make those modules follow the process default.
+    Returns:
+        how many modules were set.
+    Raises:
+        ValueError: ``name`` is not one of :data:`BACKENDS` (the message names ``attention_backend``).
+    """
+    if name is not None and name not in BACKENDS:
+        raise ValueError(f"{ATTENTION_BACKEND_ATTR} = {name!r}; expected one of {list(BACKENDS)}")
+    count = 0
+    for sub in module.modules():
+        if hasattr(sub, ATTENTION_BACKEND_ATTR):
+            setattr(sub, ATTENTION_BACKEND_ATTR, name)
+            count += 1
+    return count
 
 
 @functools.lru_cache(maxsize=1)
@@ -105,7 +146,8 @@ def attention(
         attn_mask: optional mask broadcastable to ``[B, heads, Nq, Nk]``: boolean (True = keep)
             or additive float.
         scale: logit scale, default ``1/√D``.
-        backend: overrides the process-wide default for this call.
+        backend: overrides the process-wide default for this call (``None`` = the default); modules
+            pass their ``attention_backend`` attribute here.
     Returns:
         ``[B, heads, Nq, D]``.
     """

@@ -9,7 +9,9 @@ Position embeddings for grids other than the pre-training one are interpolated b
 transformers' ``Dinov2WithRegistersEmbeddings`` (bicubic, antialias, by output size, float32),
 which is the interpolation VGGT's DINOv2 uses (offset 0, antialias on). The transformers model's
 attention is routed through :func:`recon.attention.attention` (registered as the ``"recon"``
-attention implementation), so the project's backend switch also covers the encoder.
+attention implementation), so the project's backend switch also covers the encoder: each DINOv2
+attention module carries an ``attention_backend`` attribute (``None`` = the process default) that
+the hook passes as ``backend=``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from recon.attention import attention
+from recon.attention import ATTENTION_BACKEND_ATTR, attention
 from recon.config import EncoderConfig
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -45,8 +47,20 @@ def _recon_attention_forward(module: nn.Module, query: Tensor, key: Tensor, valu
     """transformers attention hook: ``[B, heads, N, D]`` q/k/v → (``[B, N, heads, D]``, None) via the project switch."""
     if dropout:
         raise ValueError(f"encoder: attention dropout {dropout} is not supported by recon.attention (set attention_probs_dropout_prob=0)")
-    out = attention(query, key, value, attn_mask=attention_mask, scale=scaling)
+    out = attention(query, key, value, attn_mask=attention_mask, scale=scaling, backend=getattr(module, ATTENTION_BACKEND_ATTR, None))
     return out.transpose(1, 2).contiguous(), None
+
+
+def _mark_attention_modules(model: nn.Module) -> int:
+    """Give transformers' DINOv2 attention modules (the ``module`` the hook receives: classes named
+    ``...Attention`` with their own q/k/v projections) an ``attention_backend`` of ``None``, so
+    :func:`recon.attention.use_attention_backend` reaches them. Returns how many were marked."""
+    count = 0
+    for sub in model.modules():
+        if type(sub).__name__.endswith("Attention") and any(isinstance(c, nn.Linear) for c in sub.children()):
+            setattr(sub, ATTENTION_BACKEND_ATTR, None)
+            count += 1
+    return count
 
 
 def register_recon_attention() -> str:
@@ -116,6 +130,8 @@ class SharedEncoder(nn.Module):
                 dcfg._attn_implementation = register_recon_attention()
                 self.model = Dinov2WithRegistersModel(dcfg)
             self.num_register_tokens = self.model.config.num_register_tokens
+            if _mark_attention_modules(self.model) != len(self.model.encoder.layer):
+                raise RuntimeError("encoder: could not find one attention module per DINOv2 layer to carry attention_backend")
             self.model.embeddings.mask_token.requires_grad_(False)  # unused without masked pre-training (as VGGT)
 
     @property

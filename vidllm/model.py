@@ -22,7 +22,7 @@ from torch import Tensor
 
 from cta.factory import build_cta
 from recon.alignment import apply_scene_scale, real_scale_alignment
-from recon.attention import set_attention_backend
+from recon.attention import use_attention_backend
 from recon.geometry import pose_encoding_to_extri_intri
 from recon.losses import ReconLoss, metric_depth_loss
 from recon.metric_depth import MetricDepthModel
@@ -53,7 +53,6 @@ class VidLLM(InferenceMixin, ReconstructionModel):
 
     def __init__(self, config: VidLLMConfig, tokenizer=None) -> None:
         super().__init__(config.encoder, config.recon)
-        set_attention_backend(config.attention_backend)
         self.config = config
         dim = config.encoder.hidden_size
         cta_cfg = config.cta
@@ -66,6 +65,8 @@ class VidLLM(InferenceMixin, ReconstructionModel):
             raise ValueError(f"encoder.intermediate_layers must name 4 blocks for the metric depth model, got {config.encoder.intermediate_layers}")
         self.vl = VLBranch(config.vl, config.llm, dim, config.encoder.patch_size, tokenizer)
         self.recon_loss = ReconLoss(config.recon.loss)
+        # per-model backend (every attention module of this model), never the process default
+        use_attention_backend(self, config.attention_backend)
 
     # ------------------------------------------------------------------ geometry
     def _check_images(self, images: Tensor) -> Tensor:

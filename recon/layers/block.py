@@ -1,6 +1,7 @@
 """Pre-norm transformer block of the aggregator and camera head (qk-norm, 2D RoPE, LayerScale).
 
-Attention goes through :func:`recon.attention.attention` (the project's backend switch).
+Attention goes through :func:`recon.attention.attention` (the project's backend switch) with the
+module's ``attention_backend`` (``None`` = the process default; see :func:`recon.attention.use_attention_backend`).
 Parameter names follow VGGT (``norm1, attn.qkv, attn.q_norm, attn.k_norm, attn.proj, ls1.gamma,
 norm2, mlp.fc1, mlp.fc2, ls2.gamma``) so checkpoints map one to one.
 """
@@ -52,6 +53,7 @@ class Attention(nn.Module):
         self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
         self.proj = nn.Linear(dim, dim)
         self.rope = rope
+        self.attention_backend: str | None = None  # None = the process default (recon.attention)
 
     def forward(self, x: Tensor, pos: Tensor | None = None) -> Tensor:
         """x ``[B, N, C]``; pos ``[B, N, 2]`` integer (y, x) positions (needed when RoPE is on)."""
@@ -62,7 +64,7 @@ class Attention(nn.Module):
             if pos is None:
                 raise ValueError("Attention: RoPE is enabled but no token positions were given")
             q, k = self.rope(q, pos), self.rope(k, pos)
-        out = attention(q, k, v)
+        out = attention(q, k, v, backend=self.attention_backend)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 

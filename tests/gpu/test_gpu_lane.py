@@ -58,7 +58,7 @@ def test_bf16_autocast_forward_backward_full_model(synthetic_root, tokenizer):
 
 def test_xformers_matches_sdpa_in_bf16(synthetic_root, tokenizer):
     pytest.importorskip("xformers.ops", reason="xformers is not installed (pip install '.[gpu]')")
-    from recon.attention import attention, set_attention_backend
+    from recon.attention import attention, use_attention_backend
     from vidllm.model import VidLLM
 
     g = torch.Generator(device="cuda").manual_seed(0)
@@ -71,11 +71,11 @@ def test_xformers_matches_sdpa_in_bf16(synthetic_root, tokenizer):
     outs = {}
     try:
         for backend in ("xformers", "sdpa"):
-            set_attention_backend(backend)
+            use_attention_backend(model, backend)
             with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
                 outs[backend] = model.reconstruct_streams(images, model.encode_streams(images))
     finally:
-        set_attention_backend(cfg.attention_backend)
+        use_attention_backend(model, cfg.attention_backend)
     for key in ("depth", "pose_enc"):
         if key in outs["sdpa"]:
             torch.testing.assert_close(outs["xformers"][key].float(), outs["sdpa"][key].float(), atol=5e-2, rtol=5e-2)
