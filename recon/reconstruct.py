@@ -2,7 +2,8 @@
 
     python -m recon.reconstruct --vggt model.pt --frames DIR --out points.ply [--conf-threshold C]
 
-Frames (``.jpg/.jpeg/.png/.bmp``) are sorted numerically by file name (``2.jpg`` before ``10.jpg``)
+Frames (``.jpg/.jpeg/.png/.bmp/.tif/.tiff/.webp``, :data:`recon.files.IMAGE_SUFFIXES`) are sorted
+numerically by file name (``2.jpg`` before ``10.jpg``, :func:`recon.files.numeric_sort_key`)
 and preprocessed as VGGT does: width resized to ``--image-size`` (518), height to the nearest
 multiple of 14 keeping the aspect ratio (bicubic), centre-cropped to at most ``--image-size``.
 Points are in the model frame (camera of the first frame, VGGT scale); colours come from the
@@ -14,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import re
 import sys
 from pathlib import Path
 
@@ -23,14 +22,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recon.files import IMAGE_SUFFIXES, atomic_write, numeric_sort_key
 from recon.geometry import depth_to_world_points
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 _log = logging.getLogger("recon.reconstruct")
-
-
-def _natural_key(path: Path):
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.stem)] + [path.suffix]
 
 
 def list_frames(folder: str | Path) -> list[Path]:
@@ -38,7 +33,7 @@ def list_frames(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"--frames {folder}: not a directory")
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=numeric_sort_key)
     if not files:
         raise ValueError(f"--frames {folder}: no images with suffix {IMAGE_SUFFIXES}")
     return files
@@ -88,19 +83,13 @@ def write_ply(path: str | Path, points: np.ndarray, colors: np.ndarray | None = 
     import open3d as o3d
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     pcd = o3d.geometry.PointCloud()
     pcd.points = o3d.utility.Vector3dVector(np.asarray(points, dtype=np.float64).reshape(-1, 3))
     if colors is not None:
         pcd.colors = o3d.utility.Vector3dVector(np.clip(np.asarray(colors, dtype=np.float64).reshape(-1, 3), 0, 1))
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.ply")
-    try:
+    with atomic_write(path, None) as tmp:
         if not o3d.io.write_point_cloud(str(tmp), pcd, write_ascii=False):
             raise ValueError(f"--out {path}: open3d could not write the point cloud")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -28,8 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from recon.config import AggregatorConfig, CameraHeadConfig, DepthHeadConfig, EncoderConfig, ReconConfig, RelativePoseConfig
+from recon.files import atomic_write
 from recon.heads.relative_pose import correlation_width
-from recon.weights_file import read_weights_file
+from recon.weights_file import read_weights_file, unwrap_state_dict
 
 _log = logging.getLogger(__name__)
 
@@ -81,31 +82,29 @@ class LoadReport:
 
 # --------------------------------------------------------------------------- files
 def load_state_dict_file(path: str | Path) -> dict[str, Tensor]:
-    """Read a ``.pt``/``.pth`` (``torch.load(weights_only=True)``) or ``.safetensors`` state dict."""
+    """Read a ``.pt``/``.pth`` (``torch.load(weights_only=True)``) or ``.safetensors`` state dict
+    (wrappers and the DDP ``module.`` prefix removed by :func:`recon.weights_file.unwrap_state_dict`)."""
     try:
-        sd = read_weights_file(path)
+        obj = read_weights_file(path)
     except ValueError as err:
         raise ValueError(f"VGGT checkpoint {err}") from None
-    for wrapper in ("state_dict", "model"):
-        if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict) and not any(k.startswith("aggregator.") for k in sd):
-            sd = sd[wrapper]
-    if not isinstance(sd, dict) or not all(isinstance(v, Tensor) for v in sd.values()):
-        raise ValueError(f"VGGT checkpoint {path}: expected a flat mapping of parameter names to tensors")
-    return {k.removeprefix("module."): v for k, v in sd.items()}
+    try:
+        return unwrap_state_dict(obj)
+    except ValueError as err:
+        raise ValueError(f"VGGT checkpoint {path}: {err}") from None
 
 
 def save_vggt_state_dict(model: nn.Module | None, path: str | Path, parts: dict[str, nn.Module] | None = None) -> Path:
     """Write ``model``'s branch (or ``parts``) in VGGT layout to ``path`` (``.safetensors`` or torch ``.pt``)."""
     path = Path(path)
     sd = {k: v.detach().cpu().contiguous() for k, v in to_vggt_state_dict(model, parts).items()}
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
+    with atomic_write(path, None) as tmp:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save_file
 
-        save_file(sd, str(tmp))
-    else:
-        torch.save(sd, tmp)
-    tmp.replace(path)
+            save_file(sd, str(tmp))
+        else:
+            torch.save(sd, tmp)
     return path
 
 

@@ -23,7 +23,7 @@ def export(checkpoint: Path, out: Path, config: Path | None = None, tokenizer: P
     """Load ``checkpoint`` into the model its run config describes and ``save_pretrained`` it to ``out``."""
     from vidllm.config import load_config
     from vidllm.errors import CheckpointError
-    from vidllm.io import load_state_dict
+    from vidllm.io import load_state_dict, strip_prefix
     from vidllm.model import VidLLM
     from vl.tokenizer import load_tokenizer
 
@@ -35,7 +35,7 @@ def export(checkpoint: Path, out: Path, config: Path | None = None, tokenizer: P
     tokenizer = tokenizer or run_dir / "tokenizer"
     tok = load_tokenizer(tokenizer) if cfg.llm.path is None else None
     state = load_state_dict(checkpoint)
-    weights = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    weights = strip_prefix(state, "model.")
     if not weights:
         raise CheckpointError(f"{checkpoint}: no 'model.*' weights (is it a vidllm fit checkpoint?)")
     model = VidLLM(cfg, tok)

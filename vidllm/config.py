@@ -12,7 +12,6 @@ import ast
 import dataclasses
 import inspect
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from cta.config import CTAConfig
 from recon.attention import BACKENDS
 from recon.config import EncoderConfig, MetricDepthConfig, ReconConfig
 from vidllm.errors import ConfigError
+from vidllm.io import atomic_write
 from vl.config import LLMConfig, VLConfig
 
 FRAME_SAMPLINGS = ("uniform", "segment", "stride", "coverage")
@@ -341,24 +341,11 @@ def _read_yaml_layers(path: Path, seen: tuple[Path, ...] = ()) -> dict:
     return OmegaConf.to_container(OmegaConf.merge(merged, raw))
 
 
-def config_to_dict(cfg: VidLLMConfig) -> dict:
-    """The config as a plain nested dict."""
-    return dataclasses.asdict(cfg)
-
-
 def save_config(cfg: VidLLMConfig, path: str | os.PathLike) -> None:
-    """Write ``cfg`` as YAML atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``cfg`` as YAML atomically (:func:`vidllm.io.atomic_write`: temp file in the same folder, then rename)."""
     text = OmegaConf.to_yaml(OmegaConf.structured(cfg))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
 
 
 # --------------------------------------------------------------------------- field docs

@@ -16,7 +16,6 @@ skipped with a warning naming it (``on_corrupt="skip"``, the default) or is an e
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,12 +23,12 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from recon.files import IMAGE_SUFFIXES, numeric_sort_key  # one implementation, shared with recon.reconstruct
 from vidllm.errors import DataError
 
 __all__ = ["VIDEO_SUFFIXES", "IMAGE_SUFFIXES", "Frames", "read_frames", "sample_indices", "numeric_sort_key", "to_rgb_uint8"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 _log = logging.getLogger(__name__)
 
 
@@ -47,12 +46,6 @@ class Frames:
     """Corrupt files that were skipped."""
     source_count: int = 0
     """Frames available in the source before sampling."""
-
-
-def numeric_sort_key(path: str | Path) -> tuple:
-    """Sort key that orders ``2.jpg`` before ``10.jpg`` (digit runs compared as integers)."""
-    parts = re.split(r"(\d+)", Path(path).name)
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts)
 
 
 def sample_indices(count: int, num_frames: int | None, sampling: str = "uniform", stride: int = 1) -> list[int]:

@@ -33,7 +33,7 @@ from vl.config import LLMConfig, VLConfig
 from vl.geo_aux import GeoAuxHeads
 from vl.grounding import GroundingHead, boxes_in_model_frame, boxes_in_world_frame
 from vl.llm import LanguageModel
-from vl.losses import combine_vl_losses
+from vl.losses import combine_vl_losses, zero_graph_term
 from vl.patches3d import build_position_embedding, patch_world_points
 from vl.pooling import voxel_pool
 from vl.prompts import GROUNDING_ANSWER
@@ -208,7 +208,7 @@ class VLBranch(nn.Module):
         sel = out["has_ground"]
         # every grounding (and geo_aux) parameter joins the graph (zero-weighted) so DDP sees no unused parameters
         extra_params = list(self.geo_aux.parameters()) if self.geo_aux is not None else []
-        zero = sum(p.sum() for p in [*self.grounding.parameters(), *extra_params]) * 0.0
+        zero = zero_graph_term([*self.grounding.parameters(), *extra_params])
         terms: dict[str, Tensor] = {}
         wfm = batch.get("world_from_model")
         mode = self.cfg.grounding.mode

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from torch import Tensor
 
 from vl.config import VLConfig
 
-__all__ = ["combine_vl_losses"]
+__all__ = ["combine_vl_losses", "zero_graph_term"]
+
+
+def zero_graph_term(params: Iterable[Tensor]) -> Tensor | float:
+    """``0.0 · Σ p.sum()`` over ``params``: a zero that has every parameter in its graph.
+
+    Added to a loss, it gives each parameter a (zero) gradient, so ``DistributedDataParallel``
+    finds no unused parameters on a step that skips a head; the loss value is unchanged.
+    No parameters give the float ``0.0``.
+    """
+    return sum(p.sum() for p in params) * 0.0
 
 
 def combine_vl_losses(lm_loss: Tensor, grounding: dict[str, Tensor], cfg: VLConfig) -> dict[str, Tensor]:

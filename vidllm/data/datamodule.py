@@ -40,8 +40,6 @@ key                         shape / type                meaning
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import lightning as L
@@ -53,6 +51,7 @@ from vidllm.data.dataset import VidLLMDataset
 from vidllm.data.resumable import ResumableDataLoader, ResumableWeightedSampler
 from vidllm.data.synthetic import SynthParams, generate_dataset, is_generated
 from vidllm.errors import DataError
+from vidllm.io import atomic_dir
 
 __all__ = ["VidLLMDataModule", "collate_clips", "ensure_synthetic"]
 
@@ -107,8 +106,6 @@ def ensure_synthetic(cfg: DataConfig) -> Path:
         return root
     if root.exists() and any(root.iterdir()):
         raise DataError(f"{root}: data.root is not empty but holds no scenes under scans/; choose an empty or missing folder")
-    tmp = root.parent / f".{root.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     params = SynthParams(
         num_frames=cfg.synthetic_frames,
         width=cfg.synthetic_width,
@@ -121,10 +118,8 @@ def ensure_synthetic(cfg: DataConfig) -> Path:
         clip_frames=cfg.num_frames,
     )
     log.info("generating %d synthetic scenes into %s", cfg.synthetic_scenes, root)
-    generate_dataset(tmp, cfg.synthetic_scenes, seed=cfg.seed, params=params)
-    if root.exists():
-        root.rmdir()
-    os.replace(tmp, root)
+    with atomic_dir(root) as tmp:  # root is missing or empty here: replacing it loses nothing
+        generate_dataset(tmp, cfg.synthetic_scenes, seed=cfg.seed, params=params)
     return root
 
 

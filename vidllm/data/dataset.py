@@ -105,9 +105,6 @@ class VidLLMDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def task_of(self, index: int) -> str:
-        return self.samples[index][0]
-
     def task_counts(self) -> dict[str, int]:
         counts = {t: 0 for t in self.tasks}
         for task, _ in self.samples:

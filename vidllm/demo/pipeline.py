@@ -232,8 +232,3 @@ def run_demo(settings: DemoSettings) -> dict:
         baseline = "n/a" if check["baseline"] is None else f"{check['baseline']:.3f}"
         print(f"  {'PASS' if check['pass'] else 'MISS'}  {name}: {value} (baseline {baseline}; needs {check['rule']})")
     return summary
-
-
-def load_summary(out: str | Path) -> dict:
-    """The ``summary.json`` of a finished demo run."""
-    return json.loads((Path(out) / "summary.json").read_text())

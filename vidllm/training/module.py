@@ -27,6 +27,7 @@ from vidllm.model import VidLLM
 from vidllm.training.distill import distillation_loss, geometry_distill_loss, semantic_distill_loss
 from vidllm.training.optim import build_optimizer, build_scheduler
 from vidllm.training.stages import apply_stage
+from vl.losses import zero_graph_term
 from vl.prompts import GROUNDING_ANSWER, render_prompt
 
 __all__ = ["VidLLMModule", "vl_batch_from_batch", "VL_TASKS"]
@@ -178,14 +179,14 @@ class VidLLMModule(L.LightningModule):
 
     def load_initial_weights(self, path: str) -> None:
         """Weights only (``train.init_from``): a ``save_pretrained`` directory, a ``.safetensors`` file or a Lightning ``.ckpt``."""
-        from vidllm.io import load_state_dict
+        from vidllm.io import load_state_dict, strip_prefix
 
         p = Path(path)
         if p.is_dir():
             p = p / "model.safetensors"
         sd = load_state_dict(p)
         if any(k.startswith("model.") for k in sd):  # a Lightning checkpoint of this module
-            sd = {k[len("model."):]: v for k, v in sd.items() if k.startswith("model.")}
+            sd = strip_prefix(sd, "model.")
         report = self.model.load_weights(sd)
         _log.info("initialised from %s (%d missing, %d unexpected keys)", path, len(report["missing"]), len(report["unexpected"]))
 
@@ -260,7 +261,7 @@ class VidLLMModule(L.LightningModule):
             losses.update({f"vl/{k}": v for k, v in vl_out.items() if torch.is_tensor(v) and v.ndim == 0})
             total = total + vl_out["loss"]
         else:  # a recon-only batch: keep every trainable VL parameter in the graph (DDP requires it)
-            total = total + 0.0 * sum(p.sum() for p in self.model.vl.parameters() if p.requires_grad)
+            total = total + zero_graph_term(p for p in self.model.vl.parameters() if p.requires_grad)
         losses["loss"] = total
         return losses
 
