@@ -23,7 +23,6 @@ from torch import Tensor
 from cta.factory import build_cta
 from recon.alignment import apply_scene_scale, real_scale_alignment
 from recon.attention import use_attention_backend
-from recon.geometry import pose_encoding_to_extri_intri
 from recon.losses import ReconLoss, metric_depth_loss
 from recon.metric_depth import MetricDepthModel
 from recon.model import ReconstructionModel
@@ -173,11 +172,6 @@ class VidLLM(InferenceMixin, ReconstructionModel):
             losses["loss_md"] = l_md
             losses["loss"] = losses["loss"] + md.loss_weight * l_md
         return losses
-
-    @staticmethod
-    def pose_to_cameras(pose_enc: Tensor, image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        """Pose encoding ``[..., 9]`` → extrinsics ``[..., 3, 4]`` and intrinsics ``[..., 3, 3]``."""
-        return pose_encoding_to_extri_intri(pose_enc, image_hw)
 
     # ------------------------------------------------------------------ weights I/O
     def _llm_base_is_external(self) -> bool:
