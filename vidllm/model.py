@@ -9,6 +9,10 @@ parameter groups: ``encoder``, ``cta``, ``aggregator``, ``camera_head``, ``depth
 
 Gradient flow (paper §3.4): the VL branch receives *detached* geometry, so VL losses reach the
 VL branch, the CTA and the encoder, never the aggregator or the reconstruction heads.
+
+:meth:`VidLLM.forward` is the only place that chains the parts (``encode_streams`` →
+``reconstruct_streams`` → ``language_stream`` / ``geometry_for_vl`` → ``vl``) and returns a typed
+:class:`~vidllm.modeling_outputs.VidLLMOutput`; training, the API, evaluation and the benchmarks call it.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ class VidLLM(InferenceMixin, ReconstructionModel):
         return images
 
     def encode_streams(self, images: Tensor) -> dict:
-        """Encoder + CTA. Returns ``t_base``, ``t_geom``, ``t_lang`` ``[B, S, P, C]`` and the encoder's
+        """Encoder + CTA (first step of :meth:`forward`; stage-1 distillation calls it alone). Returns ``t_base``, ``t_geom``, ``t_lang`` ``[B, S, P, C]`` and the encoder's
         ``intermediates`` (``{layer: [B·S, P, C]}``) for the metric depth model."""
         images = self._check_images(images)
         b, s = images.shape[:2]
@@ -91,7 +95,7 @@ class VidLLM(InferenceMixin, ReconstructionModel):
         return {"t_base": t_base, "t_geom": t_geom, "t_lang": t_lang, "intermediates": enc.intermediates, "grid_hw": enc.grid_hw}
 
     def reconstruct_streams(self, images: Tensor, streams: dict) -> dict:
-        """Reconstruction branch on ``T'_geom``, metric depth, real-scale alignment.
+        """Reconstruction branch on ``T'_geom``, metric depth, real-scale alignment (a step of :meth:`forward`).
 
         Returns the :meth:`ReconstructionModel.decode` dict plus ``metric_depth [B,S,H,W]`` (if
         enabled), ``scale [B]``, ``frame_scales [B,S]``, and the aligned ``depth_metric``,
