@@ -15,7 +15,7 @@ Modules (inference, ``torch.no_grad``, batch ``--batch`` clips, random weights a
 * ``metric_depth`` — DPT decoder + metric bins on the encoder layers;
 * ``alignment`` — real-scale alignment (per-frame LS scales + median);
 * ``vl_branch`` — 3D patches, voxel pooling and the teacher-forced LLM pass on one QA prompt/answer;
-* ``recon`` — ``encode_streams`` + ``reconstruct_streams`` (encoder → CTA → aggregator → heads →
+* ``recon`` — ``VidLLM.forward(images)`` without VL (encoder → CTA → aggregator → heads →
   metric depth → alignment): the reconstruction forward;
 * ``full`` — ``VidLLM.forward(images, vl_batch)``: reconstruction and VL branch.
 
@@ -91,11 +91,9 @@ def module_calls(model, cfg, images: torch.Tensor, device: torch.device, dtype: 
     enc_layers = list(cfg.encoder.intermediate_layers) if model.metric_depth is not None else []
     vl_batch = qa_batch(b)
     with torch.no_grad(), amp():
-        streams = model.encode_streams(images)
-        recon = model.reconstruct_streams(images, streams)
+        recon = model(images, return_vl_inputs=True)  # the module inputs, from the model's one forward
+        streams, t_lang, geometry = recon.streams, recon.t_lang, recon.vl_geometry
         layers, start = model.aggregator(streams["t_geom"], grid)
-        t_lang = model.language_stream(streams, recon)
-        geometry = model.geometry_for_vl(recon)
     layers32 = {k: v.float() for k, v in layers.items()}
     last = cfg.recon.aggregator.depth - 1
 
@@ -109,19 +107,19 @@ def module_calls(model, cfg, images: torch.Tensor, device: torch.device, dtype: 
     fusion = cfg.cta.mode in FUSION_MODES
     calls = {
         "encoder": run(lambda: model.encoder(images, layers=enc_layers)),
-        "cta": run(lambda: model.cta(streams["t_base"], geometry_tokens=recon["geometry_tokens"]) if fusion else model.cta(streams["t_base"])),
+        "cta": run(lambda: model.cta(streams["t_base"], geometry_tokens=recon.geometry_tokens) if fusion else model.cta(streams["t_base"])),
         "aggregator": run(lambda: model.aggregator(streams["t_geom"], grid)),
         "camera_head": run(lambda: model.camera_head(layers32[last]), fp32=True),
         "dpt_head": run(lambda: model.depth_head(layers32, image_hw, start, patch), fp32=True),
         "vl_branch": run(lambda: model.vl(t_lang, geometry, vl_batch)),
-        "recon": run(lambda: model.reconstruct_streams(images, model.encode_streams(images))),
+        "recon": run(lambda: model(images)),
         "full": run(lambda: model(images, vl_batch)),
     }
     if model.metric_depth is not None:
         md_layers = [streams["intermediates"][i] for i in cfg.encoder.intermediate_layers]
         al = cfg.metric_depth.alignment
         calls["metric_depth"] = run(lambda: model.metric_depth(md_layers, image_hw, s))
-        calls["alignment"] = run(lambda: real_scale_alignment(recon["depth"], recon["metric_depth"], recon["depth_conf"], None, al.num_frames, al.seed, al.min_valid_pixels))
+        calls["alignment"] = run(lambda: real_scale_alignment(recon.depth, recon.metric_depth, recon.depth_conf, None, al.num_frames, al.seed, al.min_valid_pixels))
     return calls
 
 

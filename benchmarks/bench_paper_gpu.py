@@ -81,7 +81,7 @@ def forward_rows(cfg, frames: list[int], source_hw: tuple[int, int], device: tor
     for s in frames:
         images = torch.rand(1, s, 3, *hw, device=device)
         calls = {
-            "recon": lambda images=images, m=model: m.reconstruct_streams(images, m.encode_streams(images)),
+            "recon": lambda images=images, m=model: m(images),  # VidLLM.forward without the VL branch
             "full": lambda images=images, m=model: m(images, qa_batch(1)),
         }
         for name, fn in calls.items():

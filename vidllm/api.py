@@ -33,6 +33,7 @@ from torch import Tensor
 from recon.geometry import depth_to_world_points
 from vidllm.data.clip import preprocess_frames
 from vidllm.errors import DataError
+from vidllm.modeling_outputs import VidLLMOutput
 from vidllm.video import Frames, read_frames
 
 __all__ = ["Reconstruction", "Answer", "Grounding", "InferenceMixin", "frames_to_tensor", "reconstruction_from_outputs"]
@@ -188,8 +189,8 @@ def frames_to_tensor(frames: Frames | Sequence[np.ndarray], image_size: int, res
     return preprocess_frames(frames.images if isinstance(frames, Frames) else frames, image_size, resize_side)
 
 
-def reconstruction_from_outputs(out: dict, images: Tensor, index: int = 0, frames: Frames | None = None) -> Reconstruction:
-    """Model outputs of batch item ``index`` → :class:`Reconstruction`.
+def reconstruction_from_outputs(out: VidLLMOutput | dict, images: Tensor, index: int = 0, frames: Frames | None = None) -> Reconstruction:
+    """Model outputs (a :class:`~vidllm.modeling_outputs.VidLLMOutput`, or a plain VGGT prediction dict) of batch item ``index`` → :class:`Reconstruction`.
 
     Uses the metric keys (``depth_metric``, ``extrinsic_metric``, ``scale``) when present (Vid-LLM),
     else the relative ones (a plain VGGT model). ``images`` is ``[B, S, 3, H, W]`` or ``[S, 3, H, W]``.
@@ -227,8 +228,8 @@ def _as_list(x) -> list:
 class InferenceMixin:
     """``reconstruct`` / ``answer`` / ``ground`` (and batched variants) for :class:`vidllm.model.VidLLM`.
 
-    The host class provides ``config``, ``encode_streams``, ``reconstruct_streams``,
-    ``language_stream``, ``geometry_for_vl`` and ``vl``.
+    The host class provides ``config``, ``vl`` and ``forward`` (:meth:`vidllm.model.VidLLM.forward`, the
+    one place the model's parts are chained); every method here runs the model through it.
     """
 
     # ------------------------------------------------------------------ inputs
@@ -256,12 +257,12 @@ class InferenceMixin:
         dtype = self.compute_dtype
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype != torch.float32)
 
-    def forward_geometry(self, images: Tensor) -> tuple[dict, dict]:
-        """``[B, S, 3, H, W]`` → (streams, reconstruction outputs), under autocast when a low-precision dtype was asked for."""
+    def forward_geometry(self, images: Tensor) -> tuple[dict, VidLLMOutput]:
+        """``[B, S, 3, H, W]`` → (streams, :class:`~vidllm.modeling_outputs.VidLLMOutput` without VL fields):
+        :meth:`forward` under autocast when a low-precision dtype was asked for."""
         with self.autocast():
-            streams = self.encode_streams(images)
-            out = self.reconstruct_streams(images, streams)
-        return streams, out
+            out = self(images)
+        return out.streams, out
 
     # ------------------------------------------------------------------ reconstruction
     @torch.no_grad()
@@ -290,14 +291,15 @@ class InferenceMixin:
             yield idx, torch.stack([prepared[i][0] for i in idx]), [prepared[i][1] for i in idx]
 
     # ------------------------------------------------------------------ language
-    def vl_inputs(self, images: Tensor, repeats: int = 1) -> tuple[Tensor, dict, dict]:
-        """One clip ``[1, S, 3, H, W]`` → (``T'_lang`` repeated ``repeats`` times, geometry repeated, recon outputs), float32."""
-        streams, out = self.forward_geometry(images)
+    def vl_inputs(self, images: Tensor, repeats: int = 1) -> tuple[Tensor, dict, VidLLMOutput]:
+        """One clip ``[1, S, 3, H, W]`` → (``T'_lang`` repeated ``repeats`` times, geometry repeated, the forward's output), float32.
+
+        :meth:`forward` with ``return_vl_inputs=True`` (under autocast): ``T'_lang [repeats, S, P, C]`` and the
+        detached metric geometry (``vl_geometry``) for ``vl.generate`` / ``vl.ground``."""
         with self.autocast():
-            t_lang = self.language_stream(streams, out)
-        geometry = self.geometry_for_vl(out)
-        t_lang = t_lang.float().expand(repeats, *t_lang.shape[1:])
-        geometry = {k: v.float().expand(repeats, *v.shape[1:]) for k, v in geometry.items()}
+            out = self(images, return_vl_inputs=True)
+        t_lang = out.t_lang.float().expand(repeats, *out.t_lang.shape[1:])
+        geometry = {k: v.float().expand(repeats, *v.shape[1:]) for k, v in out.vl_geometry.items()}
         return t_lang, geometry, out
 
     @torch.no_grad()

@@ -9,6 +9,10 @@ parameter groups: ``encoder``, ``cta``, ``aggregator``, ``camera_head``, ``depth
 
 Gradient flow (paper §3.4): the VL branch receives *detached* geometry, so VL losses reach the
 VL branch, the CTA and the encoder, never the aggregator or the reconstruction heads.
+
+:meth:`VidLLM.forward` is the only place that chains the parts (``encode_streams`` →
+``reconstruct_streams`` → ``language_stream`` / ``geometry_for_vl`` → ``vl``) and returns a typed
+:class:`~vidllm.modeling_outputs.VidLLMOutput`; training, the API, evaluation and the benchmarks call it.
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ from vidllm.api import InferenceMixin
 from vidllm.config import VidLLMConfig, load_config, save_config
 from vidllm.errors import CheckpointError
 from vidllm.io import atomic_dir, load_state_dict, save_safetensors
+from vidllm.modeling_outputs import VidLLMOutput
 from vl.branch import VLBranch
 
-__all__ = ["VidLLM", "FUSION_MODES"]
+__all__ = ["VidLLM", "VidLLMOutput", "FUSION_MODES"]
 
 _log = logging.getLogger(__name__)
 
@@ -76,7 +81,7 @@ class VidLLM(InferenceMixin, ReconstructionModel):
         return images
 
     def encode_streams(self, images: Tensor) -> dict:
-        """Encoder + CTA. Returns ``t_base``, ``t_geom``, ``t_lang`` ``[B, S, P, C]`` and the encoder's
+        """Encoder + CTA (first step of :meth:`forward`; stage-1 distillation calls it alone). Returns ``t_base``, ``t_geom``, ``t_lang`` ``[B, S, P, C]`` and the encoder's
         ``intermediates`` (``{layer: [B·S, P, C]}``) for the metric depth model."""
         images = self._check_images(images)
         b, s = images.shape[:2]
@@ -90,7 +95,7 @@ class VidLLM(InferenceMixin, ReconstructionModel):
         return {"t_base": t_base, "t_geom": t_geom, "t_lang": t_lang, "intermediates": enc.intermediates, "grid_hw": enc.grid_hw}
 
     def reconstruct_streams(self, images: Tensor, streams: dict) -> dict:
-        """Reconstruction branch on ``T'_geom``, metric depth, real-scale alignment.
+        """Reconstruction branch on ``T'_geom``, metric depth, real-scale alignment (a step of :meth:`forward`).
 
         Returns the :meth:`ReconstructionModel.decode` dict plus ``metric_depth [B,S,H,W]`` (if
         enabled), ``scale [B]``, ``frame_scales [B,S]``, and the aligned ``depth_metric``,
@@ -140,29 +145,51 @@ class VidLLM(InferenceMixin, ReconstructionModel):
         return t_lang
 
     # ------------------------------------------------------------------ forward
-    def forward(self, images: Tensor, vl_batch: dict | None = None) -> dict:
-        """Full forward.
+    def forward(
+        self, images: Tensor, vl_batch: dict | None = None, vl_index: list[int] | Tensor | None = None, return_vl_inputs: bool = False
+    ) -> VidLLMOutput:
+        """The full forward (paper Fig. 2) — the one place that chains the model's parts:
+        encoder + CTA (:meth:`encode_streams`) → reconstruction branch, metric depth and real-scale
+        alignment (:meth:`reconstruct_streams`) → ``T'_lang`` (:meth:`language_stream`) and the
+        detached metric geometry (:meth:`geometry_for_vl`, one-way gradient §3.4) → VL branch.
 
         Args:
-            images: ``[B, S, 3, H, W]`` in [0, 1].
-            vl_batch: text fields for the VL branch (see :class:`vl.branch.VLBranch`); None runs
-                the reconstruction only.
+            images: ``[B, S, 3, H, W]`` (or ``[S, 3, H, W]``) in [0, 1].
+            vl_batch: text fields of N VL samples (see :class:`vl.branch.VLBranch`); runs the
+                teacher-forced VL pass (losses and logits). None runs no VL pass.
+            vl_index: with ``vl_batch``, the clip row (in ``[0, B)``) of each of the N samples; rows
+                may repeat or be left out (stage 2 trains VL on some rows only, and on several
+                questions per clip). None: sample ``i`` is row ``i`` (N = B).
+            return_vl_inputs: also compute ``t_lang`` and ``vl_geometry`` without ``vl_batch`` (the
+                inputs of ``vl.generate`` / ``vl.ground`` at inference).
         Returns:
-            the reconstruction dict (see :meth:`reconstruct_streams`) plus ``streams`` and, with
-            ``vl_batch``, ``vl`` (VL losses and logits).
+            :class:`~vidllm.modeling_outputs.VidLLMOutput`: the reconstruction fields and ``streams``
+            always; ``t_lang``, ``vl_geometry`` with ``vl_batch`` or ``return_vl_inputs``; ``vl`` and
+            ``vl_index`` with ``vl_batch``.
         """
         streams = self.encode_streams(images)
-        out = self.reconstruct_streams(images, streams)
-        out["streams"] = streams
+        recon = self.reconstruct_streams(images, streams)
+        out = VidLLMOutput(**recon, streams=streams)
+        if vl_batch is None and not return_vl_inputs:
+            return out
+        out.t_lang = self.language_stream(streams, recon)
+        out.vl_geometry = self.geometry_for_vl(recon)
         if vl_batch is not None:
-            out["vl"] = self.vl(self.language_stream(streams, out), self.geometry_for_vl(out), vl_batch)
+            t_lang, geometry = out.t_lang, out.vl_geometry
+            if vl_index is not None:
+                t_lang, geometry = t_lang[vl_index], {k: v[vl_index] for k, v in geometry.items()}
+                out.vl_index = [int(i) for i in vl_index]
+            else:
+                out.vl_index = list(range(t_lang.shape[0]))
+            out.vl = self.vl(t_lang, geometry, vl_batch)
         return out
 
     # ------------------------------------------------------------------ losses
-    def recon_losses(self, out: dict, gt: dict) -> dict[str, Tensor]:
+    def recon_losses(self, out: VidLLMOutput | dict, gt: dict) -> dict[str, Tensor]:
         """``L_recon`` (camera + depth [+ points]) on the relative outputs and ``L_MD`` (Eq. 9) on metric depth.
 
         Args:
+            out: the output of :meth:`forward` (or a dict with its keys).
             gt: ``depth [B,S,H,W]`` metres (0 invalid), ``extrinsics [B,S,3,4]``, ``intrinsics [B,S,3,3]``.
         """
         losses = dict(self.recon_loss(out, gt))

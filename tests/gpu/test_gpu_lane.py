@@ -73,7 +73,7 @@ def test_xformers_matches_sdpa_in_bf16(synthetic_root, tokenizer):
         for backend in ("xformers", "sdpa"):
             use_attention_backend(model, backend)
             with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
-                outs[backend] = model.reconstruct_streams(images, model.encode_streams(images))
+                outs[backend] = model(images)
     finally:
         use_attention_backend(model, cfg.attention_backend)
     for key in ("depth", "pose_enc"):

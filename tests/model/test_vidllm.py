@@ -1,5 +1,6 @@
 """The assembled model: outputs, one-way gradient, weights I/O."""
 
+import pytest
 import torch
 
 from tests.helpers import micro_config
@@ -83,3 +84,44 @@ def test_lora_on_a_local_llm_saves_only_adapters(tmp_path, tokenizer, clip):
     loaded = VidLLM.from_pretrained(tmp_path / "m").eval()
     with torch.no_grad():
         torch.testing.assert_close(model(images, vl_batch)["vl"]["loss"], loaded(images, vl_batch)["vl"]["loss"], rtol=0, atol=0)
+
+
+def test_forward_returns_typed_output_per_mode(tokenizer, clip):
+    """VidLLM.forward → VidLLMOutput: reconstruction fields always, VL inputs on request, the VL pass with vl_batch."""
+    from vidllm.modeling_outputs import VidLLMOutput
+
+    images, _, vl_batch = clip
+    model = VidLLM(micro_config(), tokenizer).eval()
+    p, c = (56 // 14) * (70 // 14), model.config.encoder.hidden_size
+    with torch.no_grad():
+        recon = model(images)
+        inputs = model(images, return_vl_inputs=True)
+        rows = [1, 1]  # two questions on clip 1, none on clip 0
+        full = model(images, vl_batch, vl_index=rows)
+    for out in (recon, inputs, full):
+        assert isinstance(out, VidLLMOutput)
+        assert out.pose_enc.shape == (2, 2, 9) and len(out.pose_enc_list) >= 1
+        for name in ("depth", "depth_conf", "metric_depth", "depth_metric"):
+            assert getattr(out, name).shape == (2, 2, 56, 70), name
+        assert out.extrinsic.shape == out.extrinsic_metric.shape == (2, 2, 3, 4) and out.intrinsic.shape == (2, 2, 3, 3)
+        assert out.scale.shape == (2,) and out.frame_scales.shape == (2, 2)
+        assert out.geometry_tokens.shape == (2, 2, p, 2 * c)
+        assert set(out.streams) >= {"t_base", "t_geom", "t_lang", "intermediates", "grid_hw"}
+        assert out.relative_pose_enc is None  # relative pose module off in this config
+    # reconstruction only: no VL fields; the mapping view has no key for them
+    assert recon.t_lang is recon.vl_geometry is recon.vl is recon.vl_index is None
+    assert "vl" not in recon and "t_lang" not in recon.keys() and recon.get("vl") is None
+    with pytest.raises(KeyError):
+        recon["t_lang"]
+    assert recon["depth"] is recon.depth and dict(recon)["scale"] is recon.scale
+    # VL inputs: one row per clip, geometry detached
+    assert inputs.t_lang.shape == (2, 2, p, c) and inputs.vl is None
+    assert set(inputs.vl_geometry) == {"depth", "depth_conf", "extrinsic", "intrinsic"}
+    assert not any(v.requires_grad for v in inputs.vl_geometry.values())
+    # teacher-forced VL pass on the rows vl_index (t_lang / vl_geometry stay per clip)
+    assert full.vl_index == rows and full.t_lang.shape[0] == 2
+    assert torch.isfinite(full.vl["loss"]) and full.vl["num_3d_tokens"].shape == (2,)
+    with torch.no_grad():
+        direct = model.vl(full.t_lang[rows], {k: v[rows] for k, v in full.vl_geometry.items()}, vl_batch)
+    assert torch.equal(direct["loss"], full.vl["loss"])
+    assert model(images, vl_batch).vl_index == [0, 1]  # default: sample i is clip i

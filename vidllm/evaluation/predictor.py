@@ -38,7 +38,8 @@ class ModelPredictor:
 
     @torch.no_grad()
     def prepare(self, clip: dict) -> dict:
-        """Encode and reconstruct one clip (``images [S, 3, H, W]``); returns the reconstruction outputs (batch 1),
+        """Encode and reconstruct one clip (``images [S, 3, H, W]``) with one ``VidLLM.forward`` (via ``model.vl_inputs``);
+        returns its :class:`~vidllm.modeling_outputs.VidLLMOutput` (batch 1),
         or None when the clip's encoding comes from the cache (only the VL inputs are kept, not the dense outputs)."""
         key = (clip.get("scene_id"), tuple(clip["frame_ids"].tolist()) if "frame_ids" in clip else None, tuple(clip["images"].shape))
         cacheable = self.cache_clips > 0 and key[0] is not None and key[1] is not None

@@ -247,19 +247,16 @@ class VidLLMModule(L.LightningModule):
         return {"loss": lang, "lang": lang}
 
     def stage2_losses(self, batch: dict) -> dict[str, Tensor]:
-        images = batch["images"]
-        streams = self.model.encode_streams(images)
-        recon = self.model.reconstruct_streams(images, streams)
-        gt = {"depth": batch["depth"], "extrinsics": batch["extrinsics"], "intrinsics": batch["intrinsics"]}
-        losses = {f"recon/{k}": v for k, v in self.model.recon_losses(recon, gt).items()}
-        total = losses["recon/loss"]
+        """Eq. 8: ``L_recon + L_MD`` on every clip plus ``L_VL`` on the VL samples, from one :meth:`VidLLM.forward`
+        (the VL pass reads ``T'_lang`` and the detached geometry of the rows ``vl_index``)."""
         index, vl_batch = vl_batch_from_batch(batch)
-        if vl_batch is not None:
-            t_lang = self.model.language_stream(streams, recon)[index]
-            geometry = {k: v[index] for k, v in self.model.geometry_for_vl(recon).items()}
-            vl_out = self.model.vl(t_lang, geometry, vl_batch)
-            losses.update({f"vl/{k}": v for k, v in vl_out.items() if torch.is_tensor(v) and v.ndim == 0})
-            total = total + vl_out["loss"]
+        out = self.model(batch["images"], vl_batch, vl_index=index if vl_batch is not None else None)
+        gt = {"depth": batch["depth"], "extrinsics": batch["extrinsics"], "intrinsics": batch["intrinsics"]}
+        losses = {f"recon/{k}": v for k, v in self.model.recon_losses(out, gt).items()}
+        total = losses["recon/loss"]
+        if out.vl is not None:
+            losses.update({f"vl/{k}": v for k, v in out.vl.items() if torch.is_tensor(v) and v.ndim == 0})
+            total = total + out.vl["loss"]
         else:  # a recon-only batch: keep every trainable VL parameter in the graph (DDP requires it)
             total = total + zero_graph_term(p for p in self.model.vl.parameters() if p.requires_grad)
         losses["loss"] = total
@@ -285,4 +282,4 @@ class VidLLMModule(L.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         out = self.model(batch["images"])
-        return {k: out[k] for k in ("pose_enc", "depth_metric", "depth_conf", "extrinsic_metric", "intrinsic", "scale")}
+        return {k: getattr(out, k) for k in ("pose_enc", "depth_metric", "depth_conf", "extrinsic_metric", "intrinsic", "scale")}
