@@ -1,4 +1,4 @@
-"""Typed configuration of the Cross-Task Adapter and its fusion variants (DESIGN §5.2)."""
+"""Typed configuration of the Cross-Task Adapter and its fusion variants (paper Eq. 1–2)."""
 
 from __future__ import annotations
 
