@@ -1,10 +1,14 @@
-"""Typed configuration of the Cross-Task Adapter and its fusion variants (DESIGN §5.2)."""
+"""Typed configuration of the Cross-Task Adapter and its fusion variants (paper Eq. 1–2)."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
-CTA_MODES = ("bridge", "none", "concat_sa", "cross_attn", "add", "xattn_fusion", "passthrough")
+CTA_MODES = ("bridge", "none", "concat_sa", "cross_attn", "add", "xattn_fusion")
+CTA_MODE_ALIASES = {"passthrough": "none"}
+"""Deprecated mode names → the mode they map to at validation (with a ``FutureWarning``).
+'passthrough' (the VGGT-parity setting) always built the same parameter-free adapter as 'none'."""
 CTA_SCOPES = ("clip", "frame")
 
 
@@ -13,7 +17,7 @@ class CTAConfig:
     """Cross-Task Adapter: φ_geom / φ_lang MLPs and K bridge tokens (paper Eq. 1–2)."""
 
     mode: str = "bridge"
-    """Variant: 'bridge' (the paper), 'none' (shared tokens), 'concat_sa', 'cross_attn', 'add' (VG-LLM-style), 'xattn_fusion' (VLM-3R-style), 'passthrough' (T'_geom = T'_lang = T_base exactly; VGGT parity)."""
+    """Variant: 'bridge' (the paper), 'none' (no adapter, the "w/o CTA" ablation: T'_geom = T'_lang = T_base exactly, so the geometry branch sees what VGGT sees), 'concat_sa', 'cross_attn', 'add' (VG-LLM-style), 'xattn_fusion' (VLM-3R-style). 'passthrough' is a deprecated alias of 'none'."""
     num_bridge_tokens: int = 16
     """Number K of learnable bridge tokens."""
     num_heads: int = 16
@@ -28,6 +32,15 @@ class CTAConfig:
     """Start the adapter as the identity (T'_geom = T'_lang = T_base at init): φ_geom / φ_lang become residual MLPs with a zero last layer and the residual attention read-backs start with a zero output projection ('bridge', 'concat_sa', 'cross_attn'). A tiny-scale option (stage 2 then starts from the teacher-initialised geometry); the paper's φ is a plain MLP (Eq. 1), so off by default."""
 
     def __post_init__(self) -> None:
+        if self.mode in CTA_MODE_ALIASES:
+            canonical = CTA_MODE_ALIASES[self.mode]
+            warnings.warn(
+                f"cta.mode = {self.mode!r} is a deprecated alias of {canonical!r} (the same parameter-free adapter, "
+                f"T'_geom = T'_lang = T_base); set cta.mode: {canonical} instead",
+                FutureWarning,
+                stacklevel=3,
+            )
+            self.mode = canonical
         if self.mode not in CTA_MODES:
             raise ValueError(f"cta.mode = {self.mode!r}; expected one of {list(CTA_MODES)}")
         if self.scope not in CTA_SCOPES:

@@ -20,7 +20,7 @@ def build_cta(cfg: CTAConfig, dim: int) -> nn.Module:
     if dim <= 0:
         raise ValueError(f"build_cta: token width must be > 0, got {dim}")
     geometry_dim = cfg.geometry_dim or dim
-    if cfg.mode in ("none", "passthrough"):
+    if cfg.mode == "none":
         return IdentityAdapter(dim)
     if cfg.mode == "bridge":
         return BridgeAdapter(dim, cfg.num_bridge_tokens, cfg.num_heads, cfg.mlp_ratio, cfg.scope, cfg.identity_init)

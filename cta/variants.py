@@ -24,8 +24,8 @@ __all__ = ["IdentityAdapter", "ConcatSelfAttentionAdapter", "CrossAttentionAdapt
 class IdentityAdapter(nn.Module):
     """``T'_geom = T'_lang = T_base`` (the same tensor object, bit-exact).
 
-    Mode ``none`` is the "w/o CTA" ablation (shared tokens to both branches); mode
-    ``passthrough`` is the VGGT-parity setting. Both have no parameters.
+    Mode ``none``: the "w/o CTA" ablation (shared tokens to both branches), which is also the
+    VGGT-parity setting (``passthrough``, a deprecated alias of ``none``). No parameters.
     """
 
     def __init__(self, dim: int) -> None:

@@ -1,4 +1,4 @@
-"""Real-scale alignment of the relative reconstruction to the metric depth (paper §3.2, DESIGN §5.3).
+"""Real-scale alignment of the relative reconstruction to the metric depth (paper §3.2).
 
 Per frame ``j``, the confidence-weighted least-squares scale between the relative depth ``r``
 (DPT head) and the metric depth ``m`` (Metric Depth Model) over the valid pixels ``Ω_j``

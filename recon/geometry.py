@@ -1,4 +1,4 @@
-"""Camera and scene geometry with the conventions of DESIGN §3 (VGGT-compatible).
+"""Camera and scene geometry with the conventions below (VGGT-compatible; README "Conventions").
 
 Conventions
 -----------

@@ -1,4 +1,4 @@
-"""Reconstruction losses (VGGT-style) and the metric-depth loss L_MD (paper Eq. 9), DESIGN §5.3.
+"""Reconstruction losses (VGGT-style) and the metric-depth loss L_MD (paper Eq. 9).
 
 Every loss is computed in float32 (autocast off), ignores invalid pixels/frames and returns an
 exact zero that still carries a gradient when nothing is valid — never NaN. Masks are applied with

@@ -1,4 +1,4 @@
-"""Metric Depth Model (paper §3.2, DESIGN §5.3): DPT-style decoder on DINOv2 features → metric bins.
+"""Metric Depth Model (paper §3.2): DPT-style decoder on DINOv2 features → metric bins.
 
 Input: 4 intermediate encoder layers of patch tokens ``[B·S, P, C]`` (``P = h·w``,
 ``h = H / patch_size``). The :class:`~recon.heads.dpt.DPTDecoder` fuses them into

@@ -15,6 +15,7 @@ from recon.encoder import EncoderOutput, SharedEncoder
 from recon.geometry import pose_encoding_to_extri_intri
 from recon.heads.camera_head import CameraHead
 from recon.heads.dpt import DPTHead
+from recon.vggt_keys import to_vggt_state_dict
 
 
 class ReconstructionModel(nn.Module):
@@ -94,7 +95,5 @@ class ReconstructionModel(nn.Module):
         return self.decode(tokens, tuple(images.shape[-2:]))
 
     def vggt_state_dict(self) -> dict[str, Tensor]:
-        """This branch's weights in the official VGGT key layout (see :mod:`recon.vggt_loader`)."""
-        from recon.vggt_loader import to_vggt_state_dict
-
+        """This branch's weights in the official VGGT key layout (see :mod:`recon.vggt_loader`; conversion in :mod:`recon.vggt_keys`)."""
         return to_vggt_state_dict(self)

@@ -2,8 +2,11 @@
 
 Each command lives in its own module and is imported only when it runs, so ``vidllm --help``
 stays fast. A command module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
-Errors of the package's own types (and clear ``ValueError``/``OSError`` messages) are printed as
-one line with a non-zero exit; ``--debug`` shows the traceback instead.
+User-facing errors are printed as one line with a non-zero exit (``--debug`` shows the traceback
+instead): the package's own types (:mod:`vidllm.errors`), ``ValueError`` (the convention of config
+validation, also in the leaf packages, which cannot import :mod:`vidllm.errors`) and ``OSError``
+(files). Anything else (``RuntimeError``, ``KeyError``, ...) is a bug or an environment failure and
+propagates with its traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import argparse
 import importlib
 import logging
 import sys
+
+from vidllm.errors import VidLLMError
 
 # name → (module, one-line help). Add a command by adding a module and a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -27,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 EXIT_USAGE = 2
 EXIT_ERROR = 1
+USER_ERRORS = (VidLLMError, ValueError, OSError)
+"""Exceptions shown as one line (the package's own types subclass ``ValueError``; listed for clarity)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,8 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vidllm: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, KeyError, RuntimeError) as err:
-        # The package's own errors subclass ValueError; the message already names file and field.
+    except USER_ERRORS as err:
+        # The message already names file and field; other exceptions propagate with their traceback.
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"vidllm {name}: error: {message} (run with --debug for the traceback)", file=sys.stderr)
         return EXIT_ERROR

@@ -1,6 +1,6 @@
 """Reading the ``video`` argument of the Python API and tools into RGB frames.
 
-Accepted forms (DESIGN §1, issue "Python API"): a path to a video file (``.mp4``, ``.avi``,
+Accepted forms (README "Python API"): a path to a video file (``.mp4``, ``.avi``,
 ``.mov``, ``.mkv``, ``.webm``), a folder of images (sorted numerically by the digits in their
 names), a ScanNet scene folder (its ``color/`` images), a list of image paths, a list of PIL
 images or of ``[H, W(, C)]`` arrays, a ``[S, 3, H, W]`` tensor in [0, 1], or a ``[S, H, W, 3]`` uint8 array.

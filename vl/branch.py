@@ -1,6 +1,6 @@
 """The vision–language branch: 3D patches → voxel pooling → projector → LLM (+ grounding head).
 
-Inputs follow the reconstruction branch's output contract (DESIGN §3): ``T'_lang [B, S, P, C]``
+Inputs follow the reconstruction branch's output contract (README "Conventions"): ``T'_lang [B, S, P, C]``
 with ``P = (H/p)·(W/p)`` and a geometry dict holding ``depth [B, S, H, W]`` (metres, model frame
 after real-scale alignment), ``depth_conf [B, S, H, W]`` (optional), ``extrinsic [B, S, 3, 4]``
 world→camera and ``intrinsic [B, S, 3, 3]``. Geometry is detached (one-way gradient).

@@ -1,4 +1,4 @@
-"""Typed configuration of the vision–language branch and the LLM (DESIGN §5.4)."""
+"""Typed configuration of the vision–language branch and the LLM."""
 
 from __future__ import annotations
 

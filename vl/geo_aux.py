@@ -15,7 +15,7 @@ the heads themselves never run at inference): ``[3D tokens, cam_1 … cam_S, sca
 * **Camera token** (§3.3): one learnable token, added to each frame's summary (the projected mean of
   that frame's valid 3D patch tokens ``T'_lang + PE``, since pooling mixes frames) → S queries.
   An MLP on their last-layer hidden states regresses the 9-D pose encoding
-  ``[t, q_xyzw, fov_h, fov_w]`` (DESIGN §3) of each frame; target: the encoding of the clip's
+  ``[t, q_xyzw, fov_h, fov_w]`` (:mod:`recon.geometry`) of each frame; target: the encoding of the clip's
   ``extrinsic``/``intrinsic`` with ``t`` divided by the scene scale ``s``. Loss (Eq. 2, L1):
   ``mean_{b,i} ‖t̂−t‖₁ + λ_q‖q̂−q‖₁ + λ_f‖f̂−f‖₁``.
 * **Geometry ("depth") head** (§3.4): an MLP on the concatenated hidden states of the 3D-token

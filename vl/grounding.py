@@ -1,4 +1,4 @@
-"""Grounding head on the ``<ground>`` hidden state (DESIGN §5.4; LLaVA-3D-style losses).
+"""Grounding head on the ``<ground>`` hidden state (LLaVA-3D-style losses).
 
 (a) **Box regression**: an MLP maps the ``<ground>`` state ``h`` to ``T = max_targets`` box slots
     ``[cx, cy, cz, dx, dy, dz]`` in the model frame (centre = anchor + offset, where the anchor is

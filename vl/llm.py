@@ -1,4 +1,4 @@
-"""LLM wrapper: a transformers causal LM fed with text and 3D tokens (DESIGN §5.4).
+"""LLM wrapper: a transformers causal LM fed with text and 3D tokens.
 
 * Loads any causal LM + tokenizer from a local directory (``AutoModelForCausalLM`` /
   ``AutoTokenizer``, ``trust_remote_code=False``, ``local_files_only=True``), or builds a fresh

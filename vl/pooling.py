@@ -1,4 +1,4 @@
-"""Token budget: deterministic voxel pooling of 3D patch tokens with a cap (DESIGN §5.4).
+"""Token budget: deterministic voxel pooling of 3D patch tokens with a cap.
 
 Tokens whose points fall into the same voxel (edge ``voxel_size`` metres, model frame,
 ``floor(p / voxel_size)``) are merged into one token holding the **mean** of their features and of

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vl.tokenizer import TOKEN_3D, TOKEN_GROUND
+from vl.special_tokens import TOKEN_3D, TOKEN_GROUND
 
 __all__ = ["TASKS", "GROUNDING_ANSWER", "render_prompt", "render_prompts", "template_words"]
 

@@ -14,10 +14,11 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from vl.prompts import template_words
+from vl.special_tokens import TOKEN_3D, TOKEN_GROUND
+
 __all__ = ["SPECIAL_TOKENS", "TOKEN_3D", "TOKEN_GROUND", "build_word_tokenizer", "load_tokenizer"]
 
-TOKEN_3D = "<3d>"
-TOKEN_GROUND = "<ground>"
 SPECIAL_TOKENS = {"pad_token": "<pad>", "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}
 
 
@@ -39,8 +40,6 @@ def build_word_tokenizer(corpus: Iterable[str], save_dir: str | Path | None = No
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
     trainer = trainers.WordLevelTrainer(special_tokens=specials, min_frequency=min_frequency)
-    from vl.prompts import template_words  # local import: prompts imports this module
-
     tok.train_from_iterator(list(corpus) + [" ".join(template_words())], trainer=trainer)
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, additional_special_tokens=[TOKEN_3D, TOKEN_GROUND], **SPECIAL_TOKENS)
     if save_dir is not None:

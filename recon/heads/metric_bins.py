@@ -1,4 +1,4 @@
-"""Metric-bin head of the Metric Depth Model (paper §3.2, DESIGN §5.3).
+"""Metric-bin head of the Metric Depth Model (paper §3.2).
 
 Decoder features ``[N, F, H, W]`` → per-pixel distribution over ``K`` depth bins and per-pixel
 refined bin centres; the metric depth is the expectation ``d(i) = Σ_k p_i(k) · c_i(k)``.

@@ -1,4 +1,4 @@
-"""Cross-Task Adapter: Eq. 2 against explicit per-head math, every variant, scopes, passthrough."""
+"""Cross-Task Adapter: Eq. 2 against explicit per-head math, every variant, scopes, the identity (none)."""
 
 import numpy as np
 import pytest
@@ -91,15 +91,26 @@ def test_every_variant_forward_backward(mode, scope):
     (g.square().mean() + l.square().mean()).backward()
     assert t.grad is not None and torch.isfinite(t.grad).all()
     params = [p for p in ad.parameters() if p.requires_grad]
-    if mode in ("none", "passthrough"):
+    if mode == "none":
         assert not params
     else:
         assert params
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
 
 
-def test_passthrough_is_exact_identity():
-    ad = build_cta(CTAConfig(mode="passthrough"), DIM)
+def test_none_is_exact_identity():
+    ad = build_cta(CTAConfig(mode="none"), DIM)
+    t = torch.randn(1, 2, 4, DIM)
+    g, l = ad(t)
+    assert g is t and l is t
+
+
+def test_passthrough_is_a_deprecated_alias_of_none():
+    with pytest.warns(FutureWarning, match="cta.mode = 'passthrough' is a deprecated alias of 'none'"):
+        cfg = CTAConfig(mode="passthrough")
+    assert cfg.mode == "none"
+    assert "passthrough" not in CTA_MODES
+    ad = build_cta(cfg, DIM)
     t = torch.randn(1, 2, 4, DIM)
     g, l = ad(t)
     assert g is t and l is t

@@ -1,4 +1,4 @@
-"""``vidllm <cmd>`` with bad input (issue #10, item 1): one clear line naming the problem, a
+"""``vidllm <cmd>`` with bad input: one clear line naming the problem, a
 non-zero exit, no traceback — unless ``--debug``, which shows it."""
 
 from __future__ import annotations
@@ -90,3 +90,45 @@ def test_debug_shows_the_traceback_and_plain_run_does_not(tmp_path):
     debug = _cli("--debug", "config", str(tmp_path / "missing.yaml"), cwd=tmp_path)
     assert debug.returncode != 0
     assert "Traceback (most recent call last)" in debug.stderr and "vidllm.errors.ConfigError: config file not found" in debug.stderr
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("shapes do not line up"), KeyError("model.layer.7"), TypeError("bad operand")])
+def test_unexpected_errors_propagate_with_their_traceback(monkeypatch, capsys, exc):
+    """A bug inside a command is not turned into a one-line 'error:' message (nor a plain exit 1)."""
+    import vidllm.commands.config_cmd as config_cmd
+
+    def broken(args):
+        raise exc
+
+    monkeypatch.setattr(config_cmd, "run", broken)
+    with pytest.raises(type(exc)) as caught:
+        main(["config", TINY])
+    assert caught.value is exc
+    assert "error:" not in capsys.readouterr().err
+
+
+def test_unexpected_error_shows_a_traceback_from_the_console(tmp_path):
+    script = (
+        "import sys, vidllm.commands.config_cmd as c\n"
+        "def run(args):\n    raise RuntimeError('internal bug in a command')\n"
+        "c.run = run\n"
+        "from vidllm.cli import main\n"
+        f"sys.exit(main(['config', {TINY!r}]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert res.returncode == 1
+    assert "Traceback (most recent call last)" in res.stderr and "RuntimeError: internal bug in a command" in res.stderr
+    assert "(run with --debug for the traceback)" not in res.stderr
+
+
+def test_user_errors_raised_inside_a_command_stay_one_line(monkeypatch, capsys):
+    import vidllm.commands.config_cmd as config_cmd
+    from vidllm.errors import DataError
+
+    def broken(args):
+        raise DataError("scans/scene0000_00: missing field 'pose'")
+
+    monkeypatch.setattr(config_cmd, "run", broken)
+    assert main(["config", TINY]) == 1
+    assert "missing field 'pose'" in _one_error_line(capsys.readouterr().err, "config")

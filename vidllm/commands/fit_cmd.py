@@ -254,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     data = VidLLMDataModule(cfg.data)
     trainer = L.Trainer(**trainer_kwargs)
     print(f"vidllm {mode}: stage {cfg.train.stage}, run directory {out}", flush=True)
-    # Resume never unpickles arbitrary objects, whatever torch's default (DESIGN §6).
+    # Resume never unpickles arbitrary objects, whatever torch's default (README "Failure modes").
     kwargs = {"datamodule": data, "ckpt_path": ckpt, "weights_only": True if ckpt is not None else None}
     try:
         if mode == "fit":

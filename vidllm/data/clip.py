@@ -1,4 +1,4 @@
-"""Clip preprocessing: sampled frames of a ScanNet scene → the model's tensors (DESIGN §3).
+"""Clip preprocessing: sampled frames of a ScanNet scene → the model's tensors (README "Conventions").
 
 * Colour: resize so that the side chosen by ``resize_side`` ('shorter' or 'longer') equals
   ``image_size`` (bilinear, antialiased, pixel-centre convention ``u' = (u + ½)·s − ½``), then

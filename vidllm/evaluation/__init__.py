@@ -1,4 +1,4 @@
-"""Evaluation runners behind ``tools/eval_*.py`` (DESIGN §7): one deterministic clip per scene,
+"""Evaluation runners behind ``tools/eval_*.py`` (README "Evaluation protocols"): one deterministic clip per scene,
 a predictor (the model, or any object with the same methods, e.g. an oracle in tests), and the
 metrics of :mod:`vidllm.metrics`. Each runner returns ``(predictions, metrics)``; writing files
 and printing tables lives in :mod:`vidllm.evaluation.report`."""

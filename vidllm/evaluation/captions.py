@@ -1,4 +1,4 @@
-"""Scan2Cap evaluation run: a caption per annotated object, scored @0.5 IoU (DESIGN §7)."""
+"""Scan2Cap evaluation run: a caption per annotated object, scored @0.5 IoU (README "Evaluation protocols")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ScanRefer (Acc@0.25/0.5, unique/multiple) and Multi3DRefer (F1@0.25/0.5) evaluation runs (DESIGN §7)."""
+"""ScanRefer (Acc@0.25/0.5, unique/multiple) and Multi3DRefer (F1@0.25/0.5) evaluation runs (README "Evaluation protocols")."""
 
 from __future__ import annotations
 

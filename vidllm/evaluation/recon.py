@@ -1,6 +1,6 @@
 """Reconstruction evaluation run: depth (δ1, AbsRel, RMSE, log10), camera pose (RRA@15, RTA@15,
 AUC@30 over all frame pairs) and point cloud (Acc, Comp, Precision, Recall, F-score at 5 cm after
-2 cm voxel down-sampling) against the scene mesh (DESIGN §7).
+2 cm voxel down-sampling) against the scene mesh (README "Evaluation protocols").
 
 Camera poses are scored on every clip played **forwards and reversed** (the same frames in reverse
 order; the model frame is then the last frame's camera), so that the order of the frames alone —

@@ -1,4 +1,4 @@
-"""Evaluation metrics (DESIGN §7): pure functions on NumPy arrays / tensors / JSON-like records.
+"""Evaluation metrics (README "Evaluation protocols"): pure functions on NumPy arrays / tensors / JSON-like records.
 
 * :mod:`vidllm.metrics.grounding` — axis-aligned box IoU, ScanRefer Acc@k, Multi3DRefer F1@k.
 * :mod:`vidllm.metrics.qa` — answer cleaning, EM@1, refined EM (ScanQA / SQA3D).

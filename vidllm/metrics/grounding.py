@@ -1,4 +1,4 @@
-"""Visual-grounding metrics: ScanRefer Acc@k and Multi3DRefer F1@k (DESIGN §7).
+"""Visual-grounding metrics: ScanRefer Acc@k and Multi3DRefer F1@k (README "Evaluation protocols").
 
 Boxes are axis-aligned ``[cx, cy, cz, dx, dy, dz]`` in metres in the aligned world; their IoU is
 ``inter / (v1 + v2 − inter)`` computed by :func:`recon.geometry.aabb_iou` (float64).

@@ -1,4 +1,4 @@
-"""Question-answering metrics for ScanQA / SQA3D: answer cleaning, EM@1 and refined EM (DESIGN §7).
+"""Question-answering metrics for ScanQA / SQA3D: answer cleaning, EM@1 and refined EM (README "Evaluation protocols").
 
 The n-gram caption metrics (BLEU-4 / METEOR / ROUGE-L / CIDEr) live in
 :mod:`vidllm.metrics.captions`; :func:`qa_metrics` combines both.

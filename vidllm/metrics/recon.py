@@ -1,4 +1,4 @@
-"""Reconstruction metrics: depth, point clouds and camera poses (DESIGN §7).
+"""Reconstruction metrics: depth, point clouds and camera poses (README "Evaluation protocols").
 
 * Depth (metres): δ1, AbsRel, RMSE, log10 on valid GT pixels. The metric model is evaluated with
   **no per-image alignment** (``alignment="none"``); ``"median"`` / ``"scale"`` alignment exist

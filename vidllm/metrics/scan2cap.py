@@ -1,4 +1,4 @@
-"""Scan2Cap dense-captioning metrics m@kIoU (DESIGN §7).
+"""Scan2Cap dense-captioning metrics m@kIoU (README "Evaluation protocols").
 
 Protocol (Scan2Cap, Chen et al. 2021): for every GT object ``i`` with reference captions, the
 model's caption counts only if the box it was generated for has ``IoU ≥ k`` (default 0.5) with

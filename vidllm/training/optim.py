@@ -1,4 +1,4 @@
-"""AdamW with per-module learning rates, and the warm-up + cosine schedule (DESIGN §6).
+"""AdamW with per-module learning rates, and the warm-up + cosine schedule (README "Training").
 
 Parameters are grouped by the module path that sets their learning rate: ``TrainConfig.lr_multipliers``
 maps dotted module paths (``encoder``, ``vl.lm.model``, ``vl.lm.projector``, ``vl.pos_embed``, …) to

@@ -1,4 +1,4 @@
-"""The frozen stage-1 teachers (paper §3.4, DESIGN §6).
+"""The frozen stage-1 teachers (paper §3.4).
 
 * **Geometry teacher** — a DINOv2 ViT: from a VGGT checkpoint (``model.pt`` / ``.safetensors``:
   its ``aggregator.patch_embed.*`` weights, read through the VGGT loader's key mapping) or from a
