@@ -28,6 +28,7 @@ from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from vl.config import GROUND_QUERIES, LLMConfig
 from vl.query_pool import DescriptionAttentionPool
+from vl.processing import VidLLMProcessor, is_encoded
 from vl.tokenizer import TOKEN_3D, TOKEN_GROUND, load_tokenizer
 
 __all__ = ["LanguageModel", "build_projector", "build_tiny_causal_lm"]
@@ -69,16 +70,6 @@ def build_tiny_causal_lm(cfg: LLMConfig, tokenizer) -> Qwen2ForCausalLM:
     return Qwen2ForCausalLM(config)
 
 
-def _text(ids: Tensor) -> tuple[Tensor, Tensor]:
-    """A text segment of :meth:`LanguageModel.build_inputs`: its ids and visual index −1."""
-    return ids, torch.full((ids.numel(),), -1, dtype=torch.long)
-
-
-def _visual(index: Tensor) -> tuple[Tensor, Tensor]:
-    """A segment of 3D tokens / queries: placeholder ids −1 and their visual indices."""
-    return torch.full((index.numel(),), -1, dtype=torch.long), index
-
-
 class LanguageModel(nn.Module):
     """Causal LM + tokenizer + 3D-token projector.
 
@@ -118,6 +109,8 @@ class LanguageModel(nn.Module):
         self.hidden_size = model.get_input_embeddings().embedding_dim
         self.model = self._apply_finetune_mode(model)
         self.projector = build_projector(vision_dim, self.hidden_size, projector_layers)
+        self.processor = VidLLMProcessor(tokenizer, cfg.max_length, cfg.use_chat_template)
+        """Prompt rendering and tokenisation (:class:`vl.processing.VidLLMProcessor`); callers encode text with it."""
         self.token_3d_id = tokenizer.convert_tokens_to_ids(TOKEN_3D)
         self.token_ground_id = tokenizer.convert_tokens_to_ids(TOKEN_GROUND)
         # built only when selected, so the default model's state dict is unchanged
@@ -167,118 +160,124 @@ class LanguageModel(nn.Module):
 
     # ------------------------------------------------------------------ text
     def format_prompt(self, user_text: str) -> str:
-        """Wrap a user prompt with the tokenizer's chat template when configured and available."""
-        if self.cfg.use_chat_template and getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True)
-        return user_text
+        """Wrap a user prompt with the tokenizer's chat template (:meth:`vl.processing.VidLLMProcessor.format_prompt`)."""
+        return self.processor.format_prompt(user_text)
 
     def _prompt_ids(self, prompt: str) -> list[int]:
-        ids = self.tokenizer(self.format_prompt(prompt), add_special_tokens=False)["input_ids"]
-        bos = self.tokenizer.bos_token_id
-        if bos is not None and not (ids and ids[0] == bos) and not getattr(self.tokenizer, "chat_template", None):
-            ids = [bos] + ids
-        if ids.count(self.token_3d_id) > 1:
-            raise ValueError(f"prompt holds {ids.count(self.token_3d_id)} '{TOKEN_3D}' placeholders; expected at most one: {prompt!r}")
-        return ids
+        return self.processor.prompt_ids(prompt)
 
     def _answer_ids(self, answer: str) -> list[int]:
-        return self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+        return self.processor.answer_ids(answer)
+
+    def encode_text(self, prompts, answers: list[str] | None = None) -> dict[str, Tensor]:
+        """The processor output for ``prompts``: returned as is when already encoded; B strings (and answers) are
+        tokenised here by :attr:`processor` — the compatibility path for callers that still pass raw strings
+        (training, the API and the evaluation predictor pass encoded text, so no forward of theirs tokenises)."""
+        if is_encoded(prompts):
+            if answers is not None:
+                raise ValueError("llm: answers are given with already encoded text (encode them with the prompts)")
+            return prompts
+        return self.processor(list(prompts), None if answers is None else list(answers))
 
     def build_inputs(
         self,
         visual: Tensor,
         visual_mask: Tensor,
-        prompts: list[str],
+        prompts,
         answers: list[str] | None = None,
         left_pad: bool = False,
         num_extra: int = 0,
         extra_at_end: bool = False,
     ) -> dict[str, Tensor]:
-        """Token ids, 3D-token indices, labels and masks of a batch, padded to a common length.
+        """Splice the 3D tokens (and K query tokens) into the encoded text; pad to a common length.
 
         Args:
             visual: ``[B, M, C]`` 3D tokens (before the projector); visual_mask: ``[B, M]`` bool.
-            prompts: B user prompts with one ``<3d>`` each; answers: B answers (training) or None.
+            prompts: the processor output (:meth:`vl.processing.VidLLMProcessor.__call__`) of B prompts (with their
+                answers for training), or B prompt strings with ``answers`` (B strings, training; None for generation):
+                the compatibility path, tokenised here by :meth:`encode_text`.
             left_pad: pad on the left (generation) instead of the right.
             num_extra: K query tokens placed right after the 3D tokens (indices ``M .. M+K−1``), or with
-                ``extra_at_end`` at the end of the prompt, right before the answer.
+                ``extra_at_end`` (or without ``<3d>`` in the prompt) at the end of the prompt, right before the answer.
         Returns:
             ``input_ids [B, L]`` (pad where 3D tokens go), ``visual_index [B, L]`` (−1 = text,
             ``M + k`` = extra query k),
             ``labels [B, L]`` (−100 outside answers and right after a ``<ground>`` token), ``attention_mask [B, L]``,
             ``prompt_mask [B, L]`` (the prompt's text tokens), ``position_ids [B, L]``.
+        Sample b holds as many 3D tokens as ``visual_mask[b]`` has valid entries; answers longer than
+        ``llm.max_length`` allows are truncated (a warning); a prompt that does not fit is an error.
         """
-        bsz = len(prompts)
-        if visual.shape[0] != bsz or visual_mask.shape != visual.shape[:2] or (answers is not None and len(answers) != bsz):
-            raise ValueError(
-                f"llm: batch mismatch: {bsz} prompts, {None if answers is None else len(answers)} answers, "
-                f"visual {tuple(visual.shape)}, visual_mask {tuple(visual_mask.shape)}"
-            )
+        text = self.encode_text(prompts, answers)
         device = visual.device
-        extra = torch.arange(visual.shape[1], visual.shape[1] + num_extra, dtype=torch.long)
-        seqs, vidx, labs, prompt_lens = [], [], [], []
-        for b in range(bsz):  # per sample (text lengths differ); no per-token Python work
-            p = torch.tensor(self._prompt_ids(prompts[b]), dtype=torch.long)
-            a = torch.tensor(self._answer_ids(answers[b]) if answers is not None else [], dtype=torch.long)
-            hit = (p == self.token_3d_id).nonzero(as_tuple=True)[0]
-            k = int(hit[0]) if hit.numel() else p.numel()  # the 3D tokens replace <3d>; without it, none
-            tokens_3d = visual_mask[b].nonzero(as_tuple=True)[0].cpu() if hit.numel() else extra[:0]
-            queries_last = extra_at_end or not hit.numel()  # without <3d> the queries end the prompt
-            parts = [_text(p[:k]), _visual(tokens_3d), *([] if queries_last else [_visual(extra)]), _text(p[k + 1 :])]
-            parts += [*([_visual(extra)] if queries_last else []), _text(a)]
-            ids, vi = (torch.cat(column) for column in zip(*parts))
-            # the <ground> position carries no next-token target: its hidden state is the grounding
-            # query, and the target there (EOS, the same for every description) would pull it to a constant
-            after_ground = torch.zeros(a.numel(), dtype=torch.bool)
-            after_ground[1:] = a[:-1] == self.token_ground_id
-            prompt_len = ids.numel() - a.numel()
-            lab = torch.cat([torch.full((prompt_len,), -100, dtype=torch.long), a.masked_fill(after_ground, -100)])
-            if ids.numel() > self.cfg.max_length:
-                if prompt_len >= self.cfg.max_length:
-                    raise ValueError(
-                        f"llm: prompt of sample {b} is {prompt_len} tokens (3D tokens included) > llm.max_length = "
-                        f"{self.cfg.max_length}; raise llm.max_length or lower vl.max_3d_tokens"
-                    )
-                _log.warning("llm: answer of sample %d truncated to fit llm.max_length = %d", b, self.cfg.max_length)
-                ids, vi, lab = ids[: self.cfg.max_length], vi[: self.cfg.max_length], lab[: self.cfg.max_length]
-            seqs.append(ids)
-            vidx.append(vi)
-            labs.append(lab)
-            prompt_lens.append(prompt_len)  # the prompt is never truncated (an error above)
-        length = max(s.numel() for s in seqs)
-        pad_id = self.tokenizer.pad_token_id
-        out = {
-            "input_ids": torch.full((bsz, length), pad_id, dtype=torch.long),
-            "visual_index": torch.full((bsz, length), -1, dtype=torch.long),
-            "labels": torch.full((bsz, length), -100, dtype=torch.long),
-            "attention_mask": torch.zeros(bsz, length, dtype=torch.long),
-            "prompt_mask": torch.zeros(bsz, length, dtype=torch.bool),
-        }
+        ids = text["input_ids"].to(device)
+        bsz, t_len = ids.shape
+        if visual.shape[0] != bsz or visual_mask.shape != visual.shape[:2]:
+            raise ValueError(f"llm: batch mismatch: {bsz} prompts, visual {tuple(visual.shape)}, visual_mask {tuple(visual_mask.shape)}")
+        labels = text["labels"].to(device)
+        n_text = text["attention_mask"].to(device).sum(1)
+        p_len = text["prompt_length"].to(device)
+        ph = text["placeholder"].to(device)
+        m, k_extra = visual.shape[1], num_extra
+        has = ph >= 0
+        n3d = torch.where(has, visual_mask.sum(1), 0)
+        queries_last = has.logical_not() | extra_at_end  # without <3d> the queries end the prompt
+        cut = torch.where(has, ph, p_len)  # the 3D tokens replace <3d>; without it, none
+        shift = torch.where(has, n3d - 1, 0)
+        full = n_text + shift + k_extra  # spliced length of each sample
+        prompt_out = p_len + shift + k_extra  # its prompt (3D tokens and queries included)
+        max_len = self.cfg.max_length
+        full_l, prompt_l = full.tolist(), prompt_out.tolist()  # the one host sync: the padded length
         for b in range(bsz):
-            n = seqs[b].numel()
-            sl = slice(length - n, length) if left_pad else slice(0, n)
-            out["input_ids"][b, sl] = seqs[b].clamp_min(0).masked_fill(seqs[b] < 0, pad_id)
-            out["visual_index"][b, sl] = vidx[b]
-            out["labels"][b, sl] = labs[b]
-            out["attention_mask"][b, sl] = 1
-            n_prompt = prompt_lens[b]
-            start = sl.start
-            out["prompt_mask"][b, start : start + n_prompt] = (vidx[b][:n_prompt] < 0) & (seqs[b][:n_prompt] >= 0)
-        out = {k: v.to(device) for k, v in out.items()}
+            if full_l[b] > max_len:
+                if prompt_l[b] >= max_len:
+                    raise ValueError(
+                        f"llm: prompt of sample {b} is {prompt_l[b]} tokens (3D tokens included) > llm.max_length = "
+                        f"{max_len}; raise llm.max_length or lower vl.max_3d_tokens"
+                    )
+                _log.warning("llm: answer of sample %d truncated to fit llm.max_length = %d", b, max_len)
+        kept = full.clamp_max(max_len)
+        length = max([min(n, max_len) for n in full_l], default=0)
+        # output positions (right padding); writes past llm.max_length go to a dropped column `length`
+        j = torch.arange(t_len, device=device)[None]
+        after_ph = (j > cut[:, None]) & (j < p_len[:, None])
+        in_answer = j >= p_len[:, None]
+        text_pos = j + after_ph * (shift + queries_last.logical_not() * k_extra)[:, None] + in_answer * (shift + k_extra)[:, None]
+        text_ok = (j < n_text[:, None]) & ~(has[:, None] & (j == cut[:, None])) & (text_pos < max_len)
+        text_pos = torch.where(text_ok, text_pos, length)
+        rank = visual_mask.long().cumsum(1) - 1
+        vis_ok = visual_mask & has[:, None]
+        vis_pos = torch.where(vis_ok, cut[:, None] + rank, length)
+        kk = torch.arange(k_extra, device=device)[None]
+        ext_pos = torch.where(queries_last, p_len + shift, cut + n3d)[:, None] + kk
+        pad_id = self.tokenizer.pad_token_id
+
+        def canvas(fill, dtype):
+            return torch.full((bsz, length + 1), fill, dtype=dtype, device=device)
+
+        out = {
+            "input_ids": canvas(pad_id, torch.long).scatter_(1, text_pos, ids)[:, :length],
+            "visual_index": (
+                canvas(-1, torch.long)
+                .scatter_(1, vis_pos, torch.arange(m, device=device).expand(bsz, m).contiguous())
+                .scatter_(1, ext_pos, (m + kk).expand(bsz, k_extra).contiguous())[:, :length]
+            ),
+            "labels": canvas(-100, torch.long).scatter_(1, text_pos, labels)[:, :length],
+            "prompt_mask": canvas(False, torch.bool).scatter_(1, text_pos, (j < p_len[:, None]).expand(bsz, t_len).contiguous())[:, :length],
+        }
+        pos = torch.arange(length, device=device)[None]
+        out["attention_mask"] = (pos < kept[:, None]).long()
+        if left_pad:  # shift each row right by its padding: right[b, (i - pad_b) mod L]
+            src = (pos - (length - kept)[:, None]) % max(length, 1)
+            out = {key: v.gather(1, src) for key, v in out.items()}
         out["position_ids"] = (out["attention_mask"].cumsum(-1) - 1).clamp_min(0)
         return out
 
-    def question_states(self, prompts: list[str], device) -> tuple[Tensor, Tensor]:
+    def question_states(self, prompts, device) -> tuple[Tensor, Tensor]:
         """Last-layer states of the prompts' text alone (``<3d>`` removed, no 3D tokens): ``[B, T, H]`` and
-        mask ``[B, T]`` bool (right padding). Used by :class:`vl.readout.QuestionReadout`."""
-        ids = [[t for t in self._prompt_ids(p) if t != self.token_3d_id] for p in prompts]
-        length = max(max((len(i) for i in ids), default=1), 1)
-        input_ids = torch.full((len(ids), length), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros(len(ids), length, dtype=torch.bool)
-        for b, row in enumerate(ids):
-            input_ids[b, : len(row)] = torch.tensor(row, dtype=torch.long)
-            mask[b, : len(row)] = True
-        input_ids, mask = input_ids.to(device), mask.to(device)
+        mask ``[B, T]`` bool (right padding). Used by :class:`vl.readout.QuestionReadout`. ``prompts``: the
+        processor output (its ``question_ids`` / ``question_mask``) or B strings (compatibility path)."""
+        text = self.encode_text(prompts)
+        input_ids, mask = text["question_ids"].to(device), text["question_mask"].to(device)
         position_ids = (mask.long().cumsum(-1) - 1).clamp_min(0)
         states = self._hidden_states(self.embed_tokens(input_ids), mask.long(), position_ids)
         return states, mask
@@ -303,8 +302,8 @@ class LanguageModel(nn.Module):
         self,
         visual: Tensor,
         visual_mask: Tensor,
-        prompts: list[str],
-        answers: list[str],
+        prompts,
+        answers: list[str] | None = None,
         extra: Tensor | None = None,
         output_hidden_states: bool = False,
         extra_at_end: bool = False,
@@ -312,7 +311,9 @@ class LanguageModel(nn.Module):
         """Teacher-forced pass.
 
         Args:
-            visual: ``[B, M, C]`` 3D tokens; visual_mask ``[B, M]``; prompts / answers: B strings each.
+            visual: ``[B, M, C]`` 3D tokens; visual_mask ``[B, M]``; prompts: the processor output of B prompts
+                with their answers (:meth:`vl.processing.VidLLMProcessor.__call__`), or B prompt strings with
+                ``answers`` (B strings; the compatibility path, tokenised here, see :meth:`encode_text`).
             extra: optional query embeddings ``[B, K, H]`` placed after the 3D tokens (``extra_at_end``: at
                 the end of the prompt, right before the answer).
             output_hidden_states: also return ``hidden_states`` (the stack: index 0 = input
@@ -380,12 +381,13 @@ class LanguageModel(nn.Module):
         self,
         visual: Tensor,
         visual_mask: Tensor,
-        prompts: list[str],
+        prompts,
         max_new_tokens: int | None = None,
         extra: Tensor | None = None,
         extra_at_end: bool = False,
     ) -> dict:
-        """Greedy decoding of a batch (left-padded, KV cache); ``extra`` as in :meth:`forward`. Control
+        """Greedy decoding of a batch (left-padded, KV cache); ``prompts`` (processor output without answers, or
+        B strings: the compatibility path) and ``extra`` as in :meth:`forward`. Control
         tokens (:meth:`suppressed_token_ids`) are never generated.
 
         Returns:
