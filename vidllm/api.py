@@ -312,8 +312,6 @@ class InferenceMixin:
         self, video, questions: Sequence[str], situations: Sequence[str | None] | None = None, num_frames: int | None = None, max_new_tokens: int | None = None
     ) -> list[Answer]:
         """Several questions about one video: the video is encoded and reconstructed once."""
-        from vl.prompts import render_prompt
-
         questions = _as_list(questions)
         if not questions:
             return []
@@ -322,10 +320,11 @@ class InferenceMixin:
             raise ValueError(f"answer_many: {len(questions)} questions but {len(situations)} situations")
         images, frames = self.load_video(video, num_frames)
         t_lang, geometry, out = self.vl_inputs(images[None], len(questions))
-        prompts = [render_prompt("sqa", q, situation=s) if s else render_prompt("qa", q) for q, s in zip(questions, situations)]
+        processor = self.vl.lm.processor  # renders and tokenises; the forward only splices the 3D tokens in
+        prompts, ground_text = processor.questions(questions, situations), processor.grounding(questions)
         with self.autocast():
             texts = self.vl.generate(t_lang, geometry, prompts, max_new_tokens)
-            grounded = self.vl.ground(t_lang, geometry, [render_prompt("ground", description=q) for q in questions])
+            grounded = self.vl.ground(t_lang, geometry, ground_text)
         rec = reconstruction_from_outputs(out, images, 0, frames)
         answers = []
         for i, text in enumerate(texts):
@@ -353,8 +352,6 @@ class InferenceMixin:
     @torch.no_grad()
     def ground_many(self, video, descriptions: Sequence[str], proposals=None, num_frames: int | None = None) -> list[Grounding]:
         """Several descriptions about one video (encoded once); ``proposals`` shared by all."""
-        from vl.prompts import render_prompt
-
         descriptions = _as_list(descriptions)
         if not descriptions:
             return []
@@ -365,7 +362,7 @@ class InferenceMixin:
             p = torch.as_tensor(np.asarray(proposals, dtype=np.float32)).reshape(-1, 6).to(self.device)
             props = [p] * len(descriptions)
         with self.autocast():
-            res = self.vl.ground(t_lang, geometry, [render_prompt("ground", description=d) for d in descriptions], props)
+            res = self.vl.ground(t_lang, geometry, self.vl.lm.processor.grounding(descriptions), props)
         rec = reconstruction_from_outputs(out, images, 0, frames)
         results = []
         for i in range(len(descriptions)):

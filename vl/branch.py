@@ -9,6 +9,8 @@ Text fields of a batch (``dict``):
 
 * ``prompts``: B user prompts with one ``<3d>`` (see :mod:`vl.prompts`); ``answers``: B answers
   (grounding answers contain ``<ground>``);
+* ``text``: their encoding by :class:`vl.processing.VidLLMProcessor` (``lm.processor(prompts, answers)``; training
+  makes it in the collate); without it the strings are tokenised in the forward (compatibility path);
 * optional ``target_boxes``: B tensors ``[N_b, 6]`` (``N_b`` may be 0), ``proposals``: B tensors
   ``[Q_b, 6]`` and ``proposal_positives``: B bool tensors ``[Q_b]`` — in the aligned world when
   ``world_from_model [B, 4, 4]`` is given (mapped with its inverse), otherwise in the model frame.
@@ -36,6 +38,7 @@ from vl.llm import LanguageModel
 from vl.losses import combine_vl_losses, zero_graph_term
 from vl.patches3d import build_position_embedding, patch_world_points
 from vl.pooling import voxel_pool
+from vl.processing import is_encoded
 from vl.prompts import GROUNDING_ANSWER
 from vl.readout import QuestionReadout, localization_loss, tokens_in_boxes
 
@@ -110,12 +113,12 @@ class VLBranch(nn.Module):
             out["frame_features"] = torch.einsum("bspc,bsp->bsc", t3d, v) / v.sum(2, keepdim=True).clamp_min(1)
         return out
 
-    def _extra(self, tokens: dict[str, Tensor], prompts: list[str]) -> tuple[Tensor | None, Tensor | None]:
+    def _extra(self, tokens: dict[str, Tensor], text: dict[str, Tensor]) -> tuple[Tensor | None, Tensor | None]:
         """Query embeddings ``[B, K, H]`` for the LM (GeoVR-style queries after the 3D tokens, or the readout
         tokens that end the prompt; None when neither is on) and the readout attention ``[B, K, M]`` (or None)."""
         if self.readout is None:
             return self._queries(tokens), None
-        states, mask = self.lm.question_states(prompts, tokens["features"].device)
+        states, mask = self.lm.question_states(text, tokens["features"].device)
         projected = self.lm.projector(tokens["features"].to(self.lm.projector[0].weight.dtype))
         readout, attention = self.readout(states, mask, projected.to(states.dtype), tokens["mask"], tokens["points"])
         return readout, attention
@@ -198,9 +201,12 @@ class VLBranch(nn.Module):
             ``answer_logits``, ``ground_state``, ``num_3d_tokens [B]``.
         """
         tokens = self.tokens_3d(t_lang, geometry)
-        extra, attention = self._extra(tokens, list(batch["prompts"]))
+        text = batch.get("text")
+        if text is None:  # compatibility path: raw strings, tokenised here (training encodes them in the collate)
+            text = self.lm.processor(list(batch["prompts"]), list(batch["answers"]))
+        extra, attention = self._extra(tokens, text)
         out = self.lm(
-            tokens["features"], tokens["mask"], list(batch["prompts"]), list(batch["answers"]), extra=extra,
+            tokens["features"], tokens["mask"], text, extra=extra,
             output_hidden_states=self.geo_aux is not None and self.geo_aux.needs_all_layers, extra_at_end=self.readout is not None,
         )
         if "hidden_states" not in out and self.geo_aux is not None:
@@ -253,17 +259,21 @@ class VLBranch(nn.Module):
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def generate(self, t_lang: Tensor, geometry: dict[str, Tensor], prompts: list[str], max_new_tokens: int | None = None) -> list[str]:
-        """Greedy answers (B strings) for B prompts."""
+    def generate(self, t_lang: Tensor, geometry: dict[str, Tensor], prompts, max_new_tokens: int | None = None) -> list[str]:
+        """Greedy answers (B strings) for B prompts: the processor output (``lm.processor(prompts)``) or B
+        strings (compatibility path, tokenised here)."""
         tokens = self.tokens_3d(t_lang, geometry)
-        extra, _ = self._extra(tokens, list(prompts))
-        return self.lm.generate(tokens["features"], tokens["mask"], list(prompts), max_new_tokens, extra=extra, extra_at_end=self.readout is not None)["text"]
+        text = self.lm.encode_text(prompts)
+        extra, _ = self._extra(tokens, text)
+        return self.lm.generate(tokens["features"], tokens["mask"], text, max_new_tokens, extra=extra, extra_at_end=self.readout is not None)["text"]
 
     @torch.no_grad()
-    def ground(self, t_lang: Tensor, geometry: dict[str, Tensor], prompts: list[str], proposals: list[Tensor] | None = None, world_from_model: Tensor | None = None) -> dict:
+    def ground(self, t_lang: Tensor, geometry: dict[str, Tensor], prompts, proposals: list[Tensor] | None = None, world_from_model: Tensor | None = None) -> dict:
         """Predict boxes for grounding prompts (the answer is forced to ``<ground>``).
 
         Args:
+            prompts: the processor output with the forced answers (``lm.processor.grounding(descriptions)``), or
+                B grounding prompt strings (compatibility path, tokenised here with the answer ``<ground>``).
             proposals: optional B tensors ``[Q_b, 6]`` (aligned world if ``world_from_model`` is given).
         Returns:
             ``boxes [B, T, 6]`` and ``scores [B, T]`` (regressed slots, objectness probability, frame as
@@ -274,8 +284,9 @@ class VLBranch(nn.Module):
             the prediction for queries known to have a target). Boxes are in the aligned world when ``world_from_model`` is given, else the model frame.
         """
         tokens = self.tokens_3d(t_lang, geometry)
-        extra, attention = self._extra(tokens, list(prompts))
-        out = self.lm(tokens["features"], tokens["mask"], list(prompts), [GROUNDING_ANSWER] * len(prompts), extra=extra, extra_at_end=self.readout is not None)
+        text = prompts if is_encoded(prompts) else self.lm.processor(list(prompts), [GROUNDING_ANSWER] * len(prompts))
+        extra, attention = self._extra(tokens, text)
+        out = self.lm(tokens["features"], tokens["mask"], text, extra=extra, extra_at_end=self.readout is not None)
         boxes, logits = self.grounding.regress(out["ground_state"], self._anchor(tokens))
         scores = logits.sigmoid()
         top = scores.argmax(-1)

@@ -34,11 +34,19 @@ key                         shape / type                meaning
                                                         records sharing the clip, each a dict of the text
                                                         keys above plus unpadded ``target_ids [T]``,
                                                         ``target_boxes [T, 6]``, ``target_boxes_model [T, 6]``
+``vl_text``                 dict of tensors             only when collated with a processor and the batch has
+                                                        VL samples: their prompts and answers rendered and
+                                                        tokenised (:class:`vl.processing.VidLLMProcessor`, one
+                                                        row per sample of :func:`vidllm.processing.text_records`)
 ==========================  ==========================  =============================================
+
+The training module gives the DataModule its processor (``VidLLMDataModule.processor``) in stage 2, so the
+text is tokenised in the DataLoader workers, never in the forward.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -71,8 +79,9 @@ def _pad(tensors: list[torch.Tensor], fill: float) -> tuple[torch.Tensor, torch.
     return out, mask
 
 
-def collate_clips(items: list[dict]) -> dict:
-    """Collate dataset items into the batch dict documented in this module."""
+def collate_clips(items: list[dict], processor=None) -> dict:
+    """Collate dataset items into the batch dict documented in this module (with a
+    :class:`vl.processing.VidLLMProcessor`, the VL samples' text is encoded into ``vl_text``)."""
     batch: dict = {}
     for key in _STACK:
         shapes = {tuple(it[key].shape) for it in items}
@@ -91,6 +100,12 @@ def collate_clips(items: list[dict]) -> dict:
         batch[key] = [it[key] for it in items]
     if any("extra_texts" in it for it in items):
         batch["extra_texts"] = [list(it.get("extra_texts", [])) for it in items]
+    if processor is not None:
+        from vidllm.processing import encode_batch_text
+
+        text = encode_batch_text(batch, processor)
+        if text is not None:
+            batch["vl_text"] = text
     return batch
 
 
@@ -131,6 +146,8 @@ class VidLLMDataModule(L.LightningDataModule):
         self.cfg = cfg or DataConfig()
         self.train_set: VidLLMDataset | None = None
         self.val_set: VidLLMDataset | None = None
+        self.processor = None
+        """A :class:`vl.processing.VidLLMProcessor` for the collate (set by the training module in stage 2)."""
 
     def prepare_data(self) -> None:
         if self.cfg.source == "synthetic":
@@ -162,7 +179,7 @@ class VidLLMDataModule(L.LightningDataModule):
             sampler=sampler,
             shuffle=False,
             num_workers=workers,
-            collate_fn=collate_clips,
+            collate_fn=collate_clips if self.processor is None else functools.partial(collate_clips, processor=self.processor),
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
         )

@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 from vl.grounding import boxes_in_model_frame
-from vl.prompts import render_prompt
 
 __all__ = ["ModelPredictor"]
 
@@ -31,6 +30,11 @@ class ModelPredictor:
         self.cache_clips = max(0, int(cache_clips))
         self._state: dict | None = None
         self._cache: dict[tuple, tuple] = {}
+
+    @property
+    def processor(self):
+        """The model's :class:`vl.processing.VidLLMProcessor`: queries are rendered and tokenised with it, outside the forward."""
+        return self.model.vl.lm.processor
 
     @property
     def device(self) -> torch.device:
@@ -79,9 +83,7 @@ class ModelPredictor:
             t_lang, geometry = self._inputs(b - a)
             props = None if proposals is None else [proposals.to(self.device)] * (b - a)
             with self.model.autocast():
-                res = self.model.vl.ground(
-                    t_lang, geometry, [render_prompt("ground", description=d) for d in descriptions[a:b]], props, wfm[None].expand(b - a, 4, 4)
-                )
+                res = self.model.vl.ground(t_lang, geometry, self.processor.grounding(descriptions[a:b]), props, wfm[None].expand(b - a, 4, 4))
             for i in range(b - a):
                 results.append(
                     {"box": res["box"][i].float().cpu(), "boxes": res["boxes"][i].float().cpu(), "scores": res["scores"][i].float().cpu(),
@@ -96,7 +98,7 @@ class ModelPredictor:
         for a, b in self._chunks(len(prompts)):
             t_lang, geometry = self._inputs(b - a)
             with self.model.autocast():
-                texts += self.model.vl.generate(t_lang, geometry, prompts[a:b], max_new_tokens)
+                texts += self.model.vl.generate(t_lang, geometry, self.processor(prompts[a:b]), max_new_tokens)
         return texts
 
     def model_frame_center(self, box_world: Tensor) -> list[float]:

@@ -28,35 +28,21 @@ from vidllm.training.distill import distillation_loss, geometry_distill_loss, se
 from vidllm.training.optim import build_optimizer, build_scheduler
 from vidllm.training.stages import apply_stage
 from vl.losses import zero_graph_term
-from vl.prompts import GROUNDING_ANSWER, render_prompt
+from vidllm.processing import VL_TASKS, render_record, text_records
 
 __all__ = ["VidLLMModule", "vl_batch_from_batch", "VL_TASKS"]
 
 _log = logging.getLogger(__name__)
 
-VL_TASKS = ("qa", "sqa", "grounding", "caption")
-
-
-def _record_text(rec: dict, gt_boxes: Tensor, gt_ids: Tensor) -> tuple[str, str, Tensor, Tensor]:
-    """Prompt, answer, target boxes ``[T, 6]`` (aligned world; none unless grounding) and proposal positives
-    ``[N]`` of one text record (``rec``: the text keys of a batch row plus unpadded ``target_*``)."""
-    task = rec["task"]
-    tboxes = rec["target_boxes"]
-    if task == "qa":
-        prompt, answer = render_prompt("qa", question=rec["question"]), rec["answer"]
-    elif task == "sqa":
-        prompt, answer = render_prompt("sqa", question=rec["question"], situation=rec["situation"]), rec["answer"]
-    elif task == "caption":
-        model_boxes = rec["target_boxes_model"]
-        prompt, answer = render_prompt("caption", center=model_boxes[0, :3].tolist() if len(model_boxes) else None), rec["answer"]
-    else:
-        prompt, answer = render_prompt("ground", description=rec["description"]), GROUNDING_ANSWER
-    grounding = task == "grounding"
+def _record_boxes(rec: dict, gt_ids: Tensor) -> tuple[Tensor, Tensor]:
+    """Target boxes ``[T, 6]`` (aligned world; none unless grounding) and proposal positives ``[N]`` of one text
+    record (``rec``: the text keys of a batch row plus unpadded ``target_*``)."""
+    grounding = rec["task"] == "grounding"
     positives = torch.isin(gt_ids, rec["target_ids"]) if grounding else torch.zeros_like(gt_ids, dtype=torch.bool)
-    return prompt, answer, tboxes if grounding else tboxes[:0], positives
+    return rec["target_boxes"] if grounding else rec["target_boxes"][:0], positives
 
 
-def vl_batch_from_batch(batch: dict) -> tuple[list[int], dict | None]:
+def vl_batch_from_batch(batch: dict, processor=None) -> tuple[list[int], dict | None]:
     """Indices of the VL samples of a data batch and the text fields :class:`vl.branch.VLBranch` needs.
 
     Grounding samples carry their targets (aligned world) and every GT object of the scene as
@@ -65,30 +51,26 @@ def vl_batch_from_batch(batch: dict) -> tuple[list[int], dict | None]:
     With ``data.questions_per_clip > 1`` a row also brings ``extra_texts`` (other
     records of its scene on the same clip): each becomes one more VL sample right after its row,
     so the returned index repeats the row (the clip is encoded once, its tokens indexed K times).
+    ``text`` is the samples' encoding: the collate's ``vl_text`` when present, else made here with
+    ``processor`` (:class:`vl.processing.VidLLMProcessor`) when given, else absent (the branch then
+    tokenises the strings itself, the compatibility path).
     """
-    index_rows = [i for i, task in enumerate(batch["task"]) if task in VL_TASKS]
-    if not index_rows:
+    index, records = text_records(batch)
+    if not index:
         return [], None
-    extras = batch.get("extra_texts")
-    index, prompts, answers, targets, proposals, positives, tasks, objects = [], [], [], [], [], [], [], []
-    for i in index_rows:
-        tmask = batch["target_mask"][i]
-        main = {key: batch[key][i] for key in ("task", "question", "situation", "description", "answer")}
-        main.update({key: batch[key][i][tmask] for key in ("target_boxes", "target_boxes_model", "target_ids")})
+    prompts, answers, targets, proposals, positives, tasks, objects = [], [], [], [], [], [], []
+    for i, rec in zip(index, records):
         gmask = batch["gt_boxes_mask"][i]
         gt_boxes, gt_ids = batch["gt_boxes"][i][gmask], batch["gt_box_ids"][i][gmask]
-        for rec in [main, *(extras[i] if extras is not None else [])]:
-            if rec["task"] not in VL_TASKS:
-                raise ValueError(f"vl_batch_from_batch: extra text record of row {i} has task {rec['task']!r}; expected one of {VL_TASKS}")
-            prompt, answer, tboxes, pos = _record_text(rec, gt_boxes, gt_ids)
-            index.append(i)
-            prompts.append(prompt)
-            answers.append(answer)
-            targets.append(tboxes)
-            proposals.append(gt_boxes)
-            positives.append(pos)
-            tasks.append(rec["task"])
-            objects.append(rec["target_boxes"])
+        prompt, answer = render_record(rec)
+        tboxes, pos = _record_boxes(rec, gt_ids)
+        prompts.append(prompt)
+        answers.append(answer)
+        targets.append(tboxes)
+        proposals.append(gt_boxes)
+        positives.append(pos)
+        tasks.append(rec["task"])
+        objects.append(rec["target_boxes"])
     vl_batch = {
         "prompts": prompts,
         "answers": answers,
@@ -99,6 +81,10 @@ def vl_batch_from_batch(batch: dict) -> tuple[list[int], dict | None]:
         "world_from_model": batch["world_from_model"][index],
         "tasks": tasks,
     }
+    if "vl_text" in batch:
+        vl_batch["text"] = batch["vl_text"]
+    elif processor is not None:
+        vl_batch["text"] = processor(prompts, answers)
     return index, vl_batch
 
 
@@ -155,6 +141,14 @@ class VidLLMModule(L.LightningModule):
             self._build_teachers()
 
     # ------------------------------------------------------------------ setup
+    def setup(self, stage: str) -> None:
+        """Stage 2: give the DataModule the LLM's processor, so the collate (in the DataLoader workers) renders and
+        tokenises the VL samples' text (``batch['vl_text']``) and no forward tokenises."""
+        trainer = getattr(self, "_trainer", None)
+        dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+        if self.stage == 2 and dm is not None and hasattr(dm, "processor") and dm.processor is None:
+            dm.processor = self.model.vl.lm.processor
+
     def _build_teachers(self) -> None:
         from vidllm.training.teachers import load_geometry_teacher, load_semantic_teacher
 
@@ -249,7 +243,7 @@ class VidLLMModule(L.LightningModule):
     def stage2_losses(self, batch: dict) -> dict[str, Tensor]:
         """Eq. 8: ``L_recon + L_MD`` on every clip plus ``L_VL`` on the VL samples, from one :meth:`VidLLM.forward`
         (the VL pass reads ``T'_lang`` and the detached geometry of the rows ``vl_index``)."""
-        index, vl_batch = vl_batch_from_batch(batch)
+        index, vl_batch = vl_batch_from_batch(batch, self.model.vl.lm.processor)  # text encoded here unless the collate did
         out = self.model(batch["images"], vl_batch, vl_index=index if vl_batch is not None else None)
         gt = {"depth": batch["depth"], "extrinsics": batch["extrinsics"], "intrinsics": batch["intrinsics"]}
         losses = {f"recon/{k}": v for k, v in self.model.recon_losses(out, gt).items()}
