@@ -59,3 +59,39 @@ def test_recon_only_batch_runs_forward_without_vl(synthetic_root, tokenizer, mon
     (_, vl_batch), kwargs, out = calls[0]
     assert vl_batch is None and kwargs["vl_index"] is None and out.vl is None and out.t_lang is None
     assert not any(k.startswith("vl/") for k in losses) and torch.isfinite(losses["loss"])
+
+
+def test_collate_encodes_text_and_losses_match_the_string_path(synthetic_root, tokenizer):
+    cfg = micro_config(**{"data.root": str(synthetic_root), "train.stage": 2})
+    torch.manual_seed(0)
+    module = VidLLMModule(cfg, tokenizer)
+    processor = module.model.vl.lm.processor
+    dataset = VidLLMDataset(cfg.data, "train", tasks=["recon", "qa", "grounding", "caption"])
+    first = {}
+    for i, (task, _) in enumerate(dataset.samples):
+        first.setdefault(task, i)
+    items = [dataset[first[t]] for t in ["recon", "qa", "grounding", "caption"]]
+    plain, encoded = collate_clips(items), collate_clips(items, processor=processor)
+    assert "vl_text" not in plain and "vl_text" not in collate_clips(items[:1], processor=processor)  # recon only: no text
+    _, strings = vl_batch_from_batch(plain)
+    want = processor(strings["prompts"], strings["answers"])
+    assert sorted(encoded["vl_text"]) == sorted(want) and all(torch.equal(encoded["vl_text"][k], want[k]) for k in want)
+    assert vl_batch_from_batch(encoded)[1]["text"] is encoded["vl_text"]
+    module.eval()
+    with torch.no_grad():
+        a, b = module.stage2_losses(encoded), module.stage2_losses(plain)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_module_gives_the_datamodule_its_processor(synthetic_root, tokenizer):
+    from types import SimpleNamespace
+
+    from vidllm.data.datamodule import VidLLMDataModule
+
+    cfg = micro_config(**{"data.root": str(synthetic_root), "train.stage": 2})
+    module = VidLLMModule(cfg, tokenizer)
+    dm = VidLLMDataModule(cfg.data)
+    module._trainer = SimpleNamespace(datamodule=dm)
+    module.setup("fit")
+    assert dm.processor is module.model.vl.lm.processor
+    assert dm._loader(VidLLMDataset(cfg.data, "train")).collate_fn.keywords["processor"] is dm.processor
