@@ -27,8 +27,8 @@ from torch import Tensor, nn
 from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
 from vl.config import GROUND_QUERIES, LLMConfig
-from vl.query_pool import DescriptionAttentionPool
 from vl.processing import VidLLMProcessor, is_encoded
+from vl.query_pool import DescriptionAttentionPool
 from vl.tokenizer import TOKEN_3D, TOKEN_GROUND, load_tokenizer
 
 __all__ = ["LanguageModel", "build_projector", "build_tiny_causal_lm"]

@@ -24,11 +24,11 @@ from torch import Tensor, nn
 from vidllm.config import VidLLMConfig
 from vidllm.errors import ConfigError
 from vidllm.model import VidLLM
+from vidllm.processing import VL_TASKS, render_record, text_records
 from vidllm.training.distill import distillation_loss, geometry_distill_loss, semantic_distill_loss
 from vidllm.training.optim import build_optimizer, build_scheduler
 from vidllm.training.stages import apply_stage
 from vl.losses import zero_graph_term
-from vidllm.processing import VL_TASKS, render_record, text_records
 
 __all__ = ["VidLLMModule", "vl_batch_from_batch", "VL_TASKS"]
 
