@@ -146,7 +146,12 @@ class VidLLM(InferenceMixin, ReconstructionModel):
 
     # ------------------------------------------------------------------ forward
     def forward(
-        self, images: Tensor, vl_batch: dict | None = None, vl_index: list[int] | Tensor | None = None, return_vl_inputs: bool = False
+        self,
+        images: Tensor,
+        vl_batch: dict | None = None,
+        vl_index: list[int] | Tensor | None = None,
+        return_vl_inputs: bool = False,
+        streams_only: bool = False,
     ) -> VidLLMOutput:
         """The full forward (paper Fig. 2) — the one place that chains the model's parts:
         encoder + CTA (:meth:`encode_streams`) → reconstruction branch, metric depth and real-scale
@@ -162,12 +167,16 @@ class VidLLM(InferenceMixin, ReconstructionModel):
                 questions per clip). None: sample ``i`` is row ``i`` (N = B).
             return_vl_inputs: also compute ``t_lang`` and ``vl_geometry`` without ``vl_batch`` (the
                 inputs of ``vl.generate`` / ``vl.ground`` at inference).
+            streams_only: stop after the encoder and the CTA (stage-1 distillation reads only the
+                streams ``T_geom`` / ``T_lang``); every other field stays None.
         Returns:
             :class:`~vidllm.modeling_outputs.VidLLMOutput`: the reconstruction fields and ``streams``
             always; ``t_lang``, ``vl_geometry`` with ``vl_batch`` or ``return_vl_inputs``; ``vl`` and
             ``vl_index`` with ``vl_batch``.
         """
         streams = self.encode_streams(images)
+        if streams_only:
+            return VidLLMOutput(streams=streams)
         recon = self.reconstruct_streams(images, streams)
         out = VidLLMOutput(**recon, streams=streams)
         if vl_batch is None and not return_vl_inputs:

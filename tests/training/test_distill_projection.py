@@ -53,3 +53,20 @@ def test_geometry_term_without_projection_equals_direct_numpy(synthetic_root, te
     opt = module.configure_optimizers()["optimizer"]
     names = [g.get("name") for g in opt.param_groups]
     assert "distill_heads" in names and all(len(g["params"]) for g in opt.param_groups)
+
+
+def test_stage1_encodes_through_model_forward(synthetic_root, teacher_files, tokenizer, monkeypatch):
+    """Stage 1 reads the streams from ``VidLLM.forward(streams_only=True)``: the encoder and CTA run once,
+    the reconstruction branch not at all."""
+    module = _stage1_module(synthetic_root, teacher_files, tokenizer, identity=True)
+    batch = _batch(module.config)
+    calls, recons = [], []
+    forward, reconstruct = module.model.forward, module.model.reconstruct_streams
+    monkeypatch.setattr(module.model, "forward", lambda *a, **k: calls.append(k) or forward(*a, **k))
+    monkeypatch.setattr(module.model, "reconstruct_streams", lambda *a, **k: recons.append(1) or reconstruct(*a, **k))
+    losses = module.stage1_losses(batch)
+    assert calls == [{"streams_only": True}] and recons == []
+    with torch.no_grad():
+        out = forward(batch["images"], streams_only=True)
+    assert out.pose_enc is None and out.depth is None and out.t_lang is None
+    assert set(out.streams) >= {"t_base", "t_geom", "t_lang"} and torch.isfinite(losses["loss"])

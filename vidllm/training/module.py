@@ -221,7 +221,7 @@ class VidLLMModule(L.LightningModule):
     # ------------------------------------------------------------------ steps
     def stage1_losses(self, batch: dict) -> dict[str, Tensor]:
         images = batch["images"]
-        streams = self.model.encode_streams(images)
+        streams = self.model(images, streams_only=True).streams
         b, s, p, c = streams["t_geom"].shape
         t_geom = streams["t_geom"].reshape(b * s, p, c)
         t_lang = (streams["t_lang"] if streams["t_lang"] is not None else streams["t_base"]).reshape(b * s, p, c)
