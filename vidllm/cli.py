@@ -22,7 +22,7 @@ from vidllm.errors import VidLLMError
 # name → (module, one-line help). Add a command by adding a module and a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("vidllm.commands.config_cmd", "show, validate or list the options of a config"),
-    "fit": ("vidllm.commands.fit_cmd", "train a stage (Lightning): --stage 1|2 --config FILE [--trainer.KEY V] [--GROUP.KEY V]"),
+    "fit": ("vidllm.commands.fit_cmd", "train a stage (Lightning, jsonargparse): --stage 1|2 --config FILE [--config FILE ...] [--trainer.KEY V] [--model.GROUP.KEY V] [--print_config]"),
     "validate": ("vidllm.commands.fit_cmd", "validate a model on the validation split (same arguments as fit)"),
     "test": ("vidllm.commands.fit_cmd", "test a model (same arguments as fit)"),
     "predict": ("vidllm.commands.fit_cmd", "predict reconstructions (same arguments as fit)"),
@@ -50,11 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse(module, name: str, rest: list[str]) -> argparse.Namespace:
+def _parse(module, name: str, rest: list[str]) -> argparse.Namespace | int:
     """A command's arguments: its own ``parse_args(argv, name)`` (jsonargparse: ``fit`` and friends), else
     an argparse sub-parser filled by ``add_arguments``."""
     if hasattr(module, "parse_args"):
-        return module.parse_args(rest, name)
+        try:
+            return module.parse_args(rest, name)
+        except SystemExit as done:  # --help / --print_config printed: the command's exit status
+            return done.code if isinstance(done.code, int) else EXIT_ERROR if done.code else 0
     sub = argparse.ArgumentParser(prog=f"vidllm {name}", description=COMMANDS[name][1])
     module.add_arguments(sub)
     args = sub.parse_args(rest)
@@ -87,11 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[name][0])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if debug:
-        return int(module.run(_parse(module, name, rest)) or 0)
+        args = _parse(module, name, rest)
+        return args if isinstance(args, int) else int(module.run(args) or 0)
     try:
-        return int(module.run(_parse(module, name, rest)) or 0)
-    except SystemExit as done:  # --help / --print_config of a jsonargparse command
-        return done.code if isinstance(done.code, int) else EXIT_ERROR if done.code else 0
+        args = _parse(module, name, rest)
+        return args if isinstance(args, int) else int(module.run(args) or 0)
     except BrokenPipeError:  # output piped into `head` and closed early
         return 0
     except KeyboardInterrupt:

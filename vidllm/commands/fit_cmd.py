@@ -4,18 +4,23 @@
     vidllm fit --stage 2 --config configs/tiny.yaml --model.init_from outputs/stage1/model --trainer.max_steps 20
     vidllm fit --stage 2 --config configs/tiny.yaml --ckpt_path last          # resume the same stage
 
-Arguments:
+Arguments (a jsonargparse parser, :func:`build_parser`; ``vidllm fit --help`` lists them all with the
+config fields' docstrings):
 
-* ``--config FILE`` — the model config (typed :class:`~vidllm.config.VidLLMConfig` YAML).
-  ``--stage N`` layers ``configs/stageN.yaml`` (the stage's defaults) on top of it.
-* ``--trainer.KEY VALUE`` — any ``lightning.Trainer`` argument (checked against its signature;
-  values are parsed as YAML: ``--trainer.devices 2``, ``--trainer.strategy ddp``).
-* ``--GROUP.KEY VALUE`` — any config field (``--data.num_frames 4``, ``--cta.mode concat_sa``);
-  ``--model.`` may prefix them, and ``--model.init_from`` is ``train.init_from`` (weights only).
+* ``--config FILE`` — a model config (typed :class:`~vidllm.config.VidLLMConfig` YAML, ``defaults:``
+  layering) or a saved ``cli_config.yaml``; repeatable, merged in order (later wins).
+  ``--stage N`` layers ``configs/stageN.yaml`` (the stage's defaults) on top of them.
+* ``--trainer.KEY VALUE`` — a ``lightning.Trainer`` argument, type-checked against its signature
+  (``--trainer.devices 2``, ``--trainer.strategy ddp``); not ``logger``/``callbacks``/``plugins``.
+* ``--model.GROUP.KEY VALUE`` — any config field, type-checked (``--model.data.num_frames 4``);
+  ``--GROUP.KEY`` is short for it, ``--model.init_from`` is ``train.init_from`` (weights only), and
+  ``--train.lr_multipliers.DOTTED.MODULE V`` sets one multiplier.
 * ``--trainer_config FILE`` — a YAML of Trainer arguments (``configs/strategies/``: DDP, FSDP,
-  DeepSpeed ZeRO-2/3), applied before ``--trainer.*``.
+  DeepSpeed ZeRO-2/3, ``strategy: {name, args}``), applied before ``--trainer.*``.
 * ``--ckpt_path PATH|last`` — resume the same stage from a Lightning checkpoint.
-* ``--out DIR`` — run directory: ``config.yaml`` (resolved), ``csv/`` and ``tensorboard/`` logs,
+* ``--print_config`` — print the resolved config (YAML) and exit.
+* ``--out DIR`` — run directory: ``config.yaml`` (the resolved model config), ``cli_config.yaml``
+  (the whole resolved command; ``--config`` it to rerun), ``csv/`` and ``tensorboard/`` logs,
   ``checkpoints/`` (``last.ckpt``), and after ``fit`` the trained model as ``model/``
   (``save_pretrained``).
 """

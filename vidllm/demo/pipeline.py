@@ -8,7 +8,6 @@ generator, ``vidllm teachers``, ``vidllm fit`` (Lightning), the evaluation runne
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
