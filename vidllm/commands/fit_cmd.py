@@ -87,7 +87,7 @@ def build_parser(mode: str = "fit"):
     return parser
 
 
-def _model_layer(path: str, stage_file: Path | None = None) -> tuple[dict, dict]:
+def _model_layer(path: str) -> tuple[dict, dict]:
     """One ``--config`` file as (model dict, other top-level keys): a model config with its ``defaults:``
     layers resolved, or a saved CLI config (top-level ``model:`` / ``trainer:`` ...)."""
     from vidllm.config import _read_yaml_layers
