@@ -1,7 +1,8 @@
 """The single console entry point: ``vidllm <command> [options]``.
 
 Each command lives in its own module and is imported only when it runs, so ``vidllm --help``
-stays fast. A command module exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+stays fast. A command module exposes ``add_arguments(parser)`` (argparse) or ``parse_args(argv, name)`` (its own
+parser: ``fit``/``validate``/``test``/``predict`` use jsonargparse) and ``run(args) -> int``.
 User-facing errors are printed as one line with a non-zero exit (``--debug`` shows the traceback
 instead): the package's own types (:mod:`vidllm.errors`), ``ValueError`` (the convention of config
 validation, also in the leaf packages, which cannot import :mod:`vidllm.errors`) and ``OSError``
@@ -21,7 +22,7 @@ from vidllm.errors import VidLLMError
 # name → (module, one-line help). Add a command by adding a module and a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("vidllm.commands.config_cmd", "show, validate or list the options of a config"),
-    "fit": ("vidllm.commands.fit_cmd", "train a stage (Lightning): --stage 1|2 --config FILE [--trainer.KEY V] [--GROUP.KEY V]"),
+    "fit": ("vidllm.commands.fit_cmd", "train a stage (Lightning, jsonargparse): --stage 1|2 --config FILE [--config FILE ...] [--trainer.KEY V] [--model.GROUP.KEY V] [--print_config]"),
     "validate": ("vidllm.commands.fit_cmd", "validate a model on the validation split (same arguments as fit)"),
     "test": ("vidllm.commands.fit_cmd", "test a model (same arguments as fit)"),
     "predict": ("vidllm.commands.fit_cmd", "predict reconstructions (same arguments as fit)"),
@@ -49,6 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(module, name: str, rest: list[str]) -> argparse.Namespace | int:
+    """A command's arguments: its own ``parse_args(argv, name)`` (jsonargparse: ``fit`` and friends), else
+    an argparse sub-parser filled by ``add_arguments``."""
+    if hasattr(module, "parse_args"):
+        try:
+            return module.parse_args(rest, name)
+        except SystemExit as done:  # --help / --print_config printed: the command's exit status
+            return done.code if isinstance(done.code, int) else EXIT_ERROR if done.code else 0
+    sub = argparse.ArgumentParser(prog=f"vidllm {name}", description=COMMANDS[name][1])
+    module.add_arguments(sub)
+    args = sub.parse_args(rest)
+    args.command = name
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -72,18 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vidllm: unknown command {name!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
         return EXIT_USAGE
     module = importlib.import_module(COMMANDS[name][0])
-    sub = argparse.ArgumentParser(prog=f"vidllm {name}", description=COMMANDS[name][1])
-    module.add_arguments(sub)
-    if getattr(module, "ACCEPTS_EXTRA", False):
-        args, args.extra = sub.parse_known_args(rest)
-    else:
-        args = sub.parse_args(rest)
-    args.command = name
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if debug:
-        return int(module.run(args) or 0)
+        args = _parse(module, name, rest)
+        return args if isinstance(args, int) else int(module.run(args) or 0)
     try:
-        return int(module.run(args) or 0)
+        args = _parse(module, name, rest)
+        return args if isinstance(args, int) else int(module.run(args) or 0)
     except BrokenPipeError:  # output piped into `head` and closed early
         return 0
     except KeyboardInterrupt:

@@ -41,7 +41,7 @@ CASES = {
     "config-bad-override": (["config", TINY, "--set", "data.num_frames=abc"], "invalid value for config key 'data.num_frames'"),
     "fit-missing-config": (["fit", "--config", "{t}/missing.yaml", "--out", "{t}/run"], "config file not found"),
     "fit-bad-value": (["fit", "--config", TINY, "--data.num_frames", "abc", "--out", "{t}/run"], "data.num_frames"),
-    "fit-stray-argument": (["fit", "--config", TINY, "stray", "--out", "{t}/run"], "unrecognised argument 'stray'"),
+    "fit-stray-argument": (["fit", "--config", TINY, "stray", "--out", "{t}/run"], "unrecognized arguments: stray"),
     "fit-nothing-to-resume": (["fit", "--config", TINY, "--ckpt_path", "last", "--out", "{t}/run", "--data.root", "{t}/data"], "nothing to resume"),
     "fit-missing-ckpt": (["fit", "--config", TINY, "--ckpt_path", "{t}/nope.ckpt", "--out", "{t}/run", "--data.root", "{t}/data"], "nope.ckpt: no such checkpoint"),
     "validate-bad-trainer-key": (["validate", "--config", TINY, "--trainer.max_stepz", "1", "--out", "{t}/run"], "max_stepz"),

@@ -4,18 +4,23 @@
     vidllm fit --stage 2 --config configs/tiny.yaml --model.init_from outputs/stage1/model --trainer.max_steps 20
     vidllm fit --stage 2 --config configs/tiny.yaml --ckpt_path last          # resume the same stage
 
-Arguments:
+Arguments (a jsonargparse parser, :func:`build_parser`; ``vidllm fit --help`` lists them all with the
+config fields' docstrings):
 
-* ``--config FILE`` — the model config (typed :class:`~vidllm.config.VidLLMConfig` YAML).
-  ``--stage N`` layers ``configs/stageN.yaml`` (the stage's defaults) on top of it.
-* ``--trainer.KEY VALUE`` — any ``lightning.Trainer`` argument (checked against its signature;
-  values are parsed as YAML: ``--trainer.devices 2``, ``--trainer.strategy ddp``).
-* ``--GROUP.KEY VALUE`` — any config field (``--data.num_frames 4``, ``--cta.mode concat_sa``);
-  ``--model.`` may prefix them, and ``--model.init_from`` is ``train.init_from`` (weights only).
+* ``--config FILE`` — a model config (typed :class:`~vidllm.config.VidLLMConfig` YAML, ``defaults:``
+  layering) or a saved ``cli_config.yaml``; repeatable, merged in order (later wins).
+  ``--stage N`` layers ``configs/stageN.yaml`` (the stage's defaults) on top of them.
+* ``--trainer.KEY VALUE`` — a ``lightning.Trainer`` argument, type-checked against its signature
+  (``--trainer.devices 2``, ``--trainer.strategy ddp``); not ``logger``/``callbacks``/``plugins``.
+* ``--model.GROUP.KEY VALUE`` — any config field, type-checked (``--model.data.num_frames 4``);
+  ``--GROUP.KEY`` is short for it, ``--model.init_from`` is ``train.init_from`` (weights only), and
+  ``--train.lr_multipliers.DOTTED.MODULE V`` sets one multiplier.
 * ``--trainer_config FILE`` — a YAML of Trainer arguments (``configs/strategies/``: DDP, FSDP,
-  DeepSpeed ZeRO-2/3), applied before ``--trainer.*``.
+  DeepSpeed ZeRO-2/3, ``strategy: {name, args}``), applied before ``--trainer.*``.
 * ``--ckpt_path PATH|last`` — resume the same stage from a Lightning checkpoint.
-* ``--out DIR`` — run directory: ``config.yaml`` (resolved), ``csv/`` and ``tensorboard/`` logs,
+* ``--print_config`` — print the resolved config (YAML) and exit.
+* ``--out DIR`` — run directory: ``config.yaml`` (the resolved model config), ``cli_config.yaml``
+  (the whole resolved command; ``--config`` it to rerun), ``csv/`` and ``tensorboard/`` logs,
   ``checkpoints/`` (``last.ckpt``), and after ``fit`` the trained model as ``model/``
   (``save_pretrained``).
 """
@@ -23,92 +28,197 @@ Arguments:
 from __future__ import annotations
 
 import argparse
-import inspect
+import dataclasses
 import logging
 import pickle
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
-from vidllm.config import LR_MULTIPLIER_PREFIX, VidLLMConfig, config_from_dict, load_config, save_config
+from vidllm.config import LR_MULTIPLIER_PREFIX, VidLLMConfig, config_from_dict, save_config
 from vidllm.errors import CheckpointError, ConfigError
+from vidllm.io import atomic_write
 from vidllm.shipped import shipped_config
 
 _log = logging.getLogger(__name__)
 
 MODES = ("fit", "validate", "test", "predict")
-ACCEPTS_EXTRA = True  # --trainer.* and --GROUP.KEY arguments are parsed here, not by argparse
+GROUPS = tuple(f.name for f in dataclasses.fields(VidLLMConfig))
+"""Top-level config sections: ``--GROUP.KEY`` is shorthand for ``--model.GROUP.KEY``."""
+TRAINER_SKIP = {"logger", "callbacks", "plugins"}
+"""Trainer arguments built by :func:`default_trainer_kwargs` (CSV + TensorBoard loggers, checkpointing), not settable here."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stage", type=int, choices=(1, 2), default=None, help="training stage (default: train.stage of the config)")
-    parser.add_argument("--config", required=True, help="model config YAML (e.g. configs/tiny.yaml)")
-    parser.add_argument("--out", default=None, help="run directory (default: outputs/stage<N>)")
-    parser.add_argument("--ckpt_path", default=None, help="Lightning checkpoint to resume the same stage from ('last' = <out>/checkpoints/last.ckpt)")
-    parser.add_argument("--seed", type=int, default=None, help="global seed (default: train.seed)")
-    parser.add_argument("--trainer_config", default=None, help="YAML of lightning.Trainer arguments, e.g. configs/strategies/fsdp.yaml (--trainer.* still override it)")
-    parser.epilog = "Also: --trainer.KEY VALUE (any lightning.Trainer argument) and --GROUP.KEY VALUE (any config field; see `vidllm config --list`)."
-
-
-def split_dotted(extra: list[str]) -> tuple[dict, list[str]]:
-    """``--trainer.x 1 --data.y=2`` → ({"trainer.x": "1", ...}) in order; errors on anything else."""
-    pairs: dict[str, str] = {}
-    i = 0
-    while i < len(extra):
-        arg = extra[i]
-        if not arg.startswith("--") or "." not in arg:
-            raise ConfigError(f"unrecognised argument {arg!r}; expected --trainer.KEY VALUE or --GROUP.KEY VALUE")
-        if "=" in arg:
-            key, value = arg[2:].split("=", 1)
-            i += 1
-        else:
-            if i + 1 >= len(extra):
-                raise ConfigError(f"argument {arg} needs a value")
-            key, value = arg[2:], extra[i + 1]
-            i += 2
-        pairs[key] = value
-    return pairs, []
-
-
-def _trainer_kwargs(pairs: dict[str, str]) -> dict:
+def build_parser(mode: str = "fit"):
+    """The jsonargparse parser of ``vidllm <mode>``: ``model`` is :class:`~vidllm.config.VidLLMConfig`
+    (types checked, attribute docstrings as help), ``trainer`` is ``lightning.Trainer``'s signature."""
+    import jsonargparse
     import lightning as L
+    import torch
+    from jsonargparse import ActionConfigFile, ArgumentParser
 
-    allowed = set(inspect.signature(L.Trainer.__init__).parameters) - {"self"}
-    out = {}
-    for key, value in pairs.items():
-        if not key.startswith("trainer."):
+    from vidllm.progress import terminal_progress
+
+    jsonargparse.set_parsing_settings(docstring_parse_attribute_docstrings=True)
+    parser = ArgumentParser(
+        prog=f"vidllm {mode}", exit_on_error=False, default_env=False,
+        description=(
+            f"vidllm {mode}: Lightning {'training' if mode == 'fit' else mode} of a stage. --config FILE is a model config "
+            "(configs/*.yaml, `defaults:` layering) or a saved <out>/cli_config.yaml; repeat it to merge files in order "
+            "(later wins). --GROUP.KEY V is short for --model.GROUP.KEY V, --model.init_from for --model.train.init_from, "
+            "--train.lr_multipliers.DOTTED.MODULE V sets one multiplier."
+        ),
+    )
+    parser.add_argument("--config", action=ActionConfigFile, help="model config YAML (e.g. configs/tiny.yaml); repeatable, later files win")
+    parser.add_argument("--stage", type=Optional[int], default=None, help="training stage 1 or 2 (default: train.stage of the config); layers configs/stage<N>.yaml on the config files")
+    parser.add_argument("--out", type=Optional[str], default=None, help="run directory (default: outputs/stage<N>)")
+    parser.add_argument("--ckpt_path", type=Optional[str], default=None, help="Lightning checkpoint to resume the same stage from ('last' = <out>/checkpoints/last.ckpt)")
+    parser.add_argument("--seed", type=Optional[int], default=None, help="global seed (default: model.train.seed)")
+    parser.add_argument("--trainer_config", type=Optional[str], default=None, help="YAML of lightning.Trainer arguments, e.g. configs/strategies/fsdp.yaml (strategy {name, args}); --trainer.* still override it")
+    parser.add_class_arguments(VidLLMConfig, "model", fail_untyped=False)
+    parser.add_class_arguments(L.Trainer, "trainer", skip=TRAINER_SKIP, fail_untyped=False)
+    cuda = torch.cuda.is_available()
+    parser.set_defaults({  # what fit uses unless told otherwise; max_steps / gradient_clip_val null = model.train's
+        "trainer.max_steps": None, "trainer.gradient_clip_val": None, "trainer.devices": 1, "trainer.log_every_n_steps": 1,
+        "trainer.num_sanity_val_steps": 0, "trainer.enable_progress_bar": terminal_progress(),
+        "trainer.precision": "bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "32-true",
+    })
+    return parser
+
+
+def _model_layer(path: str) -> tuple[dict, dict]:
+    """One ``--config`` file as (model dict, other top-level keys): a model config with its ``defaults:``
+    layers resolved, or a saved CLI config (top-level ``model:`` / ``trainer:`` ...)."""
+    from vidllm.config import _read_yaml_layers
+    from vidllm.shipped import find_config
+
+    resolved = find_config(path)
+    data = _read_yaml_layers(resolved)
+    if "model" in data or "trainer" in data:
+        rest = {k: v for k, v in data.items() if k != "model"}
+        return dict(data.get("model") or {}), rest
+    return data, {}
+
+
+def _rewrite_argv(argv: list[str]) -> list[str]:
+    """Pre-step before jsonargparse: ``--GROUP.KEY`` → ``--model.GROUP.KEY``, ``--model.init_from`` →
+    ``--model.train.init_from``, and each ``--config FILE`` → its resolved content (``defaults:`` layered,
+    validated against the typed config naming the file; the stage defaults merged onto the last file)."""
+    from omegaconf import OmegaConf
+
+    out: list[str] = []
+    configs: list[tuple[int, str]] = []
+    stage = None
+    i = 0
+    while i < len(argv):
+        arg, value = argv[i], None
+        key = arg.split("=", 1)[0]
+        if key in ("--config", "--stage"):
+            if "=" in arg:
+                value = arg.split("=", 1)[1]
+            elif i + 1 < len(argv):
+                i += 1
+                value = argv[i]
+            else:
+                raise ConfigError(f"{key} needs a value")
+            if key == "--config":
+                configs.append((len(out), value))
+                out.append("--config")
+                out.append(value)
+            else:
+                stage = value
+                out += ["--stage", value]
+            i += 1
             continue
-        name = key[len("trainer."):]
-        if name not in allowed:
-            raise ConfigError(f"--trainer.{name}: not a lightning.Trainer argument")
-        out[name] = yaml.safe_load(value)
+        if arg.startswith("--"):
+            name = key[2:]
+            if name == "model.init_from":
+                name = "model.train.init_from"
+            elif name.split(".", 1)[0] in GROUPS and "." in name:
+                name = "model." + name
+            arg = "--" + name + (arg[len(key):] if "=" in arg else "")
+        out.append(arg)
+        i += 1
+    if not configs and not any(a in ("-h", "--help") for a in argv):
+        raise ConfigError("--config FILE is required (e.g. --config configs/tiny.yaml)")
+    base = None
+    layers = []
+    for _, path in configs:
+        model, rest = _model_layer(path)
+        base = config_from_dict(model, source=str(path), base=base)
+        if stage is None and rest.get("stage") is not None:
+            stage = rest["stage"]
+        layers.append((model, rest))
+    if configs:
+        try:
+            stage = int(stage) if stage is not None else base.train.stage
+        except ValueError:
+            raise ConfigError(f"--stage {stage!r}: expected 1 or 2") from None
+        if stage not in (1, 2):
+            raise ConfigError(f"--stage {stage}: expected 1 or 2")
+        stage_file = shipped_config(f"stage{stage}.yaml")
+        stage_data = OmegaConf.to_container(OmegaConf.load(stage_file)) or {}
+        config_from_dict(stage_data, source=str(stage_file), base=base)
+        model, rest = layers[-1]
+        layers[-1] = (OmegaConf.to_container(OmegaConf.merge(model, stage_data, {"train": {"stage": stage}})), {**rest, "stage": stage})
+        for (position, _), (model, rest) in zip(configs, layers):
+            out[position + 1] = yaml.safe_dump({**rest, "model": model}, sort_keys=False)
     return out
 
 
-def resolve_config(config_path: str, stage: int | None, pairs: dict[str, str]) -> VidLLMConfig:
-    """Model config → stage defaults (the shipped ``stage<N>.yaml``; missing is an error) → command-line overrides."""
-    from omegaconf import OmegaConf
+def parse_args(argv: list[str], mode: str = "fit") -> argparse.Namespace:
+    """``vidllm <mode>`` arguments → a Namespace with ``cfg`` (the validated :class:`VidLLMConfig`),
+    ``trainer`` (only the Trainer arguments given), ``cli_config`` (the resolved config, as YAML) and the flags.
 
-    cfg = load_config(config_path)
-    stage = stage or cfg.train.stage
-    stage_file = shipped_config(f"stage{stage}.yaml")
-    cfg = config_from_dict(OmegaConf.to_container(OmegaConf.load(stage_file)), source=str(stage_file), base=cfg)
-    overrides = {"train": {"stage": stage}}
+    ``--help`` and ``--print_config`` print and raise ``SystemExit(0)``; a bad argument is a one-line
+    :class:`ConfigError` that names it."""
+    argv = list(argv)
+    multipliers = {}
+    kept = []
+    i = 0
+    while i < len(argv):  # lr_multipliers keys are dotted module paths: --train.lr_multipliers.vl.lm 2
+        key = argv[i].split("=", 1)[0][2:]
+        key = key[len("model."):] if key.startswith("model.") else key
+        if argv[i].startswith("--") and key.startswith(LR_MULTIPLIER_PREFIX):
+            if "=" in argv[i]:
+                value = argv[i].split("=", 1)[1]
+            elif i + 1 < len(argv):
+                i += 1
+                value = argv[i]
+            else:
+                raise ConfigError(f"{argv[i]} needs a value")
+            multipliers[key[len(LR_MULTIPLIER_PREFIX):]] = yaml.safe_load(value)
+        else:
+            kept.append(argv[i])
+        i += 1
+    parser = build_parser(mode)
+    try:
+        ns = parser.parse_args(_rewrite_argv(kept))
+    except argparse.ArgumentError as err:
+        raise ConfigError(" ".join(str(err).split())) from None
+    model = ns.model.as_dict()
+    if multipliers:
+        model["train"]["lr_multipliers"] = {**(model["train"].get("lr_multipliers") or {}), **multipliers}
+    cfg = config_from_dict(model, source="command-line arguments")
+    defaults = parser.get_defaults().trainer.as_dict()
+    given = {k: v for k, v in ns.trainer.as_dict().items() if v != defaults.get(k)}
+    statics = {k: v for k, v in defaults.items() if k in ("devices", "log_every_n_steps", "num_sanity_val_steps", "enable_progress_bar", "precision")}
+    resolved = {k: v for k, v in ns.as_dict().items() if k not in ("config", "__path__")}
+    resolved["model"] = dataclasses.asdict(cfg)
+    return argparse.Namespace(
+        command=mode, cfg=cfg, stage=cfg.train.stage, out=ns.out, ckpt_path=ns.ckpt_path, seed=ns.seed,
+        trainer_config=ns.trainer_config, trainer_defaults=statics, trainer=given, cli_config=yaml.safe_dump(resolved, sort_keys=False),
+    )
+
+
+def resolve_config(config_path: str, stage: int | None, pairs: dict[str, str]) -> VidLLMConfig:
+    """Model config → stage defaults (the shipped ``stage<N>.yaml``; missing is an error) → ``--KEY VALUE``
+    overrides, through ``vidllm fit``'s own parser (:func:`parse_args`)."""
+    argv = ["--config", str(config_path), *(["--stage", str(stage)] if stage else [])]
     for key, value in pairs.items():
-        if key.startswith("trainer."):
-            continue
-        dotted = key[len("model."):] if key.startswith("model.") else key
-        if dotted == "init_from":
-            dotted = "train.init_from"
-        if dotted.startswith(LR_MULTIPLIER_PREFIX):  # the key is a dotted module path: --train.lr_multipliers.vl.lm 2
-            overrides.setdefault("train", {}).setdefault("lr_multipliers", {})[dotted[len(LR_MULTIPLIER_PREFIX):]] = yaml.safe_load(value)
-            continue
-        node = overrides
-        parts = dotted.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = yaml.safe_load(value)
-    return config_from_dict(overrides, source="command-line arguments", base=cfg)
+        argv += [f"--{key}", str(value)]
+    return parse_args(argv).cfg
 
 
 def default_trainer_kwargs(cfg: VidLLMConfig, out: Path) -> dict:
@@ -224,8 +334,7 @@ def run(args: argparse.Namespace) -> int:
     from vidllm.training.strategies import build_strategy, read_trainer_config
 
     mode = getattr(args, "command", "fit")
-    pairs, _ = split_dotted(args.extra)
-    cfg = resolve_config(args.config, args.stage, pairs)
+    cfg = args.cfg
     out = Path(args.out or f"outputs/stage{cfg.train.stage}")
     ckpt = args.ckpt_path  # checked before any data generation or model building
     if ckpt == "last":
@@ -239,16 +348,22 @@ def run(args: argparse.Namespace) -> int:
     check_checkpoints(cfg, will_create=tuple(teachers_to_build(cfg)))
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.train.seed if args.seed is None else args.seed, workers=True, verbose=False)
-    trainer_kwargs = default_trainer_kwargs(cfg, out)
+    trainer_kwargs = {**default_trainer_kwargs(cfg, out), **args.trainer_defaults}
     if args.trainer_config:
         trainer_kwargs.update(read_trainer_config(args.trainer_config))
-    trainer_kwargs.update(_trainer_kwargs(pairs))
+    trainer_kwargs.update(args.trainer)
+    if trainer_kwargs.get("max_steps") is None:
+        trainer_kwargs["max_steps"] = cfg.train.max_steps
+    if trainer_kwargs.get("gradient_clip_val") is None:
+        trainer_kwargs["gradient_clip_val"] = cfg.train.grad_clip
     if "strategy" in trainer_kwargs:
         trainer_kwargs["strategy"] = build_strategy(trainer_kwargs["strategy"])
     if cfg.data.source == "synthetic":
         ensure_synthetic(cfg.data)
     ensure_teachers(cfg)
     save_config(cfg, out / "config.yaml")
+    with atomic_write(out / "cli_config.yaml", "w") as handle:  # the whole resolved command: --config it to rerun
+        handle.write(args.cli_config)
     tokenizer = build_tokenizer(cfg, out)
     module = VidLLMModule(cfg, tokenizer)
     data = VidLLMDataModule(cfg.data)

@@ -8,7 +8,6 @@ generator, ``vidllm teachers``, ``vidllm fit`` (Lightning), the evaluation runne
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
@@ -68,10 +67,10 @@ def demo_config(settings: DemoSettings, out: Path) -> VidLLMConfig:
 def _fit(config_path: Path, stage: int, out: Path, steps: int, seed: int, extra: list[str]) -> None:
     from vidllm.commands import fit_cmd
 
-    args = argparse.Namespace(
-        command="fit", config=str(config_path), stage=stage, out=str(out), ckpt_path=None, seed=seed, trainer_config=None,
-        extra=["--trainer.max_steps", str(steps), "--train.max_steps", str(steps), "--trainer.log_every_n_steps", "5", *extra],
-    )
+    args = fit_cmd.parse_args([
+        "--config", str(config_path), "--stage", str(stage), "--out", str(out), "--seed", str(seed),
+        "--trainer.max_steps", str(steps), "--train.max_steps", str(steps), "--trainer.log_every_n_steps", "5", *extra,
+    ])
     fit_cmd.run(args)
 
 

@@ -1,0 +1,83 @@
+"""``vidllm fit`` on jsonargparse: --print_config, repeated --config merges, unknown and mistyped
+arguments named in one line, field docstrings in --help, the resolved config saved with the run."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vidllm.cli import main
+from vidllm.commands.fit_cmd import parse_args
+from vidllm.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = str(ROOT / "configs" / "tiny.yaml")
+
+
+def _printed(capsys, argv) -> dict:
+    assert main(argv) == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_print_config_prints_the_resolved_config_and_exits_0(capsys):
+    printed = _printed(capsys, ["fit", "--stage", "2", "--config", TINY, "--print_config"])
+    assert printed["stage"] == 2 and printed["model"]["train"]["stage"] == 2
+    assert printed["model"]["encoder"]["hidden_size"] == 64  # from tiny.yaml
+    assert printed["model"]["train"]["lr"] == 1.0e-3 and "max_steps" in printed["trainer"]
+
+
+def test_two_configs_merge_in_order_later_wins(tmp_path, capsys):
+    (tmp_path / "a.yaml").write_text("data:\n  num_frames: 5\n  batch_size: 3\n")
+    (tmp_path / "b.yaml").write_text("data:\n  num_frames: 6\n")
+    printed = _printed(capsys, ["fit", "--config", TINY, "--config", str(tmp_path / "a.yaml"), "--config", str(tmp_path / "b.yaml"), "--print_config"])
+    data = printed["model"]["data"]
+    assert data["num_frames"] == 6 and data["batch_size"] == 3 and data["image_size"] == 112
+    args = parse_args(["--config", TINY, "--config", str(tmp_path / "b.yaml"), "--config", str(tmp_path / "a.yaml")])
+    assert args.cfg.data.num_frames == 5 and args.cfg.encoder.hidden_size == 64
+
+
+def test_overrides_win_over_configs_and_group_shorthand(capsys):
+    args = parse_args(["--config", TINY, "--data.num_frames", "4", "--model.cta.mode", "concat_sa", "--trainer.max_steps", "3", "--model.init_from", "x/model"])
+    assert args.cfg.data.num_frames == 4 and args.cfg.cta.mode == "concat_sa" and args.cfg.train.init_from == "x/model"
+    assert args.trainer == {"max_steps": 3}
+
+
+def test_mistyped_trainer_argument_is_named(capsys):
+    assert main(["fit", "--config", TINY, "--trainer.max_stepz", "5"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--trainer.max_stepz" in err[0], err
+
+
+@pytest.mark.parametrize("argv, key", [
+    (["--data.num_frames", "abc"], "model.data.num_frames"),
+    (["--model.train.lr", "fast"], "model.train.lr"),
+    (["--trainer.max_steps", "many"], "trainer.max_steps"),
+    (["--trainer.enable_checkpointing", "maybe"], "trainer.enable_checkpointing"),
+])
+def test_bad_type_is_an_error_naming_the_key(argv, key, capsys):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        parse_args(["--config", TINY, *argv])
+    assert main(["fit", "--config", TINY, *argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and key in err[0], err
+
+
+def test_bad_key_in_a_config_file_names_file_and_key(tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text("vl:\n  voxel: 1\n")
+    assert main(["fit", "--config", TINY, "--config", str(tmp_path / "bad.yaml")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "vl.voxel" in err[0] and "bad.yaml" in err[0], err
+
+
+def test_help_shows_field_docstrings(capsys):
+    assert main(["fit", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--model.data.num_frames" in out and "Frames sampled per clip" in out  # DataConfig.num_frames's docstring
+    assert "--trainer.max_steps" in out and "--model.train.lr_multipliers" in out
+
+
+def test_saved_cli_config_reruns_to_the_same_config(tmp_path):
+    args = parse_args(["--config", TINY, "--stage", "1", "--data.num_frames", "4", "--trainer.max_steps", "2"])
+    (tmp_path / "cli_config.yaml").write_text(args.cli_config)
+    again = parse_args(["--config", str(tmp_path / "cli_config.yaml")])
+    assert again.cfg == args.cfg and again.trainer == {"max_steps": 2} and again.stage == 1
