@@ -23,6 +23,7 @@ class BuildPyWithConfigs(build_py):
             dest.parent.mkdir(parents=True, exist_ok=True)
             self.copy_file(str(path), str(dest))
 
+
 setup(
     name="vidllm",
     version="0.1.0",

@@ -120,7 +120,13 @@ def run_worker(script: Path, spec: dict, timeout: float | None = None) -> dict:
     """Run ``script --worker JSON`` in a fresh Python process; returns the JSON it prints last."""
     env = {**os.environ, **SUBPROCESS_ENV}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    result = subprocess.run([sys.executable, str(script), "--worker", json.dumps(spec)], capture_output=True, text=True, env=env, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, str(script), "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
     if result.returncode != 0:
         raise RuntimeError(f"{script.name} worker failed for {spec}:\n{result.stderr[-4000:]}")
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]

@@ -32,12 +32,26 @@ from _common import ROOT, machine_info, print_table, write_json  # noqa: E402
 def bench_generator(root: Path, scenes: int, frames: int, width: int, height: int, workers: int) -> dict:
     from vidllm.data.synthetic import SynthParams, generate_dataset
 
-    params = SynthParams(num_frames=frames, width=width, height=height, depth_width=max(14, round(width * 5 / 7)), depth_height=max(14, round(height * 5 / 7)))
+    params = SynthParams(
+        num_frames=frames,
+        width=width,
+        height=height,
+        depth_width=max(14, round(width * 5 / 7)),
+        depth_height=max(14, round(height * 5 / 7)),
+    )
     start = time.perf_counter()
     generate_dataset(root, scenes, seed=0, params=params, workers=workers)
     elapsed = time.perf_counter() - start
-    return {"name": "generator", "items": scenes, "seconds": elapsed, "scenes_per_s": scenes / elapsed, "frames_per_s": scenes * frames / elapsed,
-            "frames_per_scene": frames, "image_wh": [width, height], "workers": workers}
+    return {
+        "name": "generator",
+        "items": scenes,
+        "seconds": elapsed,
+        "scenes_per_s": scenes / elapsed,
+        "frames_per_s": scenes * frames / elapsed,
+        "frames_per_scene": frames,
+        "image_wh": [width, height],
+        "workers": workers,
+    }
 
 
 def bench_dataset(cfg, clips: int, warmup: int) -> dict:
@@ -51,8 +65,15 @@ def bench_dataset(cfg, clips: int, warmup: int) -> dict:
     for i in order[warmup:]:
         item = ds[i]
     elapsed = time.perf_counter() - start
-    return {"name": "dataset", "items": clips, "seconds": elapsed, "clips_per_s": clips / elapsed, "frames": int(item["images"].shape[0]),
-            "image_hw": list(item["images"].shape[-2:]), "workers": 0}
+    return {
+        "name": "dataset",
+        "items": clips,
+        "seconds": elapsed,
+        "clips_per_s": clips / elapsed,
+        "frames": int(item["images"].shape[0]),
+        "image_hw": list(item["images"].shape[-2:]),
+        "workers": 0,
+    }
 
 
 def bench_loader(cfg, workers: int, batches: int) -> dict:
@@ -74,14 +95,25 @@ def bench_loader(cfg, workers: int, batches: int) -> dict:
         count += batch["images"].shape[0]
     elapsed = time.perf_counter() - start
     del it
-    return {"name": f"loader_w{workers}", "items": count, "seconds": elapsed, "clips_per_s": count / elapsed, "first_batch_s": first,
-            "batch_size": size, "workers": workers}
+    return {
+        "name": f"loader_w{workers}",
+        "items": count,
+        "seconds": elapsed,
+        "clips_per_s": count / elapsed,
+        "first_batch_s": first,
+        "batch_size": size,
+        "workers": workers,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default=str(ROOT / "configs" / "tiny.yaml"), help="config YAML (its data section)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="dotted config override key=value (repeatable)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="dotted config override key=value (repeatable)"
+    )
     parser.add_argument("--scenes", type=int, default=4, help="synthetic scenes to generate")
     parser.add_argument("--scene-frames", type=int, default=32, help="frames rendered per synthetic scene")
     parser.add_argument("--scene-size", default="224x168", help="synthetic colour frame WxH")
@@ -89,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clips", type=int, default=20, help="dataset items timed")
     parser.add_argument("--batches", type=int, default=80, help="clips timed per loader (after the first batch)")
     parser.add_argument("--workers", default="0,2", help="loader worker counts")
-    parser.add_argument("--data-root", default=None, help="use scenes already here instead of generating (generator not timed)")
+    parser.add_argument(
+        "--data-root", default=None, help="use scenes already here instead of generating (generator not timed)"
+    )
     parser.add_argument("--quick", action="store_true", help="2 scenes of 8 frames of 112×84, a few clips")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args(argv)
@@ -112,9 +146,24 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         r["rate"] = r.get("scenes_per_s", r.get("clips_per_s"))
         r["unit"] = "scenes/s" if "scenes_per_s" in r else "clips/s"
-    print_table(rows, [("name", "what", "{}"), ("items", "items", "{}"), ("seconds", "s", "{:.2f}"), ("rate", "rate", "{:.2f}"), ("unit", "unit", "{}"),
-                       ("first_batch_s", "first batch s", "{:.2f}")])
-    meta = {**machine_info(), "config": str(args.config), "overrides": args.overrides, "num_frames": cfg.num_frames, "image_size": cfg.image_size}
+    print_table(
+        rows,
+        [
+            ("name", "what", "{}"),
+            ("items", "items", "{}"),
+            ("seconds", "s", "{:.2f}"),
+            ("rate", "rate", "{:.2f}"),
+            ("unit", "unit", "{}"),
+            ("first_batch_s", "first batch s", "{:.2f}"),
+        ],
+    )
+    meta = {
+        **machine_info(),
+        "config": str(args.config),
+        "overrides": args.overrides,
+        "num_frames": cfg.num_frames,
+        "image_size": cfg.image_size,
+    }
     write_json(args.out, {"meta": meta, "results": rows})
     return 0
 

@@ -38,11 +38,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from _common import ROOT, finite_positive, machine_info, median, peak_memory, print_table, run_worker, time_call, write_json  # noqa: E402
+from _common import (
+    ROOT,
+    finite_positive,
+    machine_info,
+    median,
+    peak_memory,
+    print_table,
+    run_worker,
+    time_call,
+    write_json,
+)  # noqa: E402
 
-MODULES = ("encoder", "cta", "aggregator", "camera_head", "dpt_head", "metric_depth", "alignment", "vl_branch", "recon", "full")
+MODULES = (
+    "encoder",
+    "cta",
+    "aggregator",
+    "camera_head",
+    "dpt_head",
+    "metric_depth",
+    "alignment",
+    "vl_branch",
+    "recon",
+    "full",
+)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-CORPUS = ["what color is the chair", "red blue green yellow", "how many chairs are there", "two three", "find the table next to the bed"]
+CORPUS = [
+    "what color is the chair",
+    "red blue green yellow",
+    "how many chairs are there",
+    "two three",
+    "find the table next to the bed",
+]
 
 
 def _parse_resolutions(text: str) -> list[tuple[int, int]]:
@@ -75,7 +102,11 @@ def qa_batch(batch: int) -> dict:
     """The VL text fields of ``batch`` QA samples (no grounding targets)."""
     from vl.prompts import render_prompt
 
-    return {"prompts": [render_prompt("qa", question="what color is the chair")] * batch, "answers": ["red"] * batch, "tasks": ["qa"] * batch}
+    return {
+        "prompts": [render_prompt("qa", question="what color is the chair")] * batch,
+        "answers": ["red"] * batch,
+        "tasks": ["qa"] * batch,
+    }
 
 
 def module_calls(model, cfg, images: torch.Tensor, device: torch.device, dtype: str) -> dict:
@@ -99,7 +130,7 @@ def module_calls(model, cfg, images: torch.Tensor, device: torch.device, dtype: 
 
     def run(fn, fp32: bool = False):
         def call():
-            with torch.no_grad(), (torch.autocast(device.type, enabled=False) if fp32 else amp()):
+            with torch.no_grad(), torch.autocast(device.type, enabled=False) if fp32 else amp():
                 return fn()
 
         return call
@@ -107,7 +138,13 @@ def module_calls(model, cfg, images: torch.Tensor, device: torch.device, dtype: 
     fusion = cfg.cta.mode in FUSION_MODES
     calls = {
         "encoder": run(lambda: model.encoder(images, layers=enc_layers)),
-        "cta": run(lambda: model.cta(streams["t_base"], geometry_tokens=recon.geometry_tokens) if fusion else model.cta(streams["t_base"])),
+        "cta": run(
+            lambda: (
+                model.cta(streams["t_base"], geometry_tokens=recon.geometry_tokens)
+                if fusion
+                else model.cta(streams["t_base"])
+            )
+        ),
         "aggregator": run(lambda: model.aggregator(streams["t_geom"], grid)),
         "camera_head": run(lambda: model.camera_head(layers32[last]), fp32=True),
         "dpt_head": run(lambda: model.depth_head(layers32, image_hw, start, patch), fp32=True),
@@ -119,7 +156,11 @@ def module_calls(model, cfg, images: torch.Tensor, device: torch.device, dtype: 
         md_layers = [streams["intermediates"][i] for i in cfg.encoder.intermediate_layers]
         al = cfg.metric_depth.alignment
         calls["metric_depth"] = run(lambda: model.metric_depth(md_layers, image_hw, s))
-        calls["alignment"] = run(lambda: real_scale_alignment(recon.depth, recon.metric_depth, recon.depth_conf, None, al.num_frames, al.seed, al.min_valid_pixels))
+        calls["alignment"] = run(
+            lambda: real_scale_alignment(
+                recon.depth, recon.metric_depth, recon.depth_conf, None, al.num_frames, al.seed, al.min_valid_pixels
+            )
+        )
     return calls
 
 
@@ -142,7 +183,13 @@ def _measure(spec: dict) -> dict:
     calls = module_calls(model, cfg, images, device, spec["dtype"])
     rows = []
     for name in spec["modules"]:
-        row = {"module": name, "frames": spec["frames"], "height": spec["height"], "width": spec["width"], "batch": spec["batch"]}
+        row = {
+            "module": name,
+            "frames": spec["frames"],
+            "height": spec["height"],
+            "width": spec["width"],
+            "batch": spec["batch"],
+        }
         if name not in calls:
             row["skipped"] = "disabled in this config"
             rows.append(row)
@@ -150,8 +197,12 @@ def _measure(spec: dict) -> dict:
         times = time_call(calls[name], device, spec["warmup"], spec["repeats"])
         peak, method = peak_memory(calls[name], device)
         row.update(
-            time_ms=1e3 * median(times), time_ms_min=1e3 * min(times), time_ms_all=[1e3 * t for t in times],
-            time_ms_per_frame=1e3 * median(times) / spec["frames"], peak_mib=peak / 2**20, memory_method=method,
+            time_ms=1e3 * median(times),
+            time_ms_min=1e3 * min(times),
+            time_ms_all=[1e3 * t for t in times],
+            time_ms_per_frame=1e3 * median(times) / spec["frames"],
+            peak_mib=peak / 2**20,
+            memory_method=method,
         )
         rows.append(row)
     return {"rows": rows, "torch_threads": torch.get_num_threads()}
@@ -164,32 +215,57 @@ def checks(rows: list[dict], small: int = 8, large: int = 32) -> dict:
     by = {(r["module"], r["frames"], r["height"], r["width"]): r for r in rows if "time_ms" in r}
     for h, w in sorted({(r["height"], r["width"]) for r in rows}):
         entry = {}
-        for module, key, target, name in (("full", "peak_mib", 4.5, "memory_ratio_full"), ("recon", "peak_mib", 4.5, "memory_ratio_recon"),
-                                          ("recon", "time_ms_per_frame", 1.5, "time_per_frame_ratio_recon")):
+        for module, key, target, name in (
+            ("full", "peak_mib", 4.5, "memory_ratio_full"),
+            ("recon", "peak_mib", 4.5, "memory_ratio_recon"),
+            ("recon", "time_ms_per_frame", 1.5, "time_per_frame_ratio_recon"),
+        ):
             a, b = by.get((module, small, h, w)), by.get((module, large, h, w))
             if a and b and a[key] > 0:
                 ratio = b[key] / a[key]
-                entry[name] = {"ratio": ratio, "target": target, "pass": ratio <= target, f"at_{small}": a[key], f"at_{large}": b[key]}
+                entry[name] = {
+                    "ratio": ratio,
+                    "target": target,
+                    "pass": ratio <= target,
+                    f"at_{small}": a[key],
+                    f"at_{large}": b[key],
+                }
         if entry:
             out[f"{h}x{w}"] = entry
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default=str(ROOT / "configs" / "tiny.yaml"), help="model config YAML")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="dotted config override key=value (repeatable)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="dotted config override key=value (repeatable)"
+    )
     parser.add_argument("--frames", default="2,4,8,16,32", help="comma-separated frame counts S")
-    parser.add_argument("--resolutions", default="112x140,224x294", help="comma-separated HxW (multiples of the patch size)")
+    parser.add_argument(
+        "--resolutions", default="112x140,224x294", help="comma-separated HxW (multiples of the patch size)"
+    )
     parser.add_argument("--batch", type=int, default=1, help="clips per forward")
     parser.add_argument("--modules", default=",".join(MODULES), help=f"comma-separated subset of {','.join(MODULES)}")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="autocast dtype (float32 = no autocast)")
+    parser.add_argument(
+        "--dtype", default="float32", choices=sorted(DTYPES), help="autocast dtype (float32 = no autocast)"
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls (median reported)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
-    parser.add_argument("--inprocess", action="store_true", help="measure in this process instead of one fresh subprocess per (S, resolution)")
-    parser.add_argument("--quick", action="store_true", help="tiny subset in seconds: S=2, 56x70, 1 warm-up, 2 repeats, in-process, 1 thread")
+    parser.add_argument(
+        "--inprocess",
+        action="store_true",
+        help="measure in this process instead of one fresh subprocess per (S, resolution)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny subset in seconds: S=2, 56x70, 1 warm-up, 2 repeats, in-process, 1 thread",
+    )
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -210,14 +286,27 @@ def main(argv: list[str] | None = None) -> int:
     for h, w in _parse_resolutions(args.resolutions):
         for s in frames:
             spec = {
-                "config": str(args.config), "overrides": args.overrides, "frames": s, "height": h, "width": w, "batch": args.batch,
-                "modules": modules, "device": args.device, "dtype": args.dtype, "warmup": args.warmup, "repeats": args.repeats, "threads": args.threads,
+                "config": str(args.config),
+                "overrides": args.overrides,
+                "frames": s,
+                "height": h,
+                "width": w,
+                "batch": args.batch,
+                "modules": modules,
+                "device": args.device,
+                "dtype": args.dtype,
+                "warmup": args.warmup,
+                "repeats": args.repeats,
+                "threads": args.threads,
             }
             try:
                 result = worker(spec) if args.inprocess else run_worker(Path(__file__), spec)
             except Exception as err:  # an OOM at one size must not lose the others
                 errors.append({"frames": s, "height": h, "width": w, "error": str(err)[-2000:]})
-                print(f"S={s} {h}x{w}: FAILED ({str(err).splitlines()[-1] if str(err) else type(err).__name__})", file=sys.stderr)
+                print(
+                    f"S={s} {h}x{w}: FAILED ({str(err).splitlines()[-1] if str(err) else type(err).__name__})",
+                    file=sys.stderr,
+                )
                 continue
             threads = result["torch_threads"]
             rows.extend(result["rows"])
@@ -225,15 +314,31 @@ def main(argv: list[str] | None = None) -> int:
     rows.sort(key=lambda r: (r["height"], r["width"], MODULES.index(r["module"]), r["frames"]))
     print_table(
         [r for r in rows if "time_ms" in r],
-        [("module", "module", "{}"), ("frames", "S", "{}"), ("height", "H", "{}"), ("width", "W", "{}"), ("time_ms", "median ms", "{:.1f}"),
-         ("time_ms_per_frame", "ms/frame", "{:.2f}"), ("peak_mib", "peak MiB", "{:.1f}")],
+        [
+            ("module", "module", "{}"),
+            ("frames", "S", "{}"),
+            ("height", "H", "{}"),
+            ("width", "W", "{}"),
+            ("time_ms", "median ms", "{:.1f}"),
+            ("time_ms_per_frame", "ms/frame", "{:.2f}"),
+            ("peak_mib", "peak MiB", "{:.1f}"),
+        ],
     )
     scaling = checks(rows)
     for res, entry in scaling.items():
         for name, c in entry.items():
             print(f"{res} {name}: {c['ratio']:.2f} (target ≤ {c['target']}) {'PASS' if c['pass'] else 'MISS'}")
-    meta = {**machine_info(), "config": str(args.config), "overrides": args.overrides, "device": args.device, "dtype": args.dtype, "batch": args.batch,
-            "warmup": args.warmup, "repeats": args.repeats, "isolation": "in-process" if args.inprocess else "subprocess per (S, resolution)"}
+    meta = {
+        **machine_info(),
+        "config": str(args.config),
+        "overrides": args.overrides,
+        "device": args.device,
+        "dtype": args.dtype,
+        "batch": args.batch,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "isolation": "in-process" if args.inprocess else "subprocess per (S, resolution)",
+    }
     if threads is not None:
         meta["torch_threads"] = threads
     write_json(args.out, {"meta": meta, "results": rows, "checks": scaling, "errors": errors})

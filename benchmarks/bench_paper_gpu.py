@@ -38,19 +38,29 @@ from _common import median, peak_memory, print_table, time_call, write_json  # n
 
 ROOT = Path(__file__).resolve().parents[1]
 EXIT_NO_CUDA = 2
-CHECKPOINTING = ["encoder.gradient_checkpointing=true", "recon.aggregator.gradient_checkpointing=true", "llm.gradient_checkpointing=true"]
+CHECKPOINTING = [
+    "encoder.gradient_checkpointing=true",
+    "recon.aggregator.gradient_checkpointing=true",
+    "llm.gradient_checkpointing=true",
+]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(ROOT / "configs" / "vidllm_large.yaml"), help="model config (default: the paper scale)")
+    parser.add_argument(
+        "--config", default=str(ROOT / "configs" / "vidllm_large.yaml"), help="model config (default: the paper scale)"
+    )
     parser.add_argument("--frames", default="8,16,32", help="comma-separated frame counts of the forward rows")
     parser.add_argument("--image-size", type=int, default=518, help="data.image_size (default 518, the paper's)")
-    parser.add_argument("--source-hw", default="480x640", help="HxW of the (random) source video frames, preprocessed like training")
+    parser.add_argument(
+        "--source-hw", default="480x640", help="HxW of the (random) source video frames, preprocessed like training"
+    )
     parser.add_argument("--train-frames", type=int, default=8, help="frames of the stage-2 training step (0 skips it)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per row")
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides")
+    parser.add_argument(
+        "--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help="extra config overrides"
+    )
     parser.add_argument("--out", default=None, help="write the rows and the machine as JSON here")
     return parser.parse_args(argv)
 
@@ -64,7 +74,9 @@ def paper_config(config: str, image_size: int, overrides: list[str]):
     return cfg, notes
 
 
-def forward_rows(cfg, frames: list[int], source_hw: tuple[int, int], device: torch.device, warmup: int, repeats: int) -> tuple[list[dict], int]:
+def forward_rows(
+    cfg, frames: list[int], source_hw: tuple[int, int], device: torch.device, warmup: int, repeats: int
+) -> tuple[list[dict], int]:
     """Time and peak memory of the reconstruction forward and the full forward at each frame count; and the weights' bytes."""
     from bench_forward import qa_batch
 
@@ -85,19 +97,40 @@ def forward_rows(cfg, frames: list[int], source_hw: tuple[int, int], device: tor
             "full": lambda images=images, m=model: m(images, qa_batch(1)),
         }
         for name, fn in calls.items():
+
             def call(fn=fn):
                 with torch.no_grad(), amp():
                     return fn()
 
             times = time_call(call, device, warmup, repeats)
             peak, method = peak_memory(call, device)
-            rows.append({"row": name, "frames": s, "image_hw": list(hw), "ms_median": 1e3 * median(times), "ms_all": [1e3 * t for t in times],
-                         "peak_gib": peak / 2**30, "memory_method": method})
-            print(f"{name:10s} S={s:3d} {hw[0]}x{hw[1]}: {rows[-1]['ms_median']:.0f} ms, peak {rows[-1]['peak_gib']:.2f} GiB", flush=True)
+            rows.append(
+                {
+                    "row": name,
+                    "frames": s,
+                    "image_hw": list(hw),
+                    "ms_median": 1e3 * median(times),
+                    "ms_all": [1e3 * t for t in times],
+                    "peak_gib": peak / 2**30,
+                    "memory_method": method,
+                }
+            )
+            print(
+                f"{name:10s} S={s:3d} {hw[0]}x{hw[1]}: {rows[-1]['ms_median']:.0f} ms, peak {rows[-1]['peak_gib']:.2f} GiB",
+                flush=True,
+            )
     return rows, sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def train_row(cfg, frames: int, device: torch.device, warmup: int, repeats: int, source_hw: tuple[int, int] = (480, 640), scenes: int = 4) -> dict:
+def train_row(
+    cfg,
+    frames: int,
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    source_hw: tuple[int, int] = (480, 640),
+    scenes: int = 4,
+) -> dict:
     """One stage-2 step with activation checkpointing on synthetic scenes (generated into a temp folder)."""
     import dataclasses
 
@@ -106,8 +139,17 @@ def train_row(cfg, frames: int, device: torch.device, warmup: int, repeats: int,
     from vidllm.config import config_from_dict
 
     with tempfile.TemporaryDirectory(prefix="vidllm-paper-gpu-") as tmp:
-        data = {"source": "synthetic", "root": str(Path(tmp) / "data"), "num_frames": frames, "synthetic_frames": max(2 * frames, 8),
-                "synthetic_scenes": scenes, "num_workers": 0, "batch_size": 1, "synthetic_width": source_hw[1], "synthetic_height": source_hw[0]}
+        data = {
+            "source": "synthetic",
+            "root": str(Path(tmp) / "data"),
+            "num_frames": frames,
+            "synthetic_frames": max(2 * frames, 8),
+            "synthetic_scenes": scenes,
+            "num_workers": 0,
+            "batch_size": 1,
+            "synthetic_width": source_hw[1],
+            "synthetic_height": source_hw[0],
+        }
         overrides = {"data": data, "train": {"stage": 2, "compile": False}}
         for item in CHECKPOINTING:
             key, value = item.split("=")
@@ -125,14 +167,20 @@ def train_row(cfg, frames: int, device: torch.device, warmup: int, repeats: int,
     result["row"] = "train_step"
     result["activation_checkpointing"] = CHECKPOINTING
     result["peak_gib"] = result["peak_step_mib"] / 1024
-    print(f"train_step S={frames}: {result['step_ms_median']:.0f} ms, peak {result['peak_gib']:.2f} GiB, loss {result['last_loss']:.3f}", flush=True)
+    print(
+        f"train_step S={frames}: {result['step_ms_median']:.0f} ms, peak {result['peak_gib']:.2f} GiB, loss {result['last_loss']:.3f}",
+        flush=True,
+    )
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not torch.cuda.is_available():
-        print("bench_paper_gpu: needs a CUDA device (torch.cuda.is_available() is False); nothing measured", file=sys.stderr)
+        print(
+            "bench_paper_gpu: needs a CUDA device (torch.cuda.is_available() is False); nothing measured",
+            file=sys.stderr,
+        )
         return EXIT_NO_CUDA
     device = torch.device("cuda")
     cfg, notes = paper_config(args.config, args.image_size, args.overrides)
@@ -142,14 +190,33 @@ def main(argv: list[str] | None = None) -> int:
     torch.cuda.empty_cache()  # the inference model is gone; the training row builds its own
     if args.train_frames:
         rows.append(train_row(cfg, args.train_frames, device, args.warmup, args.repeats, source_hw))
-    machine = {"gpu": torch.cuda.get_device_name(device), "gpu_memory_gib": torch.cuda.get_device_properties(device).total_memory / 2**30,
-               "torch": torch.__version__, "cuda": torch.version.cuda, "python": platform.python_version()}
+    machine = {
+        "gpu": torch.cuda.get_device_name(device),
+        "gpu_memory_gib": torch.cuda.get_device_properties(device).total_memory / 2**30,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+    }
     with contextlib.suppress(Exception):
         from recon.attention import resolve_backend
 
         machine["attention_backend"] = resolve_backend(cfg.attention_backend, device)
-    print_table([r for r in rows if r["row"] != "train_step"], [("row", "row", "{}"), ("frames", "S", "{}"), ("ms_median", "ms", "{:.0f}"), ("peak_gib", "peak GiB", "{:.2f}")])
-    payload = {"config": args.config, "notes": notes, "weights_gib_fp32": weight_bytes / 2**30, "machine": machine, "rows": rows}
+    print_table(
+        [r for r in rows if r["row"] != "train_step"],
+        [
+            ("row", "row", "{}"),
+            ("frames", "S", "{}"),
+            ("ms_median", "ms", "{:.0f}"),
+            ("peak_gib", "peak GiB", "{:.2f}"),
+        ],
+    )
+    payload = {
+        "config": args.config,
+        "notes": notes,
+        "weights_gib_fp32": weight_bytes / 2**30,
+        "machine": machine,
+        "rows": rows,
+    }
     write_json(args.out, payload)
     if args.out is None:
         print(json.dumps(machine))

@@ -49,7 +49,18 @@ def _conv(h: int, w: int, c_in: int, c_out: int, k: int, n: int) -> float:
     return 2.0 * n * h * w * c_in * c_out * k * k
 
 
-def _dpt(n: int, gh: int, gw: int, height: int, width: int, in_dim: int, features: int, out_ch: list[int], out_dim: int, head_hidden: int = 32) -> float:
+def _dpt(
+    n: int,
+    gh: int,
+    gw: int,
+    height: int,
+    width: int,
+    in_dim: int,
+    features: int,
+    out_ch: list[int],
+    out_dim: int,
+    head_hidden: int = 32,
+) -> float:
     """DPT decoder FLOPs for ``n`` frames on a ``gh×gw`` patch grid, plus VGGT's ``output_conv2``
     head (3×3 to ``head_hidden``, 1×1 to ``out_dim``) unless ``out_dim`` is 0."""
     flops = 0.0
@@ -64,7 +75,9 @@ def _dpt(n: int, gh: int, gw: int, height: int, width: int, in_dim: int, feature
         flops += _conv(h * 2, w * 2, features, features, 1, n)  # out_conv after upsampling
     flops += _conv(gh * 8, gw * 8, features, features // 2, 3, n)  # output_conv1
     if out_dim:
-        flops += _conv(height, width, features // 2, head_hidden, 3, n) + _conv(height, width, head_hidden, out_dim, 1, n)
+        flops += _conv(height, width, features // 2, head_hidden, 3, n) + _conv(
+            height, width, head_hidden, out_dim, 1, n
+        )
     return flops
 
 
@@ -79,7 +92,15 @@ def _metric_bins(n: int, height: int, width: int, in_ch: int, hidden: int, n_bin
     return stem + mlps + 15.0 * pixels * n_bins
 
 
-def count(cfg: VidLLMConfig, frames: int, height: int, width: int, text_tokens: int = 64, vocab_size: int = 152064, bytes_per_el: int = 2) -> dict[str, Cost]:
+def count(
+    cfg: VidLLMConfig,
+    frames: int,
+    height: int,
+    width: int,
+    text_tokens: int = 64,
+    vocab_size: int = 152064,
+    bytes_per_el: int = 2,
+) -> dict[str, Cost]:
     """Per-module analytic cost of one clip's forward (reconstruction + answer prefill)."""
     e, a = cfg.encoder, cfg.recon.aggregator
     patch = e.patch_size
@@ -98,9 +119,15 @@ def count(cfg: VidLLMConfig, frames: int, height: int, width: int, text_tokens: 
     k = cfg.cta.num_bridge_tokens
     tokens = frames * p
     mlps = 2 * (_linear(tokens, c, int(cfg.cta.mlp_ratio * c)) + _linear(tokens, int(cfg.cta.mlp_ratio * c), c))
-    bridge = 2 * (_linear(k, c, c) * 2 + _linear(tokens, c, 2 * c) + 2 * 2.0 * k * tokens * c)  # Eq. 2: two cross-attentions
+    bridge = 2 * (
+        _linear(k, c, c) * 2 + _linear(tokens, c, 2 * c) + 2 * 2.0 * k * tokens * c
+    )  # Eq. 2: two cross-attentions
     readback = 2 * (_linear(tokens, c, c) * 2 + _linear(k, c, 2 * c) + 2 * 2.0 * tokens * k * c)
-    out["cta"] = Cost(flops=mlps + bridge + readback, kept_bytes=2 * tokens * c * bytes_per_el, transient_bytes=tokens * int(cfg.cta.mlp_ratio * c) * bytes_per_el)
+    out["cta"] = Cost(
+        flops=mlps + bridge + readback,
+        kept_bytes=2 * tokens * c * bytes_per_el,
+        transient_bytes=tokens * int(cfg.cta.mlp_ratio * c) * bytes_per_el,
+    )
 
     n_a = 1 + a.num_register_tokens + p
     frame_blocks = a.depth * _vit_block(n_a, frames, c, a.mlp_ratio)
@@ -113,7 +140,14 @@ def count(cfg: VidLLMConfig, frames: int, height: int, width: int, text_tokens: 
     )
 
     ch = cfg.recon.camera_head
-    out["camera_head"] = Cost(flops=ch.iterations * (ch.trunk_depth * _vit_block(frames, 1, 2 * c, ch.mlp_ratio) + _linear(frames, 2 * c, 6 * c) + _linear(frames, 2 * c, c)))
+    out["camera_head"] = Cost(
+        flops=ch.iterations
+        * (
+            ch.trunk_depth * _vit_block(frames, 1, 2 * c, ch.mlp_ratio)
+            + _linear(frames, 2 * c, 6 * c)
+            + _linear(frames, 2 * c, c)
+        )
+    )
 
     dh = cfg.recon.depth_head
     chunk = dh.frames_chunk_size or frames
@@ -127,7 +161,15 @@ def count(cfg: VidLLMConfig, frames: int, height: int, width: int, text_tokens: 
         chunk = md.frames_chunk_size or frames
         out["metric_depth"] = Cost(
             flops=_dpt(frames, gh, gw, height, width, c, md.features, md.out_channels, 0)
-            + _metric_bins(frames, height, width, md.features // 2, md.bin_hidden, md.n_bins, 2 if md.normalization == "log_binomial" else md.n_bins),
+            + _metric_bins(
+                frames,
+                height,
+                width,
+                md.features // 2,
+                md.bin_hidden,
+                md.n_bins,
+                2 if md.normalization == "log_binomial" else md.n_bins,
+            ),
             kept_bytes=frames * height * width * 4,
             transient_bytes=chunk * height * width * 2 * md.n_bins * 4,
         )
@@ -137,9 +179,16 @@ def count(cfg: VidLLMConfig, frames: int, height: int, width: int, text_tokens: 
     kv = llm.num_kv_heads * head_dim
     vis_tokens = min(cfg.vl.max_3d_tokens, tokens)
     seq = vis_tokens + text_tokens
-    per_layer = _linear(seq, llm.hidden_size, 2 * llm.hidden_size + 2 * kv) + 2 * 2.0 * seq * seq * llm.hidden_size + 3 * _linear(seq, llm.hidden_size, llm.intermediate_size)
+    per_layer = (
+        _linear(seq, llm.hidden_size, 2 * llm.hidden_size + 2 * kv)
+        + 2 * 2.0 * seq * seq * llm.hidden_size
+        + 3 * _linear(seq, llm.hidden_size, llm.intermediate_size)
+    )
     out["vl_branch"] = Cost(
-        flops=_linear(tokens, 3, c) + _linear(vis_tokens, c, llm.hidden_size) * 2 + llm.num_layers * per_layer + _linear(1, llm.hidden_size, vocab_size),
+        flops=_linear(tokens, 3, c)
+        + _linear(vis_tokens, c, llm.hidden_size) * 2
+        + llm.num_layers * per_layer
+        + _linear(1, llm.hidden_size, vocab_size),
         kept_bytes=llm.num_layers * seq * 2 * kv * bytes_per_el,  # KV cache for generation
         transient_bytes=seq * llm.intermediate_size * bytes_per_el,
     )
@@ -147,8 +196,14 @@ def count(cfg: VidLLMConfig, frames: int, height: int, width: int, text_tokens: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "configs" / "vidllm_large.yaml"), help="model config YAML")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config",
+        default=str(Path(__file__).resolve().parents[1] / "configs" / "vidllm_large.yaml"),
+        help="model config YAML",
+    )
     parser.add_argument("--frames", type=int, default=32, help="frames per clip S")
     parser.add_argument("--height", type=int, default=392, help="input height (multiple of 14)")
     parser.add_argument("--width", type=int, default=518, help="input width (multiple of 14)")
@@ -158,10 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = load_config(args.config)
     costs = count(cfg, args.frames, args.height, args.width, args.text_tokens, bytes_per_el=args.bytes)
-    total = Cost(sum(v.flops for v in costs.values()), sum(v.kept_bytes for v in costs.values()), max(v.transient_bytes for v in costs.values()))
+    total = Cost(
+        sum(v.flops for v in costs.values()),
+        sum(v.kept_bytes for v in costs.values()),
+        max(v.transient_bytes for v in costs.values()),
+    )
     print(f"{'module':14s} {'GFLOP':>12s} {'kept MiB':>10s} {'transient MiB':>14s}")
     for name, cost in [*costs.items(), ("total", total)]:
-        print(f"{name:14s} {cost.flops / 1e9:12.1f} {cost.kept_bytes / 2**20:10.1f} {cost.transient_bytes / 2**20:14.1f}")
+        print(
+            f"{name:14s} {cost.flops / 1e9:12.1f} {cost.kept_bytes / 2**20:10.1f} {cost.transient_bytes / 2**20:14.1f}"
+        )
     if args.out:
         Path(args.out).write_text(json.dumps({k: vars(v) for k, v in [*costs.items(), ("total", total)]}, indent=2))
     return 0

@@ -1,6 +1,6 @@
 """Render the JSON of ``bench_forward.py`` / ``bench_train.py`` / ``bench_data.py`` as Markdown tables.
 
-    python benchmarks/report.py benchmarks/results/forward_tiny_cpu.json
+python benchmarks/report.py benchmarks/results/forward_tiny_cpu.json
 """
 
 from __future__ import annotations
@@ -24,8 +24,11 @@ def forward_tables(data: dict) -> str:
         frames = sorted({r["frames"] for r in sub})
         modules = list(dict.fromkeys(r["module"] for r in sub))
         by = {(r["module"], r["frames"]): r for r in sub}
-        for key, title, fmt in (("time_ms", "median forward time, ms", "{:.1f}"), ("time_ms_per_frame", "median time per frame, ms", "{:.2f}"),
-                                ("peak_mib", "extra peak memory, MiB", "{:.1f}")):
+        for key, title, fmt in (
+            ("time_ms", "median forward time, ms", "{:.1f}"),
+            ("time_ms_per_frame", "median time per frame, ms", "{:.2f}"),
+            ("peak_mib", "extra peak memory, MiB", "{:.1f}"),
+        ):
             body = [[m] + [fmt.format(by[(m, s)][key]) if (m, s) in by else "-" for s in frames] for m in modules]
             out.append(f"**{h}×{w} — {title}**\n\n" + _table(["module"] + [f"S={s}" for s in frames], body))
     return "\n\n".join(out)

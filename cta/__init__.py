@@ -3,7 +3,13 @@
 from cta.adapter import BridgeAdapter
 from cta.factory import build_cta
 from cta.mha import MultiHeadAttention
-from cta.variants import AddFusion, ConcatSelfAttentionAdapter, CrossAttentionAdapter, CrossAttentionFusion, IdentityAdapter
+from cta.variants import (
+    AddFusion,
+    ConcatSelfAttentionAdapter,
+    CrossAttentionAdapter,
+    CrossAttentionFusion,
+    IdentityAdapter,
+)
 
 __all__ = [
     "AddFusion",

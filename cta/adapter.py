@@ -31,7 +31,12 @@ class BridgeAdapter(nn.Module):
     """
 
     def __init__(
-        self, dim: int, num_bridge_tokens: int = 16, num_heads: int = 16, mlp_ratio: float = 4.0, scope: str = "clip",
+        self,
+        dim: int,
+        num_bridge_tokens: int = 16,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        scope: str = "clip",
         identity_init: bool = False,
     ) -> None:
         super().__init__()

@@ -6,7 +6,13 @@ from torch import nn
 
 from cta.adapter import BridgeAdapter
 from cta.config import CTAConfig
-from cta.variants import AddFusion, ConcatSelfAttentionAdapter, CrossAttentionAdapter, CrossAttentionFusion, IdentityAdapter
+from cta.variants import (
+    AddFusion,
+    ConcatSelfAttentionAdapter,
+    CrossAttentionAdapter,
+    CrossAttentionFusion,
+    IdentityAdapter,
+)
 
 __all__ = ["build_cta"]
 

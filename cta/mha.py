@@ -40,7 +40,9 @@ class MultiHeadAttention(nn.Module):
         b, n, _ = x.shape
         return x.view(b, n, self.num_heads, self.head_dim).transpose(1, 2)
 
-    def forward(self, query: Tensor, key: Tensor, value: Tensor | None = None, key_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, query: Tensor, key: Tensor, value: Tensor | None = None, key_mask: Tensor | None = None
+    ) -> Tensor:
         """Attend from ``query`` to ``key``/``value``.
 
         Args:
@@ -51,7 +53,9 @@ class MultiHeadAttention(nn.Module):
         """
         value = key if value is None else value
         if query.shape[-1] != self.dim or key.shape[-1] != self.dim:
-            raise ValueError(f"MultiHeadAttention expects width {self.dim}, got query {tuple(query.shape)}, key {tuple(key.shape)}")
+            raise ValueError(
+                f"MultiHeadAttention expects width {self.dim}, got query {tuple(query.shape)}, key {tuple(key.shape)}"
+            )
         q = self._split(self.q_proj(query))
         k = self._split(self.k_proj(key))
         v = self._split(self.v_proj(value))

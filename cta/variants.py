@@ -18,7 +18,13 @@ from cta.mha import MultiHeadAttention, zero_output_projection
 from cta.mlp import ProjectionMLP
 from cta.scope import check_tokens, group_tokens, ungroup_tokens
 
-__all__ = ["IdentityAdapter", "ConcatSelfAttentionAdapter", "CrossAttentionAdapter", "AddFusion", "CrossAttentionFusion"]
+__all__ = [
+    "IdentityAdapter",
+    "ConcatSelfAttentionAdapter",
+    "CrossAttentionAdapter",
+    "AddFusion",
+    "CrossAttentionFusion",
+]
 
 
 class IdentityAdapter(nn.Module):
@@ -45,7 +51,9 @@ class ConcatSelfAttentionAdapter(nn.Module):
     ``T'_geom, T'_lang = split(X')``.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, scope: str = "clip", identity_init: bool = False) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float = 4.0, scope: str = "clip", identity_init: bool = False
+    ) -> None:
         super().__init__()
         self.dim = dim
         self.scope = scope
@@ -75,7 +83,9 @@ class CrossAttentionAdapter(nn.Module):
     ``T'_geom = T_geom + MHA_g(T̂_geom, T̂_lang, T̂_lang)``, ``T'_lang = T_lang + MHA_l(T̂_lang, T̂_geom, T̂_geom)``.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, scope: str = "clip", identity_init: bool = False) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float = 4.0, scope: str = "clip", identity_init: bool = False
+    ) -> None:
         super().__init__()
         self.dim = dim
         self.scope = scope
@@ -124,7 +134,9 @@ class AddFusion(nn.Module):
         self.dim = dim
         self.geometry_dim = geometry_dim
         hidden = max(1, int(round(dim * mlp_ratio)))
-        self.merger = nn.Sequential(nn.LayerNorm(geometry_dim), nn.Linear(geometry_dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+        self.merger = nn.Sequential(
+            nn.LayerNorm(geometry_dim), nn.Linear(geometry_dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
+        )
         nn.init.zeros_(self.merger[-1].weight)
         nn.init.zeros_(self.merger[-1].bias)
 
@@ -133,7 +145,9 @@ class AddFusion(nn.Module):
         check_tokens(t_base, self.dim)
         g = _geometry_source(t_base, geometry_tokens, self.geometry_dim)
         if g.shape[2] != t_base.shape[2]:
-            raise ValueError(f"cta 'add': geometry_tokens need P = {t_base.shape[2]} tokens per frame, got {g.shape[2]}")
+            raise ValueError(
+                f"cta 'add': geometry_tokens need P = {t_base.shape[2]} tokens per frame, got {g.shape[2]}"
+            )
         return t_base, t_base + self.merger(g)
 
 

@@ -43,7 +43,9 @@ class Aggregator(nn.Module):
             raise ValueError(f"recon.aggregator: head_dim {dim // cfg.num_heads} must be divisible by 4 for 2D RoPE")
 
         def make() -> Block:
-            return Block(dim, cfg.num_heads, cfg.mlp_ratio, qk_norm=cfg.qk_norm, rope=self.rope, init_value=cfg.layerscale_init)
+            return Block(
+                dim, cfg.num_heads, cfg.mlp_ratio, qk_norm=cfg.qk_norm, rope=self.rope, init_value=cfg.layerscale_init
+            )
 
         self.frame_blocks = nn.ModuleList([make() for _ in range(cfg.depth)])
         self.global_blocks = nn.ModuleList([make() for _ in range(cfg.depth)])
@@ -53,14 +55,18 @@ class Aggregator(nn.Module):
         self.return_layers = sorted(set(range(cfg.depth) if return_layers is None else return_layers))
         bad = [i for i in self.return_layers if not 0 <= i < cfg.depth]
         if bad:
-            raise ValueError(f"recon.aggregator: requested layers {bad} out of range for recon.aggregator.depth = {cfg.depth}")
+            raise ValueError(
+                f"recon.aggregator: requested layers {bad} out of range for recon.aggregator.depth = {cfg.depth}"
+            )
 
     def _run(self, block: Block, x: Tensor, pos: Tensor | None) -> Tensor:
         if self.cfg.gradient_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(block, x, pos, use_reentrant=False)
         return block(x, pos)
 
-    def forward(self, patch_tokens: Tensor, grid_hw: tuple[int, int], return_layers: list[int] | None = None) -> tuple[dict[int, Tensor], int]:
+    def forward(
+        self, patch_tokens: Tensor, grid_hw: tuple[int, int], return_layers: list[int] | None = None
+    ) -> tuple[dict[int, Tensor], int]:
         """patch_tokens ``[B, S, P, C]`` with ``P = h·w`` of ``grid_hw`` → (layers dict, patch_start_idx)."""
         if patch_tokens.dim() != 4 or patch_tokens.shape[-1] != self.dim:
             raise ValueError(f"aggregator: patch tokens must be [B,S,P,{self.dim}], got {tuple(patch_tokens.shape)}")
@@ -68,7 +74,9 @@ class Aggregator(nn.Module):
         if p != grid_hw[0] * grid_hw[1]:
             raise ValueError(f"aggregator: {p} patch tokens do not match grid {grid_hw}")
         keep = set(self.return_layers if return_layers is None else return_layers)
-        special = torch.cat([frame_slot_tokens(self.camera_token, b, s), frame_slot_tokens(self.register_token, b, s)], dim=1)
+        special = torch.cat(
+            [frame_slot_tokens(self.camera_token, b, s), frame_slot_tokens(self.register_token, b, s)], dim=1
+        )
         tokens = torch.cat([special.to(patch_tokens.dtype), patch_tokens.reshape(b * s, p, c)], dim=1)
         n = tokens.shape[1]
         pos_frame = pos_global = None

@@ -56,7 +56,9 @@ def sample_alignment_frames(num_frames: int, num_samples: int = 16, seed: int = 
         ``[min(num_frames, num_samples)]`` sorted int64 frame indices (independent of the global RNG).
     """
     if num_frames <= 0 or num_samples <= 0:
-        raise ValueError(f"sample_alignment_frames needs num_frames > 0 and num_samples > 0, got {num_frames}, {num_samples}")
+        raise ValueError(
+            f"sample_alignment_frames needs num_frames > 0 and num_samples > 0, got {num_frames}, {num_samples}"
+        )
     if num_frames <= num_samples:
         return torch.arange(num_frames)
     generator = torch.Generator().manual_seed(int(seed))
@@ -65,7 +67,11 @@ def sample_alignment_frames(num_frames: int, num_samples: int = 16, seed: int = 
 
 @torch.no_grad()
 def per_frame_scales(
-    rel_depth: Tensor, metric_depth: Tensor, weights: Tensor | None = None, mask: Tensor | None = None, min_valid_pixels: int = 16
+    rel_depth: Tensor,
+    metric_depth: Tensor,
+    weights: Tensor | None = None,
+    mask: Tensor | None = None,
+    min_valid_pixels: int = 16,
 ) -> tuple[Tensor, Tensor]:
     """Weighted LS scale per frame, ``s = Σ w·r·m / Σ w·r²`` over valid pixels (float64).
 
@@ -78,7 +84,9 @@ def per_frame_scales(
         scales ``[...]`` float64 (NaN where degenerate) and valid ``[...]`` bool.
     """
     if rel_depth.shape != metric_depth.shape:
-        raise ValueError(f"alignment: rel_depth {tuple(rel_depth.shape)} and metric_depth {tuple(metric_depth.shape)} differ in shape")
+        raise ValueError(
+            f"alignment: rel_depth {tuple(rel_depth.shape)} and metric_depth {tuple(metric_depth.shape)} differ in shape"
+        )
     r = rel_depth.detach().double()
     m = metric_depth.detach().double()
     w = torch.ones_like(r) if weights is None else weights.detach().double()

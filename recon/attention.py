@@ -158,7 +158,9 @@ def attention(
         bias = None
         if attn_mask is not None:
             if attn_mask.dtype == torch.bool:
-                bias = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device).masked_fill(~attn_mask, float("-inf"))
+                bias = torch.zeros(attn_mask.shape, dtype=q.dtype, device=q.device).masked_fill(
+                    ~attn_mask, float("-inf")
+                )
             else:
                 bias = attn_mask.to(q.dtype)
             bias = bias.expand(q.shape[0], q.shape[1], q.shape[2], k.shape[2])

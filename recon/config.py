@@ -59,12 +59,22 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         _check_choice("encoder", "kind", self.kind, ENCODER_KINDS)
-        _check_positive("encoder", hidden_size=self.hidden_size, num_layers=self.num_layers, num_heads=self.num_heads, patch_size=self.patch_size)
+        _check_positive(
+            "encoder",
+            hidden_size=self.hidden_size,
+            num_layers=self.num_layers,
+            num_heads=self.num_heads,
+            patch_size=self.patch_size,
+        )
         if self.hidden_size % self.num_heads:
-            raise ValueError(f"encoder.hidden_size ({self.hidden_size}) must be divisible by encoder.num_heads ({self.num_heads})")
+            raise ValueError(
+                f"encoder.hidden_size ({self.hidden_size}) must be divisible by encoder.num_heads ({self.num_heads})"
+            )
         bad = [i for i in self.intermediate_layers if not 0 <= i < self.num_layers]
         if bad:
-            raise ValueError(f"encoder.intermediate_layers {bad} out of range for encoder.num_layers = {self.num_layers}")
+            raise ValueError(
+                f"encoder.intermediate_layers {bad} out of range for encoder.num_layers = {self.num_layers}"
+            )
 
 
 @dataclass
@@ -140,9 +150,13 @@ class CameraHeadConfig:
     trained from scratch: a ReLU FoV that drops below zero gets no gradient and stays at 0, i.e. fy at the clamp)."""
 
     def __post_init__(self) -> None:
-        _check_positive("recon.camera_head", trunk_depth=self.trunk_depth, num_heads=self.num_heads, iterations=self.iterations)
+        _check_positive(
+            "recon.camera_head", trunk_depth=self.trunk_depth, num_heads=self.num_heads, iterations=self.iterations
+        )
         if self.fov_activation not in FOV_ACTIVATIONS:
-            raise ValueError(f"recon.camera_head.fov_activation must be one of {list(FOV_ACTIVATIONS)}, got {self.fov_activation!r}")
+            raise ValueError(
+                f"recon.camera_head.fov_activation must be one of {list(FOV_ACTIVATIONS)}, got {self.fov_activation!r}"
+            )
 
 
 @dataclass
@@ -162,7 +176,9 @@ class DepthHeadConfig:
         if len(self.intermediate_layers) != 4 or len(self.out_channels) != 4:
             raise ValueError("recon.depth_head.intermediate_layers and out_channels must each have 4 entries")
         if self.features <= 0 or self.features % 8:
-            raise ValueError(f"recon.depth_head.features must be a positive multiple of 8 (UV embedding of features // 2), got {self.features}")
+            raise ValueError(
+                f"recon.depth_head.features must be a positive multiple of 8 (UV embedding of features // 2), got {self.features}"
+            )
         if self.frames_chunk_size < 0:
             raise ValueError(f"recon.depth_head.frames_chunk_size must be >= 0, got {self.frames_chunk_size}")
 
@@ -198,8 +214,21 @@ class ReconLossConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.camera_decay <= 1.0:
             raise ValueError(f"recon.loss.camera_decay must be in (0, 1], got {self.camera_decay!r}")
-        _check_positive("recon.loss", gradient_scales=self.gradient_scales, residual_clamp=self.residual_clamp, conf_gamma=self.conf_gamma)
-        for name in ("camera_weight", "fov_weight", "depth_weight", "conf_alpha", "gradient_weight", "point_weight", "relative_pose_weight"):
+        _check_positive(
+            "recon.loss",
+            gradient_scales=self.gradient_scales,
+            residual_clamp=self.residual_clamp,
+            conf_gamma=self.conf_gamma,
+        )
+        for name in (
+            "camera_weight",
+            "fov_weight",
+            "depth_weight",
+            "conf_alpha",
+            "gradient_weight",
+            "point_weight",
+            "relative_pose_weight",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"recon.loss.{name} must be >= 0, got {getattr(self, name)!r}")
 
@@ -280,22 +309,40 @@ class MetricDepthConfig:
 
     def __post_init__(self) -> None:
         _check_choice("metric_depth", "normalization", self.normalization, NORMALIZATIONS)
-        _check_positive("metric_depth", n_bins=self.n_bins, min_depth=self.min_depth, bin_hidden=self.bin_hidden, min_temperature=self.min_temperature)
+        _check_positive(
+            "metric_depth",
+            n_bins=self.n_bins,
+            min_depth=self.min_depth,
+            bin_hidden=self.bin_hidden,
+            min_temperature=self.min_temperature,
+        )
         if self.n_bins < 2:
             raise ValueError(f"metric_depth.n_bins must be >= 2, got {self.n_bins}")
         if not 0.0 < self.center_shift_bound < 0.5:
-            raise ValueError(f"metric_depth.center_shift_bound must be in (0, 0.5) to keep centres ordered, got {self.center_shift_bound!r}")
+            raise ValueError(
+                f"metric_depth.center_shift_bound must be in (0, 0.5) to keep centres ordered, got {self.center_shift_bound!r}"
+            )
         if self.max_temperature <= self.min_temperature:
-            raise ValueError(f"metric_depth.max_temperature ({self.max_temperature}) must exceed metric_depth.min_temperature ({self.min_temperature})")
+            raise ValueError(
+                f"metric_depth.max_temperature ({self.max_temperature}) must exceed metric_depth.min_temperature ({self.min_temperature})"
+            )
         if self.loss_alpha < 0 or self.loss_eps < 0:
-            raise ValueError(f"metric_depth.loss_alpha and metric_depth.loss_eps must be >= 0, got {self.loss_alpha!r}, {self.loss_eps!r}")
+            raise ValueError(
+                f"metric_depth.loss_alpha and metric_depth.loss_eps must be >= 0, got {self.loss_alpha!r}, {self.loss_eps!r}"
+            )
         if len(self.out_channels) != 4:
             raise ValueError(f"metric_depth.out_channels must have 4 entries, got {self.out_channels!r}")
         if self.features < 2 or (self.pos_embed and (self.features // 2) % 4):
-            raise ValueError(f"metric_depth.features // 2 must be a positive multiple of 4 (UV position embedding), got features = {self.features}")
+            raise ValueError(
+                f"metric_depth.features // 2 must be a positive multiple of 4 (UV position embedding), got features = {self.features}"
+            )
         if self.frames_chunk_size < 0:
             raise ValueError(f"metric_depth.frames_chunk_size must be >= 0, got {self.frames_chunk_size}")
         if self.prediction_stride < 1:
-            raise ValueError(f"metric_depth.prediction_stride must be >= 1 (1 = full resolution), got {self.prediction_stride}")
+            raise ValueError(
+                f"metric_depth.prediction_stride must be >= 1 (1 = full resolution), got {self.prediction_stride}"
+            )
         if self.max_depth <= self.min_depth:
-            raise ValueError(f"metric_depth.max_depth ({self.max_depth}) must exceed metric_depth.min_depth ({self.min_depth})")
+            raise ValueError(
+                f"metric_depth.max_depth ({self.max_depth}) must exceed metric_depth.min_depth ({self.min_depth})"
+            )

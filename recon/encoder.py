@@ -43,11 +43,29 @@ ATTN_IMPLEMENTATION = "recon"
 """Name under which :func:`recon.attention.attention` is registered with transformers' AttentionInterface."""
 
 
-def _recon_attention_forward(module: nn.Module, query: Tensor, key: Tensor, value: Tensor, attention_mask: Tensor | None, scaling=None, dropout=0.0, **kwargs):
+def _recon_attention_forward(
+    module: nn.Module,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    attention_mask: Tensor | None,
+    scaling=None,
+    dropout=0.0,
+    **kwargs,
+):
     """transformers attention hook: ``[B, heads, N, D]`` q/k/v → (``[B, N, heads, D]``, None) via the project switch."""
     if dropout:
-        raise ValueError(f"encoder: attention dropout {dropout} is not supported by recon.attention (set attention_probs_dropout_prob=0)")
-    out = attention(query, key, value, attn_mask=attention_mask, scale=scaling, backend=getattr(module, ATTENTION_BACKEND_ATTR, None))
+        raise ValueError(
+            f"encoder: attention dropout {dropout} is not supported by recon.attention (set attention_probs_dropout_prob=0)"
+        )
+    out = attention(
+        query,
+        key,
+        value,
+        attn_mask=attention_mask,
+        scale=scaling,
+        backend=getattr(module, ATTENTION_BACKEND_ATTR, None),
+    )
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -76,7 +94,9 @@ def build_dinov2_config(cfg: EncoderConfig):
     from transformers import Dinov2WithRegistersConfig
 
     if not float(cfg.mlp_ratio).is_integer():
-        raise ValueError(f"encoder.mlp_ratio must be a whole number for the transformers DINOv2 config, got {cfg.mlp_ratio}")
+        raise ValueError(
+            f"encoder.mlp_ratio must be a whole number for the transformers DINOv2 config, got {cfg.mlp_ratio}"
+        )
     return Dinov2WithRegistersConfig(
         hidden_size=cfg.hidden_size,
         num_hidden_layers=cfg.num_layers,
@@ -111,9 +131,14 @@ class SharedEncoder(nn.Module):
 
             if cfg.pretrained_path:
                 if not (Path(cfg.pretrained_path) / "config.json").is_file():
-                    raise ValueError(f"encoder.pretrained_path = {cfg.pretrained_path!r} is not a local HF-format directory (no config.json)")
+                    raise ValueError(
+                        f"encoder.pretrained_path = {cfg.pretrained_path!r} is not a local HF-format directory (no config.json)"
+                    )
                 self.model = Dinov2WithRegistersModel.from_pretrained(
-                    cfg.pretrained_path, local_files_only=True, trust_remote_code=False, attn_implementation=register_recon_attention()
+                    cfg.pretrained_path,
+                    local_files_only=True,
+                    trust_remote_code=False,
+                    attn_implementation=register_recon_attention(),
                 )
                 hf = self.model.config
                 pairs = (
@@ -124,14 +149,18 @@ class SharedEncoder(nn.Module):
                 )
                 mismatch = {k: (getattr(cfg, k), v) for k, v in pairs if getattr(cfg, k) != v}
                 if mismatch:
-                    raise ValueError(f"encoder: config disagrees with {cfg.pretrained_path}/config.json (config, checkpoint): {mismatch}")
+                    raise ValueError(
+                        f"encoder: config disagrees with {cfg.pretrained_path}/config.json (config, checkpoint): {mismatch}"
+                    )
             else:
                 dcfg = build_dinov2_config(cfg)
                 dcfg._attn_implementation = register_recon_attention()
                 self.model = Dinov2WithRegistersModel(dcfg)
             self.num_register_tokens = self.model.config.num_register_tokens
             if _mark_attention_modules(self.model) != len(self.model.encoder.layer):
-                raise RuntimeError("encoder: could not find one attention module per DINOv2 layer to carry attention_backend")
+                raise RuntimeError(
+                    "encoder: could not find one attention module per DINOv2 layer to carry attention_backend"
+                )
             self.model.embeddings.mask_token.requires_grad_(False)  # unused without masked pre-training (as VGGT)
 
     @property
@@ -146,7 +175,9 @@ class SharedEncoder(nn.Module):
             raise ValueError(f"encoder: images must be [B,S,3,H,W] or [N,3,H,W], got {tuple(images.shape)}")
         h_img, w_img = images.shape[-2:]
         if h_img % self.patch_size or w_img % self.patch_size:
-            raise ValueError(f"encoder: image size {h_img}x{w_img} is not a multiple of encoder.patch_size = {self.patch_size}")
+            raise ValueError(
+                f"encoder: image size {h_img}x{w_img} is not a multiple of encoder.patch_size = {self.patch_size}"
+            )
         grid = (h_img // self.patch_size, w_img // self.patch_size)
         x = (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
         layers = list(self.cfg.intermediate_layers if layers is None else layers)
@@ -172,4 +203,3 @@ class SharedEncoder(nn.Module):
         if num_layers - 1 in layers:
             inter[num_layers - 1] = tokens
         return EncoderOutput(tokens, inter, grid)
-

@@ -62,9 +62,15 @@ def quat_to_mat(quat: Tensor) -> Tensor:
     two = 2.0
     m = torch.stack(
         [
-            1 - two * (y * y + z * z), two * (x * y - z * w), two * (x * z + y * w),
-            two * (x * y + z * w), 1 - two * (x * x + z * z), two * (y * z - x * w),
-            two * (x * z - y * w), two * (y * z + x * w), 1 - two * (x * x + y * y),
+            1 - two * (y * y + z * z),
+            two * (x * y - z * w),
+            two * (x * z + y * w),
+            two * (x * y + z * w),
+            1 - two * (x * x + z * z),
+            two * (y * z - x * w),
+            two * (x * z - y * w),
+            two * (y * z + x * w),
+            1 - two * (x * x + y * y),
         ],
         dim=-1,
     )
@@ -287,7 +293,9 @@ def project_points(points: Tensor, extrinsics: Tensor, intrinsics: Tensor, eps: 
 
 
 # --------------------------------------------------------------------------- alignment
-def umeyama(src: Tensor, dst: Tensor, with_scale: bool = True, weights: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def umeyama(
+    src: Tensor, dst: Tensor, with_scale: bool = True, weights: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """Least-squares similarity (Sim(3)) or rigid (SE(3)) transform with ``dst ≈ s·R·src + t``.
 
     Umeyama (1991), computed in float64.
@@ -300,7 +308,9 @@ def umeyama(src: Tensor, dst: Tensor, with_scale: bool = True, weights: Tensor |
         ``s`` (scalar tensor), ``R [3, 3]``, ``t [3]`` in the dtype of ``src``.
     """
     if src.shape != dst.shape or src.ndim != 2 or src.shape[-1] != 3:
-        raise ValueError(f"umeyama expects two [N, 3] arrays of equal shape, got {tuple(src.shape)} and {tuple(dst.shape)}")
+        raise ValueError(
+            f"umeyama expects two [N, 3] arrays of equal shape, got {tuple(src.shape)} and {tuple(dst.shape)}"
+        )
     if src.shape[0] < 3:
         raise ValueError(f"umeyama needs at least 3 points, got {src.shape[0]}")
     x = src.double()
@@ -318,7 +328,11 @@ def umeyama(src: Tensor, dst: Tensor, with_scale: bool = True, weights: Tensor |
     if torch.det(u) * torch.det(vt) < 0:
         sign[2] = -1.0
     rot = u @ torch.diag(sign) @ vt
-    scale = (d * sign).sum() / var_x.clamp_min(1e-300) if with_scale else torch.ones((), dtype=torch.float64, device=x.device)
+    scale = (
+        (d * sign).sum() / var_x.clamp_min(1e-300)
+        if with_scale
+        else torch.ones((), dtype=torch.float64, device=x.device)
+    )
     trans = mu_y - scale * rot @ mu_x
     return scale.to(src.dtype), rot.to(src.dtype), trans.to(src.dtype)
 
@@ -329,9 +343,7 @@ def apply_sim3(points: Tensor, scale: Tensor, rot: Tensor, trans: Tensor) -> Ten
 
 
 # --------------------------------------------------------------------------- boxes
-_CORNER_SIGNS = torch.tensor(
-    [[sx, sy, sz] for sx in (-1.0, 1.0) for sy in (-1.0, 1.0) for sz in (-1.0, 1.0)]
-)
+_CORNER_SIGNS = torch.tensor([[sx, sy, sz] for sx in (-1.0, 1.0) for sy in (-1.0, 1.0) for sz in (-1.0, 1.0)])
 
 
 def box_corners(boxes: Tensor) -> Tensor:

@@ -133,7 +133,9 @@ def camera_loss(
         raise ValueError("camera_loss: pred_pose_encs is empty; expected one [B, S, 9] tensor per refinement stage")
     for p in pred_pose_encs:
         if p.shape != gt_pose_enc.shape or p.shape[-1] != 9:
-            raise ValueError(f"camera_loss: stage prediction {tuple(p.shape)} must match gt pose encoding {tuple(gt_pose_enc.shape)} (last dim 9)")
+            raise ValueError(
+                f"camera_loss: stage prediction {tuple(p.shape)} must match gt pose encoding {tuple(gt_pose_enc.shape)} (last dim 9)"
+            )
     device = gt_pose_enc.device
     with _fp32(device):
         if frame_mask is None:
@@ -158,7 +160,9 @@ def camera_loss(
     return out
 
 
-def relative_pose_loss(pred: Tensor, gt_pose_enc: Tensor, frame_mask: Tensor | None = None, clamp: float = 100.0) -> Tensor:
+def relative_pose_loss(
+    pred: Tensor, gt_pose_enc: Tensor, frame_mask: Tensor | None = None, clamp: float = 100.0
+) -> Tensor:
     """``L_rel``: L1 of the relative-pose module's ``[t, quat]`` against the GT pose encoding (see module docstring).
 
     Args:
@@ -169,7 +173,9 @@ def relative_pose_loss(pred: Tensor, gt_pose_enc: Tensor, frame_mask: Tensor | N
         float32 scalar.
     """
     if pred.shape[:-1] != gt_pose_enc.shape[:-1] or pred.shape[-1] != 7 or gt_pose_enc.shape[-1] != 9:
-        raise ValueError(f"relative_pose_loss: prediction {tuple(pred.shape)} must be [B, S, 7] beside gt pose encoding {tuple(gt_pose_enc.shape)}")
+        raise ValueError(
+            f"relative_pose_loss: prediction {tuple(pred.shape)} must be [B, S, 7] beside gt pose encoding {tuple(gt_pose_enc.shape)}"
+        )
     with _fp32(pred.device):
         gt = gt_pose_enc[..., :7].float()
         mask = torch.isfinite(gt).all(dim=-1)
@@ -182,7 +188,14 @@ def relative_pose_loss(pred: Tensor, gt_pose_enc: Tensor, frame_mask: Tensor | N
 
 # --------------------------------------------------------------------------- depth / points
 def gradient_loss_multiscale(
-    pred: Tensor, gt: Tensor, valid: Tensor, conf: Tensor | None = None, scales: int = 3, gamma: float = 1.0, alpha: float = 0.2, clamp: float = 100.0
+    pred: Tensor,
+    gt: Tensor,
+    valid: Tensor,
+    conf: Tensor | None = None,
+    scales: int = 3,
+    gamma: float = 1.0,
+    alpha: float = 0.2,
+    clamp: float = 100.0,
 ) -> Tensor:
     """Multi-scale gradient term ``L_grad`` (see module docstring).
 
@@ -238,7 +251,9 @@ def regression_loss(
         mean residual when ``conf`` is None).
     """
     if pred.shape != gt.shape or pred.shape[:-1] != valid.shape:
-        raise ValueError(f"regression_loss: pred {tuple(pred.shape)}, gt {tuple(gt.shape)} and mask {tuple(valid.shape)} disagree")
+        raise ValueError(
+            f"regression_loss: pred {tuple(pred.shape)}, gt {tuple(gt.shape)} and mask {tuple(valid.shape)} disagree"
+        )
     if conf is not None and conf.shape != valid.shape:
         raise ValueError(f"regression_loss: conf {tuple(conf.shape)} must match mask {tuple(valid.shape)}")
     with _fp32(pred.device):
@@ -247,7 +262,9 @@ def regression_loss(
         # give exact zeros and zero gradients (NaN-safe); an empty mask gives 0 with a gradient
         count = valid.sum().clamp_min(1).float()
         keep = valid[..., None]
-        resid = (torch.where(keep, pred.float(), 0.0) - torch.where(keep, gt.float(), 0.0)).norm(dim=-1).clamp(max=clamp)
+        resid = (
+            (torch.where(keep, pred.float(), 0.0) - torch.where(keep, gt.float(), 0.0)).norm(dim=-1).clamp(max=clamp)
+        )
         loss_reg = resid.sum() / count
         if conf is not None:
             c = torch.where(valid, conf.float(), 1.0)
@@ -281,15 +298,29 @@ def depth_loss(
         dict ``loss_depth`` (total), ``loss_conf_depth``, ``loss_reg_depth``, ``loss_grad_depth``.
     """
     if pred_depth.shape != gt_depth.shape:
-        raise ValueError(f"depth_loss: pred depth {tuple(pred_depth.shape)} must match gt depth {tuple(gt_depth.shape)}")
+        raise ValueError(
+            f"depth_loss: pred depth {tuple(pred_depth.shape)} must match gt depth {tuple(gt_depth.shape)}"
+        )
     h, w = pred_depth.shape[-2:]
     valid = valid_depth_mask(gt_depth, mask).reshape(-1, h, w)
     conf = None if pred_conf is None else pred_conf.reshape(-1, h, w)
     terms = regression_loss(
-        pred_depth.reshape(-1, h, w, 1), gt_depth.reshape(-1, h, w, 1), valid, conf, gamma, alpha, gradient_scales if gradient_weight > 0 else 0, clamp
+        pred_depth.reshape(-1, h, w, 1),
+        gt_depth.reshape(-1, h, w, 1),
+        valid,
+        conf,
+        gamma,
+        alpha,
+        gradient_scales if gradient_weight > 0 else 0,
+        clamp,
     )
     total = terms["loss_conf"] + terms["loss_reg"] + gradient_weight * terms["loss_grad"]
-    return {"loss_depth": total, "loss_conf_depth": terms["loss_conf"], "loss_reg_depth": terms["loss_reg"], "loss_grad_depth": terms["loss_grad"]}
+    return {
+        "loss_depth": total,
+        "loss_conf_depth": terms["loss_conf"],
+        "loss_reg_depth": terms["loss_reg"],
+        "loss_grad_depth": terms["loss_grad"],
+    }
 
 
 def point_loss(
@@ -311,19 +342,34 @@ def point_loss(
         dict ``loss_point`` (total), ``loss_conf_point``, ``loss_reg_point``, ``loss_grad_point``.
     """
     if pred_points.shape != gt_points.shape or pred_points.shape[-1] != 3 or pred_points.shape[:-1] != valid.shape:
-        raise ValueError(f"point_loss: pred {tuple(pred_points.shape)}, gt {tuple(gt_points.shape)}, mask {tuple(valid.shape)} disagree")
+        raise ValueError(
+            f"point_loss: pred {tuple(pred_points.shape)}, gt {tuple(gt_points.shape)}, mask {tuple(valid.shape)} disagree"
+        )
     h, w = valid.shape[-2:]
     conf = None if pred_conf is None else pred_conf.reshape(-1, h, w)
     terms = regression_loss(
-        pred_points.reshape(-1, h, w, 3), gt_points.reshape(-1, h, w, 3), valid.reshape(-1, h, w).bool(), conf, gamma, alpha,
-        gradient_scales if gradient_weight > 0 else 0, clamp,
+        pred_points.reshape(-1, h, w, 3),
+        gt_points.reshape(-1, h, w, 3),
+        valid.reshape(-1, h, w).bool(),
+        conf,
+        gamma,
+        alpha,
+        gradient_scales if gradient_weight > 0 else 0,
+        clamp,
     )
     total = terms["loss_conf"] + terms["loss_reg"] + gradient_weight * terms["loss_grad"]
-    return {"loss_point": total, "loss_conf_point": terms["loss_conf"], "loss_reg_point": terms["loss_reg"], "loss_grad_point": terms["loss_grad"]}
+    return {
+        "loss_point": total,
+        "loss_conf_point": terms["loss_conf"],
+        "loss_reg_point": terms["loss_reg"],
+        "loss_grad_point": terms["loss_grad"],
+    }
 
 
 # --------------------------------------------------------------------------- metric depth (Eq. 9)
-def metric_depth_loss(pred_depth: Tensor, gt_depth: Tensor, mask: Tensor | None = None, alpha: float = 5.0, eps: float = 1e-6) -> Tensor:
+def metric_depth_loss(
+    pred_depth: Tensor, gt_depth: Tensor, mask: Tensor | None = None, alpha: float = 5.0, eps: float = 1e-6
+) -> Tensor:
     """``L_MD`` of paper Eq. 9 per image, averaged over images with valid pixels (float32).
 
     Args:
@@ -357,7 +403,9 @@ def metric_depth_loss(pred_depth: Tensor, gt_depth: Tensor, mask: Tensor | None 
 
 # --------------------------------------------------------------------------- GT normalisation
 @torch.no_grad()
-def normalize_gt_scene(extrinsics: Tensor, intrinsics: Tensor, depth: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
+def normalize_gt_scene(
+    extrinsics: Tensor, intrinsics: Tensor, depth: Tensor, mask: Tensor | None = None
+) -> dict[str, Tensor]:
     """Normalise a GT clip: frame 0 becomes the identity, mean valid-point distance becomes 1.
 
     Args:
@@ -381,7 +429,13 @@ def normalize_gt_scene(extrinsics: Tensor, intrinsics: Tensor, depth: Tensor, ma
     scale = torch.where((count > 0) & (mean_dist > 1e-12), mean_dist, torch.ones_like(mean_dist))
     s = scale.view(-1, 1, 1, 1)
     rel = torch.cat([rel[..., :3], rel[..., 3:] / s], dim=-1)
-    return {"extrinsics": rel, "depth": depth / s, "world_points": points / s[..., None], "valid": valid, "scale": scale}
+    return {
+        "extrinsics": rel,
+        "depth": depth / s,
+        "world_points": points / s[..., None],
+        "valid": valid,
+        "scale": scale,
+    }
 
 
 def points_from_prediction(depth: Tensor, pose_enc: Tensor, image_hw: tuple[int, int]) -> Tensor:
@@ -410,16 +464,32 @@ class ReconLoss(nn.Module):
         norm = normalize_gt_scene(gt["extrinsics"], gt["intrinsics"], gt["depth"], gt.get("mask"))
         gt_pose = extri_intri_to_pose_encoding(norm["extrinsics"], gt["intrinsics"], image_hw)
         frame_mask = norm["valid"].flatten(2).any(dim=-1)
-        out = camera_loss(pred["pose_enc_list"], gt_pose, frame_mask, cfg.camera_decay, cfg.fov_weight, cfg.residual_clamp)
+        out = camera_loss(
+            pred["pose_enc_list"], gt_pose, frame_mask, cfg.camera_decay, cfg.fov_weight, cfg.residual_clamp
+        )
         out.update(
-            depth_loss(depth, pred.get("depth_conf"), norm["depth"], norm["valid"], cfg.conf_gamma, cfg.conf_alpha, cfg.gradient_weight, cfg.gradient_scales, cfg.residual_clamp)
+            depth_loss(
+                depth,
+                pred.get("depth_conf"),
+                norm["depth"],
+                norm["valid"],
+                cfg.conf_gamma,
+                cfg.conf_alpha,
+                cfg.gradient_weight,
+                cfg.gradient_scales,
+                cfg.residual_clamp,
+            )
         )
         total = cfg.camera_weight * out["loss_camera"] + cfg.depth_weight * out["loss_depth"]
         if cfg.relative_pose_weight > 0:
             if "relative_pose_enc" not in pred:
-                raise ValueError("ReconLoss: recon.loss.relative_pose_weight > 0 needs the model's relative_pose_enc output; "
-                                 "set recon.camera_head.relative_pose.enabled: true")
-            out["loss_relative_pose"] = relative_pose_loss(pred["relative_pose_enc"], gt_pose, frame_mask, cfg.residual_clamp)
+                raise ValueError(
+                    "ReconLoss: recon.loss.relative_pose_weight > 0 needs the model's relative_pose_enc output; "
+                    "set recon.camera_head.relative_pose.enabled: true"
+                )
+            out["loss_relative_pose"] = relative_pose_loss(
+                pred["relative_pose_enc"], gt_pose, frame_mask, cfg.residual_clamp
+            )
             total = total + cfg.relative_pose_weight * out["loss_relative_pose"]
         if cfg.point_weight > 0:
             points = pred.get("world_points")
@@ -427,7 +497,17 @@ class ReconLoss(nn.Module):
                 points = points_from_prediction(depth, pred["pose_enc_list"][-1], image_hw)
             conf = pred.get("world_points_conf", pred.get("depth_conf"))
             out.update(
-                point_loss(points, conf, norm["world_points"], norm["valid"], cfg.conf_gamma, cfg.conf_alpha, cfg.gradient_weight, cfg.gradient_scales, cfg.residual_clamp)
+                point_loss(
+                    points,
+                    conf,
+                    norm["world_points"],
+                    norm["valid"],
+                    cfg.conf_gamma,
+                    cfg.conf_alpha,
+                    cfg.gradient_weight,
+                    cfg.gradient_scales,
+                    cfg.residual_clamp,
+                )
             )
             total = total + cfg.point_weight * out["loss_point"]
         out["loss"] = total

@@ -41,7 +41,9 @@ class MetricDepthModel(nn.Module):
         self.cfg = cfg
         self.in_dim = in_dim
         self.patch_size = patch_size
-        self.decoder = DPTDecoder(in_dim, features=cfg.features, out_channels=list(cfg.out_channels), pos_embed=cfg.pos_embed)
+        self.decoder = DPTDecoder(
+            in_dim, features=cfg.features, out_channels=list(cfg.out_channels), pos_embed=cfg.pos_embed
+        )
         self.bins = MetricBinHead(
             cfg.features // 2,
             n_bins=cfg.n_bins,
@@ -54,13 +56,19 @@ class MetricDepthModel(nn.Module):
             max_temperature=cfg.max_temperature,
         )
 
-    def _check_inputs(self, layer_tokens: Sequence[Tensor], image_hw: tuple[int, int], num_frames: int) -> tuple[int, int]:
+    def _check_inputs(
+        self, layer_tokens: Sequence[Tensor], image_hw: tuple[int, int], num_frames: int
+    ) -> tuple[int, int]:
         height, width = image_hw
         if height % self.patch_size or width % self.patch_size:
-            raise ValueError(f"MetricDepthModel: image size {height}x{width} must be a multiple of patch_size {self.patch_size}")
+            raise ValueError(
+                f"MetricDepthModel: image size {height}x{width} must be a multiple of patch_size {self.patch_size}"
+            )
         stride = self.cfg.prediction_stride
         if height % stride or width % stride:
-            raise ValueError(f"MetricDepthModel: image size {height}x{width} must be a multiple of metric_depth.prediction_stride = {stride}")
+            raise ValueError(
+                f"MetricDepthModel: image size {height}x{width} must be a multiple of metric_depth.prediction_stride = {stride}"
+            )
         if len(layer_tokens) != 4:
             raise ValueError(f"MetricDepthModel: expected 4 encoder layers, got {len(layer_tokens)}")
         h, w = height // self.patch_size, width // self.patch_size
@@ -72,10 +80,14 @@ class MetricDepthModel(nn.Module):
                     f"for a {height}x{width} image with patch_size {self.patch_size}"
                 )
         if num_frames <= 0 or first[0] % num_frames:
-            raise ValueError(f"MetricDepthModel: {first[0]} images are not a whole number of clips of num_frames = {num_frames}")
+            raise ValueError(
+                f"MetricDepthModel: {first[0]} images are not a whole number of clips of num_frames = {num_frames}"
+            )
         return h, w
 
-    def forward(self, layer_tokens: Sequence[Tensor], image_hw: tuple[int, int], num_frames: int, return_bins: bool = False) -> dict[str, Tensor]:
+    def forward(
+        self, layer_tokens: Sequence[Tensor], image_hw: tuple[int, int], num_frames: int, return_bins: bool = False
+    ) -> dict[str, Tensor]:
         """Predict metric depth.
 
         Args:

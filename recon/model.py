@@ -29,11 +29,17 @@ class ReconstructionModel(nn.Module):
         depth = cfg.aggregator.depth
         bad = [i for i in cfg.depth_head.intermediate_layers if not 0 <= i < depth]
         if bad:
-            raise ValueError(f"recon.depth_head.intermediate_layers {bad} out of range for recon.aggregator.depth = {depth}")
+            raise ValueError(
+                f"recon.depth_head.intermediate_layers {bad} out of range for recon.aggregator.depth = {depth}"
+            )
         self.encoder = SharedEncoder(encoder_cfg)
-        self.aggregator = Aggregator(dim, cfg.aggregator, return_layers=[depth - 1, *cfg.depth_head.intermediate_layers])
+        self.aggregator = Aggregator(
+            dim, cfg.aggregator, return_layers=[depth - 1, *cfg.depth_head.intermediate_layers]
+        )
         ch = cfg.camera_head
-        self.camera_head = CameraHead(2 * dim, ch.trunk_depth, ch.num_heads, ch.mlp_ratio, ch.iterations, ch.relative_pose, ch.fov_activation)
+        self.camera_head = CameraHead(
+            2 * dim, ch.trunk_depth, ch.num_heads, ch.mlp_ratio, ch.iterations, ch.relative_pose, ch.fov_activation
+        )
         dh = cfg.depth_head
         self.depth_head = DPTHead(2 * dim, dh.intermediate_layers, dh.features, dh.out_channels, dh.frames_chunk_size)
 
@@ -56,7 +62,9 @@ class ReconstructionModel(nn.Module):
                 return self._heads(layers, start, image_hw)
         return self._heads(layers, start, image_hw)
 
-    def _heads(self, layers: dict[int, Tensor], start: int, image_hw: tuple[int, int]) -> dict[str, Tensor | list[Tensor]]:
+    def _heads(
+        self, layers: dict[int, Tensor], start: int, image_hw: tuple[int, int]
+    ) -> dict[str, Tensor | list[Tensor]]:
         last = layers[self.cfg.aggregator.depth - 1]
         extra: dict[str, Tensor] = {}
         offset = None

@@ -51,7 +51,7 @@ def preprocess_image(path: Path, image_size: int = 518, patch: int = 14) -> Tens
         arr = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)
     if new_h > image_size:
         top = (new_h - image_size) // 2
-        arr = arr[:, top:top + image_size]
+        arr = arr[:, top : top + image_size]
     return arr
 
 
@@ -64,7 +64,9 @@ def load_frames(folder: str | Path, image_size: int = 518, max_frames: int | Non
     frames = [preprocess_image(p, image_size) for p in files]
     for p, f in zip(files, frames):
         if f.shape != frames[0].shape:
-            raise ValueError(f"--frames: {p.name} preprocesses to {tuple(f.shape[1:])}, but {files[0].name} to {tuple(frames[0].shape[1:])}")
+            raise ValueError(
+                f"--frames: {p.name} preprocesses to {tuple(f.shape[1:])}, but {files[0].name} to {tuple(frames[0].shape[1:])}"
+            )
     return torch.stack(frames), files
 
 
@@ -111,12 +113,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vggt", required=True, help="official VGGT checkpoint (model.pt or .safetensors)")
     p.add_argument("--frames", required=True, help="folder of frames (sorted numerically by name)")
     p.add_argument("--out", required=True, help="output PLY path")
-    p.add_argument("--conf-threshold", type=float, default=0.0, help="keep points whose depth confidence (1 + exp) is at least this")
+    p.add_argument(
+        "--conf-threshold",
+        type=float,
+        default=0.0,
+        help="keep points whose depth confidence (1 + exp) is at least this",
+    )
     p.add_argument("--image-size", type=int, default=518, help="frame width after preprocessing (multiple of 14)")
     p.add_argument("--max-frames", type=int, default=None, help="sample at most this many frames uniformly")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
-    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="loader override, e.g. num_heads=16 or depth_head_layers=[4,11,17,23] (see recon.vggt_loader.VGGT_DEFAULTS)")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="loader override, e.g. num_heads=16 or depth_head_layers=[4,11,17,23] (see recon.vggt_loader.VGGT_DEFAULTS)",
+    )
     return p
 
 
@@ -132,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
         model = from_vggt_checkpoint(args.vggt, **_parse_overrides(args.override)).to(args.device)
         points, colors = reconstruct(model, images.to(args.device), args.conf_threshold)
         if len(points) == 0:
-            raise ValueError(f"no point has confidence >= --conf-threshold {args.conf_threshold}; nothing written to {args.out}")
+            raise ValueError(
+                f"no point has confidence >= --conf-threshold {args.conf_threshold}; nothing written to {args.out}"
+            )
         write_ply(args.out, points, colors)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -54,7 +54,9 @@ def branch_parts(model: nn.Module, parts: dict[str, nn.Module] | None = None) ->
     if parts is None:
         missing = [p for p in BRANCH_PARTS if not isinstance(getattr(model, p, None), nn.Module)]
         if missing:
-            raise ValueError(f"VGGT loading: model has no submodules {missing}; pass parts={{name: module}} for {list(BRANCH_PARTS)}")
+            raise ValueError(
+                f"VGGT loading: model has no submodules {missing}; pass parts={{name: module}} for {list(BRANCH_PARTS)}"
+            )
         return {p: getattr(model, p) for p in BRANCH_PARTS}
     if sorted(parts) != sorted(BRANCH_PARTS):
         raise ValueError(f"VGGT loading: parts must have exactly the keys {list(BRANCH_PARTS)}, got {sorted(parts)}")
@@ -76,10 +78,10 @@ def vggt_to_branch(sd: dict[str, Tensor], encoder: nn.Module) -> tuple[dict[str,
         if key.startswith(SKIPPED_HEADS):
             skipped.append(key)
         elif key.startswith(_DINO):
-            sub = key[len(_DINO):]
+            sub = key[len(_DINO) :]
             if conv:
                 if sub.startswith("proj."):
-                    out["encoder.patch_embed." + sub[len("proj."):]] = val
+                    out["encoder.patch_embed." + sub[len("proj.") :]] = val
                 else:
                     unused.append(key)
                 continue
@@ -139,7 +141,9 @@ def to_vggt_state_dict(model: nn.Module | None = None, parts: dict[str, nn.Modul
         name, _, leaf = rest.rpartition(".")
         base = f"{_DINO}blocks.{i}."
         if name == qn:
-            out[f"{base}attn.qkv.{leaf}"] = torch.cat([v, enc[f"model.encoder.layer.{i}.{kn}.{leaf}"], enc[f"model.encoder.layer.{i}.{vn}.{leaf}"]], 0)
+            out[f"{base}attn.qkv.{leaf}"] = torch.cat(
+                [v, enc[f"model.encoder.layer.{i}.{kn}.{leaf}"], enc[f"model.encoder.layer.{i}.{vn}.{leaf}"]], 0
+            )
         elif name in (kn, vn):
             continue
         elif name == on:

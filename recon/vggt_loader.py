@@ -27,7 +27,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from recon.config import AggregatorConfig, CameraHeadConfig, DepthHeadConfig, EncoderConfig, ReconConfig, RelativePoseConfig
+from recon.config import (
+    AggregatorConfig,
+    CameraHeadConfig,
+    DepthHeadConfig,
+    EncoderConfig,
+    ReconConfig,
+    RelativePoseConfig,
+)
 from recon.files import atomic_write
 from recon.heads.relative_pose import correlation_width
 from recon.model import ReconstructionModel
@@ -54,6 +61,7 @@ VGGT_DEFAULTS = {
     "frames_chunk_size": 8,
 }
 """Overrides accepted by :func:`from_vggt_checkpoint` (``encoder_num_heads`` None = hidden_size // 64)."""
+
 
 @dataclass
 class LoadReport:
@@ -151,7 +159,14 @@ def infer_configs(sd: dict[str, Tensor], **overrides) -> tuple[EncoderConfig, Re
         )
     else:
         proj = _need(sd, "aggregator.patch_embed.proj.weight")
-        enc = EncoderConfig(kind="conv", hidden_size=proj.shape[0], num_layers=1, num_heads=1, patch_size=proj.shape[-1], intermediate_layers=[0])
+        enc = EncoderConfig(
+            kind="conv",
+            hidden_size=proj.shape[0],
+            num_layers=1,
+            num_heads=1,
+            patch_size=proj.shape[-1],
+            intermediate_layers=[0],
+        )
     if enc.hidden_size != dim:
         raise ValueError(f"VGGT checkpoint: patch embed width {enc.hidden_size} differs from aggregator width {dim}")
     cam = CameraHeadConfig(
@@ -178,17 +193,29 @@ def _infer_relative_pose(sd: dict[str, Tensor]) -> RelativePoseConfig:
     first = _need(sd, RELATIVE_POSE_PREFIX + "mlp.0.weight")
     options = _need(sd, RELATIVE_POSE_PREFIX + "options")
     if options.shape != (2,):
-        raise ValueError(f"VGGT checkpoint: {RELATIVE_POSE_PREFIX}options must hold [correlation, center], got shape {tuple(options.shape)}")
+        raise ValueError(
+            f"VGGT checkpoint: {RELATIVE_POSE_PREFIX}options must hold [correlation, center], got shape {tuple(options.shape)}"
+        )
     corr, center = (bool(v) for v in options.tolist())
     width = first.shape[1]  # 2·c·g² (+ (2g − 1)² with the correlation profile)
-    fits = [g for g in range(1, int((width / (2 * channels)) ** 0.5) + 2) if 2 * channels * g * g + (correlation_width(g) if corr else 0) == width]
+    fits = [
+        g
+        for g in range(1, int((width / (2 * channels)) ** 0.5) + 2)
+        if 2 * channels * g * g + (correlation_width(g) if corr else 0) == width
+    ]
     if len(fits) != 1:
-        raise ValueError(f"VGGT checkpoint: {RELATIVE_POSE_PREFIX}mlp.0.weight {tuple(first.shape)} does not match {channels} channels on a "
-                         f"square grid (2·c·g²{' + (2g − 1)²' if corr else ''})")
-    return RelativePoseConfig(enabled=True, channels=channels, grid=fits[0], hidden=first.shape[0], correlation=corr, center=center)
+        raise ValueError(
+            f"VGGT checkpoint: {RELATIVE_POSE_PREFIX}mlp.0.weight {tuple(first.shape)} does not match {channels} channels on a "
+            f"square grid (2·c·g²{' + (2g − 1)²' if corr else ''})"
+        )
+    return RelativePoseConfig(
+        enabled=True, channels=channels, grid=fits[0], hidden=first.shape[0], correlation=corr, center=center
+    )
 
 
-def load_vggt_weights(model: nn.Module | None, sd: dict[str, Tensor], strict: bool = True, parts: dict[str, nn.Module] | None = None) -> LoadReport:
+def load_vggt_weights(
+    model: nn.Module | None, sd: dict[str, Tensor], strict: bool = True, parts: dict[str, nn.Module] | None = None
+) -> LoadReport:
     """Copy a VGGT-layout state dict into ``model.{encoder, aggregator, camera_head, depth_head}``
     (or into ``parts``, e.g. the shared encoder and reconstruction branch of the full model).
 
@@ -200,7 +227,9 @@ def load_vggt_weights(model: nn.Module | None, sd: dict[str, Tensor], strict: bo
     target = {f"{p}.{k}": v for p in BRANCH_PARTS for k, v in parts[p].state_dict().items()}
     for key, val in converted.items():
         if key in target and tuple(target[key].shape) != tuple(val.shape):
-            raise ValueError(f"VGGT checkpoint: shape mismatch for {key!r}: checkpoint {tuple(val.shape)} vs model {tuple(target[key].shape)}")
+            raise ValueError(
+                f"VGGT checkpoint: shape mismatch for {key!r}: checkpoint {tuple(val.shape)} vs model {tuple(target[key].shape)}"
+            )
     report = LoadReport(
         missing=sorted(k for k in target if k not in converted),
         unexpected=sorted(unused + [k for k in converted if k not in target]),
@@ -208,15 +237,19 @@ def load_vggt_weights(model: nn.Module | None, sd: dict[str, Tensor], strict: bo
     )
     extra_rel = [k for k in report.unexpected if k.startswith(RELATIVE_POSE_PREFIX)]
     if extra_rel:  # a file trained with the option, loaded into a model without it
-        msg = (f"VGGT checkpoint holds the patch-grid relative-pose module ({len(extra_rel)} {RELATIVE_POSE_PREFIX}* keys) but the model "
-               f"has none; set recon.camera_head.relative_pose.enabled: true to load it")
+        msg = (
+            f"VGGT checkpoint holds the patch-grid relative-pose module ({len(extra_rel)} {RELATIVE_POSE_PREFIX}* keys) but the model "
+            f"has none; set recon.camera_head.relative_pose.enabled: true to load it"
+        )
         if strict:
             raise ValueError(msg)
         _log.warning(msg + " (skipped)")
         report.unexpected = [k for k in report.unexpected if not k.startswith(RELATIVE_POSE_PREFIX)]
         report.skipped = report.skipped + extra_rel
     if skipped:
-        _log.info("VGGT checkpoint: skipped %d keys of heads this branch does not have (point_head/track_head)", len(skipped))
+        _log.info(
+            "VGGT checkpoint: skipped %d keys of heads this branch does not have (point_head/track_head)", len(skipped)
+        )
     for kind, keys in (("missing", report.missing), ("unexpected", report.unexpected)):
         if keys:
             msg = f"VGGT checkpoint: {len(keys)} {kind} keys: {', '.join(keys[:20])}{' ...' if len(keys) > 20 else ''}"
@@ -226,7 +259,7 @@ def load_vggt_weights(model: nn.Module | None, sd: dict[str, Tensor], strict: bo
     with torch.no_grad():
         for p in BRANCH_PARTS:
             prefix = p + "."
-            part_sd = {k[len(prefix):]: v for k, v in converted.items() if k.startswith(prefix) and k in target}
+            part_sd = {k[len(prefix) :]: v for k, v in converted.items() if k.startswith(prefix) and k in target}
             parts[p].load_state_dict(part_sd, strict=False)
     return report
 

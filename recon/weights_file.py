@@ -75,7 +75,11 @@ def unwrap_state_dict(obj) -> dict[str, Tensor]:
         ValueError: ``"expected a dict of tensors (a state dict), got <type>"`` — the caller adds the file name.
     """
     for key in WRAPPER_KEYS:
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict) and not any(isinstance(v, Tensor) for v in obj.values()):
+        if (
+            isinstance(obj, dict)
+            and isinstance(obj.get(key), dict)
+            and not any(isinstance(v, Tensor) for v in obj.values())
+        ):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise ValueError(f"expected a dict of tensors (a state dict), got {type(obj).__name__}")
@@ -84,4 +88,4 @@ def unwrap_state_dict(obj) -> dict[str, Tensor]:
 
 def strip_prefix(state_dict: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
     """The entries of ``state_dict`` under ``prefix`` (e.g. ``"model."``), with the prefix removed; the others are dropped."""
-    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}

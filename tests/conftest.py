@@ -55,6 +55,8 @@ def teacher_files(tmp_path_factory):
     root = tmp_path_factory.mktemp("teachers")
     cfg = micro_config()
     torch.save(ReconstructionModel(cfg.encoder, cfg.recon).vggt_state_dict(), root / "model.pt")
-    clip = CLIPVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=28, patch_size=7)
+    clip = CLIPVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=28, patch_size=7
+    )
     CLIPVisionModel(clip).save_pretrained(root / "clip")
     return root

@@ -5,23 +5,47 @@ from pathlib import Path
 from vidllm.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ["what color is the chair", "red blue green yellow", "find the table next to the bed", "how many chairs are there", "two three"]
+CORPUS = [
+    "what color is the chair",
+    "red blue green yellow",
+    "find the table next to the bed",
+    "how many chairs are there",
+    "two three",
+]
 
 
 MICRO_SIZES = [
-    "encoder.hidden_size=32", "encoder.num_heads=2", "encoder.num_layers=4",
-    "cta.num_heads=2", "cta.num_bridge_tokens=4",
-    "recon.aggregator.depth=4", "recon.aggregator.num_heads=2", "recon.camera_head.num_heads=2", "recon.camera_head.trunk_depth=1",
-    "recon.depth_head.features=16", "recon.depth_head.out_channels=[8,8,16,16]",
-    "metric_depth.features=16", "metric_depth.out_channels=[8,8,16,16]", "metric_depth.n_bins=8",
-    "llm.hidden_size=32", "llm.num_heads=2", "llm.num_kv_heads=1", "llm.intermediate_size=64", "llm.num_layers=1",
-    "data.num_frames=2", "data.image_size=56",
+    "encoder.hidden_size=32",
+    "encoder.num_heads=2",
+    "encoder.num_layers=4",
+    "cta.num_heads=2",
+    "cta.num_bridge_tokens=4",
+    "recon.aggregator.depth=4",
+    "recon.aggregator.num_heads=2",
+    "recon.camera_head.num_heads=2",
+    "recon.camera_head.trunk_depth=1",
+    "recon.depth_head.features=16",
+    "recon.depth_head.out_channels=[8,8,16,16]",
+    "metric_depth.features=16",
+    "metric_depth.out_channels=[8,8,16,16]",
+    "metric_depth.n_bins=8",
+    "llm.hidden_size=32",
+    "llm.num_heads=2",
+    "llm.num_kv_heads=1",
+    "llm.intermediate_size=64",
+    "llm.num_layers=1",
+    "data.num_frames=2",
+    "data.image_size=56",
 ]
 """Size overrides of the micro model (dotted ``key=value``)."""
 
 SHIPPED_SIZES = MICRO_SIZES + [
-    "encoder.intermediate_layers=[0,1,2,3]", "recon.depth_head.intermediate_layers=[0,1,2,3]", "encoder.pretrain_image_size=56",
-    "llm.vocab_size=null", "data.batch_size=1", "data.num_workers=0",
+    "encoder.intermediate_layers=[0,1,2,3]",
+    "recon.depth_head.intermediate_layers=[0,1,2,3]",
+    "encoder.pretrain_image_size=56",
+    "llm.vocab_size=null",
+    "data.batch_size=1",
+    "data.num_workers=0",
 ]
 """Sizes that shrink any shipped config (paper scale included) to the micro model: MICRO_SIZES plus the
 layer indices, position-embedding grid and vocabulary that the micro depth and width make invalid or slow."""
@@ -52,7 +76,13 @@ def micro_run_overrides(data_root, teacher_dir) -> dict:
     (``synthetic_root`` data, ``teacher_files`` teachers, no pretrained files)."""
     return {
         "data": {"root": str(data_root), "num_frames": 2, "image_size": 56},
-        "train": {"init_from": None, "distill": {"geometry_teacher": str(teacher_dir / "model.pt"), "semantic_teacher": str(teacher_dir / "clip")}},
+        "train": {
+            "init_from": None,
+            "distill": {
+                "geometry_teacher": str(teacher_dir / "model.pt"),
+                "semantic_teacher": str(teacher_dir / "clip"),
+            },
+        },
         "encoder": {"pretrained_path": None},
         "recon": {"vggt_checkpoint": None},
         "llm": {"path": None},

@@ -36,8 +36,15 @@ def main(argv: list[str] | None = None) -> int:
 
         task = "qa" if args.task == "scanqa" else "sqa"
         model, clips = load_model_and_clips(args, [task])
-        preds, metrics = evaluate_qa(ModelPredictor(model, args.batch_size), clips, task, args.limit, not args.no_captions, args.max_new_tokens,
-                                     progress=not args.quiet)
+        preds, metrics = evaluate_qa(
+            ModelPredictor(model, args.batch_size),
+            clips,
+            task,
+            args.limit,
+            not args.no_captions,
+            args.max_new_tokens,
+            progress=not args.quiet,
+        )
         write_outputs(args.out, preds, metrics)
         print(format_table(metrics, f"{args.task} ({args.split}, {len(preds)} questions)"))
         return 0

@@ -22,7 +22,12 @@ from vidllm.evaluation.cli import eval_parser, load_model_and_clips, run_tool  #
 def build_parser() -> argparse.ArgumentParser:
     p = eval_parser(__doc__.split("\n\n")[0])
     p.add_argument("--no-pointcloud", action="store_true", help="skip the point-cloud metrics (no mesh needed)")
-    p.add_argument("--conf-quantile", type=float, default=0.0, help="drop predicted points below this confidence quantile before scoring")
+    p.add_argument(
+        "--conf-quantile",
+        type=float,
+        default=0.0,
+        help="drop predicted points below this confidence quantile before scoring",
+    )
     return p
 
 
@@ -34,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         from vidllm.evaluation.report import format_table, write_outputs
 
         model, clips = load_model_and_clips(args, ["recon"])
-        records, metrics = evaluate_recon(model, clips, args.limit, not args.no_pointcloud, args.conf_quantile, progress=not args.quiet)
+        records, metrics = evaluate_recon(
+            model, clips, args.limit, not args.no_pointcloud, args.conf_quantile, progress=not args.quiet
+        )
         write_outputs(args.out, records, metrics)
         table = {**{f"depth/{k}": v for k, v in metrics["depth"].items()}}
         print(format_table(table, f"recon ({args.split}, {metrics['num_scenes']} scenes)"))

@@ -34,8 +34,15 @@ def main(argv: list[str] | None = None) -> int:
         from vidllm.evaluation.report import format_table, write_outputs
 
         model, clips = load_model_and_clips(args, ["caption"])
-        preds, metrics = evaluate_scan2cap(ModelPredictor(model, args.batch_size), clips, args.proposals, args.limit, args.iou, args.max_new_tokens,
-                                           progress=not args.quiet)
+        preds, metrics = evaluate_scan2cap(
+            ModelPredictor(model, args.batch_size),
+            clips,
+            args.proposals,
+            args.limit,
+            args.iou,
+            args.max_new_tokens,
+            progress=not args.quiet,
+        )
         write_outputs(args.out, preds, metrics)
         print(format_table(metrics, f"scan2cap ({args.split}, {len(preds)} objects)"))
         return 0

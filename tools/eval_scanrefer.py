@@ -43,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             preds, metrics = evaluate_multi3drefer(predictor, clips, args.limit, progress=not args.quiet)
         write_outputs(args.out, preds, metrics)
-        print(format_table(metrics, f"{args.task} ({args.split}, proposals={getattr(args, 'proposals', 'none')}, {len(preds)} queries)"))
+        print(
+            format_table(
+                metrics,
+                f"{args.task} ({args.split}, proposals={getattr(args, 'proposals', 'none')}, {len(preds)} queries)",
+            )
+        )
         return 0
 
     return run_tool("eval_scanrefer", body)

@@ -30,19 +30,42 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, help="Vid-LLM model directory (save_pretrained)")
-    src.add_argument("--vggt", type=Path, help="plain VGGT checkpoint (model.pt / .safetensors): reconstruction branch only, relative scale")
+    src.add_argument(
+        "--vggt",
+        type=Path,
+        help="plain VGGT checkpoint (model.pt / .safetensors): reconstruction branch only, relative scale",
+    )
     p.add_argument("--video", required=True, help="video file, image folder or ScanNet scene folder")
     p.add_argument("--out", required=True, type=Path, help="output PLY path")
-    p.add_argument("--conf-threshold", type=float, default=0.0, help="drop the points below this confidence quantile (0–1)")
+    p.add_argument(
+        "--conf-threshold", type=float, default=0.0, help="drop the points below this confidence quantile (0–1)"
+    )
     p.add_argument("--voxel-size", type=float, default=None, help="voxel down-sampling (metres)")
-    p.add_argument("--max-frames", type=int, default=None, help="frames sampled from the video (default: the model's data.num_frames)")
-    p.add_argument("--frame-sampling", choices=("uniform", "stride"), default=None, help="frame sampler (default: the model config's)")
-    p.add_argument("--cameras", action="store_true", help="also write the camera frusta as a line set (<out>.cameras.ply)")
+    p.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        help="frames sampled from the video (default: the model's data.num_frames)",
+    )
+    p.add_argument(
+        "--frame-sampling",
+        choices=("uniform", "stride"),
+        default=None,
+        help="frame sampler (default: the model config's)",
+    )
+    p.add_argument(
+        "--cameras", action="store_true", help="also write the camera frusta as a line set (<out>.cameras.ply)"
+    )
     p.add_argument("--boxes", type=Path, default=None, help="JSON boxes to draw in the preview (model frame)")
     p.add_argument("--image-size", type=int, default=518, help="--vggt only: preprocessed frame width (multiple of 14)")
-    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                   help="--vggt only: loader override such as num_heads=16 or depth_head_layers=[4,11,17,23] (see recon.vggt_loader.VGGT_DEFAULTS); "
-                        "a meta.json beside the checkpoint with 'vggt_overrides' is read first")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="--vggt only: loader override such as num_heads=16 or depth_head_layers=[4,11,17,23] (see recon.vggt_loader.VGGT_DEFAULTS); "
+        "a meta.json beside the checkpoint with 'vggt_overrides' is read first",
+    )
     p.add_argument("--device", default=None, help="torch device (default: cuda if available)")
     return p
 
@@ -62,7 +85,9 @@ def _load_boxes(path: Path | None) -> list[tuple[np.ndarray, str, str]]:
     for name, boxes in groups.items():
         arr = np.asarray(boxes, dtype=np.float64)
         if arr.size and (arr.ndim != 2 or arr.shape[1] != 6):
-            raise DataError(f"--boxes {path}: field {name!r} must be a list of [cx, cy, cz, dx, dy, dz], got shape {arr.shape}")
+            raise DataError(
+                f"--boxes {path}: field {name!r} must be a list of [cx, cy, cz, dx, dy, dz], got shape {arr.shape}"
+            )
         out.append((arr.reshape(-1, 6), colours.get(name, "orange"), name))
     return out
 
@@ -82,7 +107,9 @@ def frusta_line_set(rec, depth: float = 0.15):
         base = len(points)
         points += [apex, *world]
         lines += [[base, base + k] for k in range(1, 5)] + [[base + k, base + k % 4 + 1] for k in range(1, 5)]
-    ls = o3d.geometry.LineSet(o3d.utility.Vector3dVector(np.asarray(points)), o3d.utility.Vector2iVector(np.asarray(lines)))
+    ls = o3d.geometry.LineSet(
+        o3d.utility.Vector3dVector(np.asarray(points)), o3d.utility.Vector2iVector(np.asarray(lines))
+    )
     ls.colors = o3d.utility.Vector3dVector(np.tile([[0.1, 0.1, 0.9]], (len(lines), 1)))
     return ls
 
@@ -132,7 +159,9 @@ def export(args: argparse.Namespace) -> dict:
     if args.voxel_size:
         rec = rec.voxel_down_sample(args.voxel_size)
     if len(rec) == 0:
-        raise DataError(f"no point left after filtering (--conf-threshold {args.conf_threshold}); nothing written to {args.out}")
+        raise DataError(
+            f"no point left after filtering (--conf-threshold {args.conf_threshold}); nothing written to {args.out}"
+        )
     steps.update(1)
     out_path = args.out if args.out.suffix.lower() == ".ply" else args.out.with_suffix(".ply")
     rec.save(out_path)
@@ -147,8 +176,15 @@ def export(args: argparse.Namespace) -> dict:
         files["frusta"] = str(out_path.with_suffix(".cameras.ply"))
     steps.update(1)
     boxes = _load_boxes(args.boxes)
-    preview = render_pointcloud(out_path.with_suffix(".png"), rec.points, rec.colors, boxes, rec.camera_centers, up_axis=1,
-                                title=f"{len(rec)} points, {rec.depth.shape[0]} frames, scale {rec.scale:.3f}")
+    preview = render_pointcloud(
+        out_path.with_suffix(".png"),
+        rec.points,
+        rec.colors,
+        boxes,
+        rec.camera_centers,
+        up_axis=1,
+        title=f"{len(rec)} points, {rec.depth.shape[0]} frames, scale {rec.scale:.3f}",
+    )
     files["preview"] = str(preview)
     steps.update(1)
     steps.close()
@@ -160,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         summary = export(args)
-        print(f"wrote {summary['points']} points from {summary['frames']} frames (scale {summary['scale']:.4f}) to {summary['files']['ply']}")
+        print(
+            f"wrote {summary['points']} points from {summary['frames']} frames (scale {summary['scale']:.4f}) to {summary['files']['ply']}"
+        )
         for kind, path in summary["files"].items():
             if kind != "ply":
                 print(f"  {kind}: {path}")

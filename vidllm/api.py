@@ -101,7 +101,9 @@ class Reconstruction:
         conf = np.full(n, -np.inf)
         np.maximum.at(conf, inverse, self.confidence)
         return self._replace(
-            points=(pts[0] / counts[:, None]).astype(np.float32), colors=(pts[1] / counts[:, None]).astype(np.float32), confidence=conf.astype(np.float32)
+            points=(pts[0] / counts[:, None]).astype(np.float32),
+            colors=(pts[1] / counts[:, None]).astype(np.float32),
+            confidence=conf.astype(np.float32),
         )
 
     def _subset(self, keep: np.ndarray) -> Reconstruction:
@@ -189,7 +191,9 @@ def frames_to_tensor(frames: Frames | Sequence[np.ndarray], image_size: int, res
     return preprocess_frames(frames.images if isinstance(frames, Frames) else frames, image_size, resize_side)
 
 
-def reconstruction_from_outputs(out: VidLLMOutput | dict, images: Tensor, index: int = 0, frames: Frames | None = None) -> Reconstruction:
+def reconstruction_from_outputs(
+    out: VidLLMOutput | dict, images: Tensor, index: int = 0, frames: Frames | None = None
+) -> Reconstruction:
     """Model outputs (a :class:`~vidllm.modeling_outputs.VidLLMOutput`, or a plain VGGT prediction dict) of batch item ``index`` → :class:`Reconstruction`.
 
     Uses the metric keys (``depth_metric``, ``extrinsic_metric``, ``scale``) when present (Vid-LLM),
@@ -242,7 +246,9 @@ class InferenceMixin:
         """Autocast dtype of inference (``from_pretrained(dtype=...)``; float32 = no autocast). Weights stay float32."""
         return getattr(self, "inference_dtype", None) or torch.float32
 
-    def load_video(self, video, num_frames: int | None = None, sampling: str | None = None, on_corrupt: str = "skip") -> tuple[Tensor, Frames]:
+    def load_video(
+        self, video, num_frames: int | None = None, sampling: str | None = None, on_corrupt: str = "skip"
+    ) -> tuple[Tensor, Frames]:
         """Decode, sample and preprocess ``video`` → (``[S, 3, H, W]`` in [0, 1] on the model's device, the decoded :class:`Frames`)."""
         data = self.config.data
         sampling = sampling or data.frame_sampling
@@ -303,13 +309,27 @@ class InferenceMixin:
         return t_lang, geometry, out
 
     @torch.no_grad()
-    def answer(self, video, question: str, situation: str | None = None, num_frames: int | None = None, max_new_tokens: int | None = None) -> Answer:
+    def answer(
+        self,
+        video,
+        question: str,
+        situation: str | None = None,
+        num_frames: int | None = None,
+        max_new_tokens: int | None = None,
+    ) -> Answer:
         """Answer ``question`` (SQA3D-style when ``situation`` is given) about ``video``."""
-        return self.answer_many(video, [question], [situation] if situation is not None else None, num_frames, max_new_tokens)[0]
+        return self.answer_many(
+            video, [question], [situation] if situation is not None else None, num_frames, max_new_tokens
+        )[0]
 
     @torch.no_grad()
     def answer_many(
-        self, video, questions: Sequence[str], situations: Sequence[str | None] | None = None, num_frames: int | None = None, max_new_tokens: int | None = None
+        self,
+        video,
+        questions: Sequence[str],
+        situations: Sequence[str | None] | None = None,
+        num_frames: int | None = None,
+        max_new_tokens: int | None = None,
     ) -> list[Answer]:
         """Several questions about one video: the video is encoded and reconstructed once."""
         questions = _as_list(questions)
@@ -329,15 +349,25 @@ class InferenceMixin:
         answers = []
         for i, text in enumerate(texts):
             sel = grounded["selected"][i]
-            answers.append(Answer(text, grounded["boxes"][i][sel].cpu().numpy(), grounded["scores"][i][sel].cpu().numpy(), rec))
+            answers.append(
+                Answer(text, grounded["boxes"][i][sel].cpu().numpy(), grounded["scores"][i][sel].cpu().numpy(), rec)
+            )
         return answers
 
     @torch.no_grad()
-    def answer_batch(self, videos: Sequence, questions: Sequence[str], num_frames: int | None = None, max_new_tokens: int | None = None) -> list[Answer]:
+    def answer_batch(
+        self,
+        videos: Sequence,
+        questions: Sequence[str],
+        num_frames: int | None = None,
+        max_new_tokens: int | None = None,
+    ) -> list[Answer]:
         """One question per video (``len(videos) == len(questions)``)."""
         if len(videos) != len(questions):
             raise ValueError(f"answer_batch: {len(videos)} videos but {len(questions)} questions")
-        return [self.answer(v, q, num_frames=num_frames, max_new_tokens=max_new_tokens) for v, q in zip(videos, questions)]
+        return [
+            self.answer(v, q, num_frames=num_frames, max_new_tokens=max_new_tokens) for v, q in zip(videos, questions)
+        ]
 
     @torch.no_grad()
     def ground(self, video, description: str, proposals=None, num_frames: int | None = None) -> Grounding:
@@ -350,7 +380,9 @@ class InferenceMixin:
         return self.ground_many(video, [description], proposals, num_frames)[0]
 
     @torch.no_grad()
-    def ground_many(self, video, descriptions: Sequence[str], proposals=None, num_frames: int | None = None) -> list[Grounding]:
+    def ground_many(
+        self, video, descriptions: Sequence[str], proposals=None, num_frames: int | None = None
+    ) -> list[Grounding]:
         """Several descriptions about one video (encoded once); ``proposals`` shared by all."""
         descriptions = _as_list(descriptions)
         if not descriptions:
@@ -379,7 +411,13 @@ class InferenceMixin:
         return results
 
     @torch.no_grad()
-    def ground_batch(self, videos: Sequence, descriptions: Sequence[str], proposals: Sequence | None = None, num_frames: int | None = None) -> list[Grounding]:
+    def ground_batch(
+        self,
+        videos: Sequence,
+        descriptions: Sequence[str],
+        proposals: Sequence | None = None,
+        num_frames: int | None = None,
+    ) -> list[Grounding]:
         """One description (and optional proposal set) per video."""
         if len(videos) != len(descriptions):
             raise ValueError(f"ground_batch: {len(videos)} videos but {len(descriptions)} descriptions")

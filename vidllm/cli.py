@@ -22,12 +22,21 @@ from vidllm.errors import VidLLMError
 # name → (module, one-line help). Add a command by adding a module and a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("vidllm.commands.config_cmd", "show, validate or list the options of a config"),
-    "fit": ("vidllm.commands.fit_cmd", "train a stage (Lightning, jsonargparse): --stage 1|2 --config FILE [--config FILE ...] [--trainer.KEY V] [--model.GROUP.KEY V] [--print_config]"),
+    "fit": (
+        "vidllm.commands.fit_cmd",
+        "train a stage (Lightning, jsonargparse): --stage 1|2 --config FILE [--config FILE ...] [--trainer.KEY V] [--model.GROUP.KEY V] [--print_config]",
+    ),
     "validate": ("vidllm.commands.fit_cmd", "validate a model on the validation split (same arguments as fit)"),
     "test": ("vidllm.commands.fit_cmd", "test a model (same arguments as fit)"),
     "predict": ("vidllm.commands.fit_cmd", "predict reconstructions (same arguments as fit)"),
-    "teachers": ("vidllm.commands.teachers_cmd", "train the tiny geometry (VGGT-style) and semantic (CLIP-style) teachers on synthetic scenes"),
-    "synth": ("vidllm.commands.synth_cmd", "generate synthetic scenes in the real ScanNet / ScanRefer / ScanQA formats"),
+    "teachers": (
+        "vidllm.commands.teachers_cmd",
+        "train the tiny geometry (VGGT-style) and semantic (CLIP-style) teachers on synthetic scenes",
+    ),
+    "synth": (
+        "vidllm.commands.synth_cmd",
+        "generate synthetic scenes in the real ScanNet / ScanRefer / ScanQA formats",
+    ),
     "demo": ("vidllm.commands.demo_cmd", "train and evaluate a tiny model end to end on synthetic scenes (CPU)"),
 }
 

@@ -105,11 +105,20 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _choice("data.source", self.source, DATA_SOURCES)
-        for name in ("synthetic_frames", "synthetic_scenes", "coverage_candidates", "frame_stride", "batch_size", "questions_per_clip"):
+        for name in (
+            "synthetic_frames",
+            "synthetic_scenes",
+            "coverage_candidates",
+            "frame_stride",
+            "batch_size",
+            "questions_per_clip",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
         if self.synthetic_width < 14 or self.synthetic_height < 14:
-            raise ValueError(f"data.synthetic_width/height must be >= 14, got {self.synthetic_width}x{self.synthetic_height}")
+            raise ValueError(
+                f"data.synthetic_width/height must be >= 14, got {self.synthetic_width}x{self.synthetic_height}"
+            )
         if not 0.0 <= self.reverse_prob <= 1.0:
             raise ValueError(f"data.reverse_prob must be in [0, 1], got {self.reverse_prob}")
         if self.coverage_voxel_size <= 0:
@@ -150,7 +159,9 @@ class DistillConfig:
     def __post_init__(self) -> None:
         bad = [t for t in self.teachers if t not in ("geometry", "semantic")]
         if bad or not self.teachers:
-            raise ValueError(f"train.distill.teachers = {self.teachers}; expected a non-empty subset of ['geometry', 'semantic']")
+            raise ValueError(
+                f"train.distill.teachers = {self.teachers}; expected a non-empty subset of ['geometry', 'semantic']"
+            )
 
 
 @dataclass
@@ -302,7 +313,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         for item in overrides:  # lr_multipliers keys are dotted module paths: 'train.lr_multipliers.vl.lm=2'
             key, sep, value = str(item).partition("=")
             if sep and key.startswith(LR_MULTIPLIER_PREFIX):
-                multipliers[key[len(LR_MULTIPLIER_PREFIX):]] = value
+                multipliers[key[len(LR_MULTIPLIER_PREFIX) :]] = value
             else:
                 rest.append(item)
         try:
@@ -312,7 +323,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         if multipliers:
             import yaml
 
-            dotlist.setdefault("train", {}).setdefault("lr_multipliers", {}).update({k: yaml.safe_load(v) for k, v in multipliers.items()})
+            dotlist.setdefault("train", {}).setdefault("lr_multipliers", {}).update(
+                {k: yaml.safe_load(v) for k, v in multipliers.items()}
+            )
         cfg = config_from_dict(dotlist, source="command-line overrides", base=cfg)
     return cfg
 

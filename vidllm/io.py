@@ -22,7 +22,9 @@ from vidllm.errors import CheckpointError
 __all__ = ["atomic_dir", "atomic_write", "load_state_dict", "save_safetensors", "strip_prefix"]
 
 
-def save_safetensors(state_dict: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+def save_safetensors(
+    state_dict: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None
+) -> None:
     """Write tensors as safetensors atomically (tensors made contiguous, shared storage cloned)."""
     from safetensors.torch import save_file
 

@@ -61,12 +61,16 @@ class VidLLM(InferenceMixin, ReconstructionModel):
         dim = config.encoder.hidden_size
         cta_cfg = config.cta
         if cta_cfg.mode in FUSION_MODES and cta_cfg.geometry_dim == 0:
-            cta_cfg = dataclasses.replace(cta_cfg, geometry_dim=2 * dim)  # aggregator tokens are [frame; global] = 2C wide
+            cta_cfg = dataclasses.replace(
+                cta_cfg, geometry_dim=2 * dim
+            )  # aggregator tokens are [frame; global] = 2C wide
         self.cta = build_cta(cta_cfg, dim)
         md = config.metric_depth
         self.metric_depth = MetricDepthModel(md, dim, config.encoder.patch_size) if md.enabled else None
         if md.enabled and len(config.encoder.intermediate_layers) != 4:
-            raise ValueError(f"encoder.intermediate_layers must name 4 blocks for the metric depth model, got {config.encoder.intermediate_layers}")
+            raise ValueError(
+                f"encoder.intermediate_layers must name 4 blocks for the metric depth model, got {config.encoder.intermediate_layers}"
+            )
         self.vl = VLBranch(config.vl, config.llm, dim, config.encoder.patch_size, tokenizer)
         self.recon_loss = ReconLoss(config.recon.loss)
         # per-model backend (every attention module of this model), never the process default
@@ -92,7 +96,13 @@ class VidLLM(InferenceMixin, ReconstructionModel):
             t_geom, t_lang = t_base, None  # the language stream is fused after the aggregator
         else:
             t_geom, t_lang = self.cta(t_base)
-        return {"t_base": t_base, "t_geom": t_geom, "t_lang": t_lang, "intermediates": enc.intermediates, "grid_hw": enc.grid_hw}
+        return {
+            "t_base": t_base,
+            "t_geom": t_geom,
+            "t_lang": t_lang,
+            "intermediates": enc.intermediates,
+            "grid_hw": enc.grid_hw,
+        }
 
     def reconstruct_streams(self, images: Tensor, streams: dict) -> dict:
         """Reconstruction branch on ``T'_geom``, metric depth, real-scale alignment (a step of :meth:`forward`).
@@ -110,7 +120,15 @@ class VidLLM(InferenceMixin, ReconstructionModel):
             out["metric_depth"] = self.metric_depth(layers, image_hw, s)["metric_depth"]
             al = self.config.metric_depth.alignment
             if al.enabled:
-                fit = real_scale_alignment(out["depth"], out["metric_depth"], out["depth_conf"], None, al.num_frames, al.seed, al.min_valid_pixels)
+                fit = real_scale_alignment(
+                    out["depth"],
+                    out["metric_depth"],
+                    out["depth_conf"],
+                    None,
+                    al.num_frames,
+                    al.seed,
+                    al.min_valid_pixels,
+                )
                 scale, out["frame_scales"] = fit.scale, fit.frame_scales
             else:
                 scale = torch.ones(b, device=images.device, dtype=out["depth"].dtype)
@@ -239,7 +257,11 @@ class VidLLM(InferenceMixin, ReconstructionModel):
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, device: str | torch.device | None = None, dtype: torch.dtype | str | None = None, strict: bool = True
+        cls,
+        directory: str | Path,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str | None = None,
+        strict: bool = True,
     ) -> VidLLM:
         """Rebuild a model written by :meth:`save_pretrained` (weights via safetensors only), in eval mode.
 
@@ -266,10 +288,14 @@ class VidLLM(InferenceMixin, ReconstructionModel):
         except CheckpointError as err:
             raise CheckpointError(f"{directory / 'model.safetensors'}: {err}") from None
         if report["unexpected"] or (strict and report["missing"]):
-            raise CheckpointError(f"{directory / 'model.safetensors'}: missing keys {report['missing'][:10]}, unexpected keys {report['unexpected'][:10]}")
+            raise CheckpointError(
+                f"{directory / 'model.safetensors'}: missing keys {report['missing'][:10]}, unexpected keys {report['unexpected'][:10]}"
+            )
         if isinstance(dtype, str):
             if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
-                raise ValueError(f"from_pretrained: dtype {dtype!r} is not a torch dtype (use 'float32', 'bfloat16' or 'float16')")
+                raise ValueError(
+                    f"from_pretrained: dtype {dtype!r} is not a torch dtype (use 'float32', 'bfloat16' or 'float16')"
+                )
             dtype = getattr(torch, dtype)
         model.inference_dtype = dtype
         return model.to(device).eval()
@@ -281,7 +307,11 @@ class VidLLM(InferenceMixin, ReconstructionModel):
         the file (a loaded LLM's frozen base weights) are not reported as missing.
         """
         own = self.state_dict()
-        bad = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state_dict.items() if k in own and own[k].shape != v.shape]
+        bad = [
+            f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+            for k, v in state_dict.items()
+            if k in own and own[k].shape != v.shape
+        ]
         if bad:
             raise CheckpointError(f"shape mismatch for {len(bad)} key(s): " + "; ".join(bad[:5]))
         result = self.load_state_dict(state_dict, strict=False)

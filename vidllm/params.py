@@ -29,12 +29,23 @@ from vidllm.config import VidLLMConfig
 
 __all__ = ["ParamReport", "build_meta_model", "meta_teachers", "param_report", "format_report", "CLIP_L14_336"]
 
-CLIP_L14_336 = {"hidden_size": 1024, "intermediate_size": 4096, "num_hidden_layers": 24, "num_attention_heads": 16, "image_size": 336, "patch_size": 14}
+CLIP_L14_336 = {
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "image_size": 336,
+    "patch_size": 14,
+}
 """Sizes of CLIP ViT-L/14-336 (the paper's semantic teacher) used when the teacher directory is not present."""
 
 _LLM_KEYS = {
-    "hidden_size": "hidden_size", "num_hidden_layers": "num_layers", "num_attention_heads": "num_heads",
-    "num_key_value_heads": "num_kv_heads", "intermediate_size": "intermediate_size", "vocab_size": "vocab_size",
+    "hidden_size": "hidden_size",
+    "num_hidden_layers": "num_layers",
+    "num_attention_heads": "num_heads",
+    "num_key_value_heads": "num_kv_heads",
+    "intermediate_size": "intermediate_size",
+    "vocab_size": "vocab_size",
     "tie_word_embeddings": "tie_word_embeddings",
 }
 PRECISIONS = {"fp32": 4, "bf16": 2}
@@ -57,7 +68,9 @@ def meta_config(cfg: VidLLMConfig) -> tuple[VidLLMConfig, list[str]]:
         llm = dataclasses.replace(llm, **{ours: local[theirs] for theirs, ours in _LLM_KEYS.items() if theirs in local})
         notes.append(f"LLM sizes from {llm.path}/config.json")
     elif llm.path:
-        notes.append(f"llm.path {llm.path!r} not present: LLM built from the llm.* sizes (vocab {llm.vocab_size or 'of the tokenizer'})")
+        notes.append(
+            f"llm.path {llm.path!r} not present: LLM built from the llm.* sizes (vocab {llm.vocab_size or 'of the tokenizer'})"
+        )
     llm = dataclasses.replace(llm, path=None, tokenizer_path=None)
     encoder = dataclasses.replace(cfg.encoder, pretrained_path=None)
     recon = dataclasses.replace(cfg.recon, vggt_checkpoint=None)
@@ -149,7 +162,10 @@ def param_report(cfg: VidLLMConfig) -> ParamReport:
             teachers, teacher_notes = meta_teachers(cfg)
             report.notes += teacher_notes
             rows["teachers"] = {"trainable": 0, "frozen": _count(p for t in teachers.values() for p in t.parameters())}
-            widths = {n: (t.config.hidden_size if hasattr(t, "config") else cfg.encoder.hidden_size) for n, t in teachers.items()}
+            widths = {
+                n: (t.config.hidden_size if hasattr(t, "config") else cfg.encoder.hidden_size)
+                for n, t in teachers.items()
+            }
             heads = sum(cfg.encoder.hidden_size * w + w for w in widths.values())  # one Linear(C → teacher width) each
             rows["distill_heads"] = {"trainable": heads, "frozen": 0}
         report.stages[stage] = rows
@@ -180,13 +196,22 @@ def format_report(report: ParamReport, source: str) -> str:
         for name, row in rows.items():
             lines.append(f"         {name:14s} {row['trainable']:>16,d} {row['frozen']:>16,d}")
         trainable, frozen = report.totals(stage)
-        lines.append(f"         {'total':14s} {trainable:>16,d} {frozen:>16,d}   ({_fmt(trainable)} trainable, {_fmt(frozen)} frozen)")
+        lines.append(
+            f"         {'total':14s} {trainable:>16,d} {frozen:>16,d}   ({_fmt(trainable)} trainable, {_fmt(frozen)} frozen)"
+        )
     lines.append("")
     lines.append("memory of weights + gradients + AdamW state (2 moments), activations excluded:")
-    lines.append(f"{'stage':6s} {'precision':10s} {'weights':>12s} {'gradients':>12s} {'optimizer':>12s} {'total':>12s}")
+    lines.append(
+        f"{'stage':6s} {'precision':10s} {'weights':>12s} {'gradients':>12s} {'optimizer':>12s} {'total':>12s}"
+    )
     for stage in report.stages:
         for precision, size in PRECISIONS.items():
             mem = report.memory(stage, size)
-            lines.append(f"{stage:<6d} {precision:10s} " + " ".join(f"{_gib(mem[k]):>12s}" for k in ("weights", "gradients", "optimizer", "total")))
-    lines.append("(bf16-mixed training keeps fp32 weights, gradients and AdamW state: read the fp32 rows, plus activations)")
+            lines.append(
+                f"{stage:<6d} {precision:10s} "
+                + " ".join(f"{_gib(mem[k]):>12s}" for k in ("weights", "gradients", "optimizer", "total"))
+            )
+    lines.append(
+        "(bf16-mixed training keeps fp32 weights, gradients and AdamW state: read the fp32 rows, plus activations)"
+    )
     return "\n".join(lines)

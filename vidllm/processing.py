@@ -28,7 +28,9 @@ def text_records(batch: dict) -> tuple[list[int], list[dict]]:
         main.update({key: batch[key][i][tmask] for key in ("target_boxes", "target_boxes_model", "target_ids")})
         for rec in [main, *(extras[i] if extras is not None else [])]:
             if rec["task"] not in VL_TASKS:
-                raise ValueError(f"vl_batch_from_batch: extra text record of row {i} has task {rec['task']!r}; expected one of {VL_TASKS}")
+                raise ValueError(
+                    f"vl_batch_from_batch: extra text record of row {i} has task {rec['task']!r}; expected one of {VL_TASKS}"
+                )
             index.append(i)
             records.append(rec)
     return index, records

@@ -28,7 +28,9 @@ def config_dir() -> Path:
     source = Path(__file__).resolve().parents[1] / "configs"
     if source.is_dir():
         return source
-    raise ConfigError(f"the shipped configs are missing: neither {packaged} (installed package) nor {source} (source checkout) exists")
+    raise ConfigError(
+        f"the shipped configs are missing: neither {packaged} (installed package) nor {source} (source checkout) exists"
+    )
 
 
 def shipped_config(relative: str) -> Path:

@@ -26,7 +26,15 @@ from PIL import Image, UnidentifiedImageError
 from recon.files import IMAGE_SUFFIXES, numeric_sort_key  # one implementation, shared with recon.reconstruct
 from vidllm.errors import DataError
 
-__all__ = ["VIDEO_SUFFIXES", "IMAGE_SUFFIXES", "Frames", "read_frames", "sample_indices", "numeric_sort_key", "to_rgb_uint8"]
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "IMAGE_SUFFIXES",
+    "Frames",
+    "read_frames",
+    "sample_indices",
+    "numeric_sort_key",
+    "to_rgb_uint8",
+]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 _log = logging.getLogger(__name__)
@@ -62,7 +70,9 @@ def sample_indices(count: int, num_frames: int | None, sampling: str = "uniform"
         idx = list(range(0, count, max(1, stride)))
         return idx if num_frames is None else idx[:num_frames]
     if sampling not in ("uniform", "segment"):
-        raise ValueError(f"frame sampling {sampling!r} needs scene geometry; use 'uniform', 'segment' or 'stride' for plain videos")
+        raise ValueError(
+            f"frame sampling {sampling!r} needs scene geometry; use 'uniform', 'segment' or 'stride' for plain videos"
+        )
     if num_frames is None or num_frames >= count:
         return list(range(count))
     if sampling == "segment":
@@ -133,12 +143,16 @@ def _read_video_file(path: Path, num_frames, sampling, stride) -> Frames:
     try:
         reader = imageio.get_reader(str(path), format="FFMPEG")
     except Exception as err:
-        raise DataError(f"{path}: cannot open video ({str(err).splitlines()[0] if str(err) else type(err).__name__})") from None
+        raise DataError(
+            f"{path}: cannot open video ({str(err).splitlines()[0] if str(err) else type(err).__name__})"
+        ) from None
     try:
         try:
             count = reader.count_frames()
         except Exception as err:
-            raise DataError(f"{path}: cannot read video stream — unsupported codec or corrupt file ({str(err).splitlines()[0]})") from None
+            raise DataError(
+                f"{path}: cannot read video stream — unsupported codec or corrupt file ({str(err).splitlines()[0]})"
+            ) from None
         if count <= 0:
             raise DataError(f"{path}: the video has no frames")
         chosen = sample_indices(count, num_frames, sampling, stride)
@@ -160,7 +174,9 @@ def _read_video_file(path: Path, num_frames, sampling, stride) -> Frames:
     return out
 
 
-def read_frames(video, num_frames: int | None = None, sampling: str = "uniform", stride: int = 1, on_corrupt: str = "skip") -> Frames:
+def read_frames(
+    video, num_frames: int | None = None, sampling: str = "uniform", stride: int = 1, on_corrupt: str = "skip"
+) -> Frames:
     """Decode the frames of any accepted ``video`` form (see the module docstring).
 
     Args:
@@ -182,13 +198,23 @@ def read_frames(video, num_frames: int | None = None, sampling: str = "uniform",
         if video.ndim != 4 or video.shape[0] == 0:
             raise DataError(f"video array must be [S, H, W, C] with S >= 1, got shape {video.shape}")
         idx = sample_indices(len(video), num_frames, sampling, stride)
-        return Frames([to_rgb_uint8(video[i], f"frame {i}") for i in idx], idx, [f"frame {i}" for i in idx], source_count=len(video))
+        return Frames(
+            [to_rgb_uint8(video[i], f"frame {i}") for i in idx],
+            idx,
+            [f"frame {i}" for i in idx],
+            source_count=len(video),
+        )
     if isinstance(video, (list, tuple)):
         if not video:
             raise DataError("the list of frames is empty")
         if all(isinstance(v, (Image.Image, np.ndarray)) for v in video):  # PIL images or [H, W(, C)] arrays
             idx = sample_indices(len(video), num_frames, sampling, stride)
-            return Frames([to_rgb_uint8(video[i], f"frame {i}") for i in idx], idx, [f"frame {i}" for i in idx], source_count=len(video))
+            return Frames(
+                [to_rgb_uint8(video[i], f"frame {i}") for i in idx],
+                idx,
+                [f"frame {i}" for i in idx],
+                source_count=len(video),
+            )
         return _read_image_files([Path(v) for v in video], num_frames, sampling, stride, on_corrupt)
     path = Path(video)
     if not path.exists():
@@ -203,4 +229,6 @@ def read_frames(video, num_frames: int | None = None, sampling: str = "uniform",
         return _read_video_file(path, num_frames, sampling, stride)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return _read_image_files([path], num_frames, sampling, stride, on_corrupt)
-    raise DataError(f"{path}: unsupported input; expected a video ({', '.join(VIDEO_SUFFIXES)}), an image folder or an image")
+    raise DataError(
+        f"{path}: unsupported input; expected a video ({', '.join(VIDEO_SUFFIXES)}), an image folder or an image"
+    )

@@ -72,10 +72,12 @@ def render_pointcloud(
     ax2 = fig.add_subplot(1, 2, 2)
     order = [horiz[0], horiz[1], up_axis]
     sign = -1.0 if up_axis == 1 else 1.0  # the model frame's y points down
+
     def view(p):
         q = p[..., order].copy()
         q[..., 2] *= sign
         return q
+
     if len(pts):
         v = view(pts)
         ax3.scatter(v[:, 0], v[:, 1], v[:, 2], c=cols, s=0.5, depthshade=False)
@@ -84,10 +86,26 @@ def render_pointcloud(
         for i, box in enumerate(np.asarray(group, dtype=np.float64).reshape(-1, 6)):
             for k, (a, b) in enumerate(box_edges(box)):
                 seg = view(np.stack([a, b]))
-                ax3.plot(seg[:, 0], seg[:, 1], seg[:, 2], color=color, linewidth=1.5, label=label if i == 0 and k == 0 else None)
+                ax3.plot(
+                    seg[:, 0],
+                    seg[:, 1],
+                    seg[:, 2],
+                    color=color,
+                    linewidth=1.5,
+                    label=label if i == 0 and k == 0 else None,
+                )
             c, h = box[:3], box[3:6] / 2
-            ax2.add_patch(plt.Rectangle((c[horiz[0]] - h[horiz[0]], c[horiz[1]] - h[horiz[1]]), 2 * h[horiz[0]], 2 * h[horiz[1]], fill=False,
-                                        edgecolor=color, linewidth=1.5, label=label if i == 0 else None))
+            ax2.add_patch(
+                plt.Rectangle(
+                    (c[horiz[0]] - h[horiz[0]], c[horiz[1]] - h[horiz[1]]),
+                    2 * h[horiz[0]],
+                    2 * h[horiz[1]],
+                    fill=False,
+                    edgecolor=color,
+                    linewidth=1.5,
+                    label=label if i == 0 else None,
+                )
+            )
     if camera_centers is not None and len(camera_centers):
         cc = np.asarray(camera_centers, dtype=np.float64)
         vc = view(cc)
@@ -104,7 +122,9 @@ def render_pointcloud(
     return _save(fig, path, plt)
 
 
-def depth_comparison(path: str | Path, images: np.ndarray, rows: Sequence[tuple[str, np.ndarray]], max_frames: int = 4, title: str = "") -> Path:
+def depth_comparison(
+    path: str | Path, images: np.ndarray, rows: Sequence[tuple[str, np.ndarray]], max_frames: int = 4, title: str = ""
+) -> Path:
     """A grid: frames on top, then one row per depth map set (``(label, [S, H, W])``), shared colour scale per column."""
     plt = _figure()
     s = min(max_frames, len(images))
@@ -190,7 +210,9 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def training_curves(path: str | Path, runs: Sequence[tuple[str, str | Path]], keys: Sequence[str] | None = None, title: str = "") -> Path:
+def training_curves(
+    path: str | Path, runs: Sequence[tuple[str, str | Path]], keys: Sequence[str] | None = None, title: str = ""
+) -> Path:
     """Loss curves of one or more runs (``(label, metrics.csv)``): one panel per run and task group
     (:func:`curve_group`: total, camera, depth, language, distillation), each curve a trailing mean over
     about 1/20 of the run drawn over its raw values (faint), the legend under the panel.
@@ -211,14 +233,14 @@ def training_curves(path: str | Path, runs: Sequence[tuple[str, str | Path]], ke
     cols = min(3, max(1, len(panels)))
     rows = max(1, -(-len(panels) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.9 * rows), squeeze=False)
-    for ax in axes.ravel()[len(panels):]:
+    for ax in axes.ravel()[len(panels) :]:
         ax.set_visible(False)
     for ax, (panel_title, curves) in zip(axes.ravel(), panels):
         lowest = np.inf
         for name in sorted(curves):
             steps, values = (np.asarray(x) for x in zip(*curves[name]))
             window = max(1, len(values) // 20)
-            line, = ax.plot(steps, smooth(values, window), linewidth=1.6, label=name.removeprefix("train/"))
+            (line,) = ax.plot(steps, smooth(values, window), linewidth=1.6, label=name.removeprefix("train/"))
             ax.plot(steps, values, linewidth=0.6, alpha=0.25, color=line.get_color())
             lowest = min(lowest, float(values.min()))
         ax.set_title(panel_title, fontsize=10)

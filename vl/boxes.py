@@ -49,4 +49,6 @@ def hungarian_match(cost: Tensor) -> tuple[Tensor, Tensor]:
     c = cost.detach().double().cpu().numpy()
     c = np.where(np.isfinite(c), c, 1e12)
     rows, cols = linear_sum_assignment(c)
-    return torch.as_tensor(rows, dtype=torch.long, device=cost.device), torch.as_tensor(cols, dtype=torch.long, device=cost.device)
+    return torch.as_tensor(rows, dtype=torch.long, device=cost.device), torch.as_tensor(
+        cols, dtype=torch.long, device=cost.device
+    )

@@ -76,8 +76,16 @@ class VLBranch(nn.Module):
         self.lm = LanguageModel(llm_cfg, dim, vl_cfg.projector_layers, tokenizer, ground_query=vl_cfg.grounding.query)
         self.grounding = GroundingHead(self.lm.hidden_size, dim, vl_cfg.grounding.max_targets)
         # built only when enabled, so the default model's state dict is unchanged
-        self.geo_aux = GeoAuxHeads(vl_cfg.geo_aux, self.lm.hidden_size, dim, self.lm.num_layers) if vl_cfg.geo_aux.enabled else None
-        self.readout = QuestionReadout(self.lm.hidden_size, vl_cfg.readout.num_tokens, vl_cfg.readout.hops) if vl_cfg.readout.enabled else None
+        self.geo_aux = (
+            GeoAuxHeads(vl_cfg.geo_aux, self.lm.hidden_size, dim, self.lm.num_layers)
+            if vl_cfg.geo_aux.enabled
+            else None
+        )
+        self.readout = (
+            QuestionReadout(self.lm.hidden_size, vl_cfg.readout.num_tokens, vl_cfg.readout.hops)
+            if vl_cfg.readout.enabled
+            else None
+        )
         self._warned_no_geometry_tokens = False
 
     # ------------------------------------------------------------------ 3D tokens
@@ -95,8 +103,13 @@ class VLBranch(nn.Module):
         if t_lang.ndim != 4 or t_lang.shape[-1] != self.dim:
             raise ValueError(f"VLBranch: T'_lang must be [B, S, P, {self.dim}], got {tuple(t_lang.shape)}")
         points, valid = patch_world_points(
-            geometry["depth"], geometry["extrinsic"], geometry["intrinsic"], self.patch_size,
-            self.cfg.depth_sample, geometry.get("depth_conf"), self.cfg.min_confidence,
+            geometry["depth"],
+            geometry["extrinsic"],
+            geometry["intrinsic"],
+            self.patch_size,
+            self.cfg.depth_sample,
+            geometry.get("depth_conf"),
+            self.cfg.min_confidence,
         )
         if points.shape[:3] != t_lang.shape[:3]:
             h, w = geometry["depth"].shape[-2:]
@@ -106,7 +119,9 @@ class VLBranch(nn.Module):
             )
         pe_dtype = next((q.dtype for q in self.pos_embed.parameters()), torch.float32)
         t3d = t_lang + self.pos_embed(points.to(pe_dtype)).to(t_lang.dtype)
-        out = voxel_pool(t3d.flatten(1, 2), points.flatten(1, 2), valid.flatten(1, 2), self.cfg.voxel_size, self.cfg.max_3d_tokens)
+        out = voxel_pool(
+            t3d.flatten(1, 2), points.flatten(1, 2), valid.flatten(1, 2), self.cfg.voxel_size, self.cfg.max_3d_tokens
+        )
         out.update(patch_points=points, patch_valid=valid)
         if self.geo_aux is not None and self.geo_aux.use_camera:
             v = valid.to(t3d.dtype)
@@ -129,11 +144,25 @@ class VLBranch(nn.Module):
         if boxes is None:
             return attention.sum() * 0.0
         padded, box_mask = pad_boxes(list(boxes), attention.device)
-        targets = tokens_in_boxes(tokens["points"], tokens["mask"], padded, box_mask, batch.get("world_from_model"), self.cfg.readout.box_margin)
+        targets = tokens_in_boxes(
+            tokens["points"],
+            tokens["mask"],
+            padded,
+            box_mask,
+            batch.get("world_from_model"),
+            self.cfg.readout.box_margin,
+        )
         return localization_loss(attention, targets)
 
     def _with_readout(
-        self, logits: Tensor, attention: Tensor, tokens: dict[str, Tensor], sel: Tensor, props: Tensor, world_props: Tensor | None, wfm: Tensor | None
+        self,
+        logits: Tensor,
+        attention: Tensor,
+        tokens: dict[str, Tensor],
+        sel: Tensor,
+        props: Tensor,
+        world_props: Tensor | None,
+        wfm: Tensor | None,
     ) -> Tensor:
         """Proposal logits ``[B', Q + 1]`` plus the readout term on the real proposals (not the no-object slot)."""
         boxes = props if world_props is None else world_props
@@ -144,7 +173,11 @@ class VLBranch(nn.Module):
         """GeoVR-style query embeddings ``[B, K, H]`` spliced after the 3D tokens (None when geo_aux is off)."""
         if self.geo_aux is None:
             return None
-        summary = self.lm.projector(tokens["frame_features"].to(self.lm.projector[0].weight.dtype)) if self.geo_aux.use_camera else None
+        summary = (
+            self.lm.projector(tokens["frame_features"].to(self.lm.projector[0].weight.dtype))
+            if self.geo_aux.use_camera
+            else None
+        )
         return self.geo_aux.queries(tokens["features"].shape[0], summary)
 
     def _geo_aux_losses(self, tokens: dict[str, Tensor], geometry: dict[str, Tensor], out: dict) -> dict[str, Tensor]:
@@ -158,7 +191,9 @@ class VLBranch(nn.Module):
         token_states = {}
         for layer in sorted(set(aux.depth_layers) | set(aux.align_layers)):
             h = states[layer]
-            token_states[layer] = h.new_zeros(h.shape[0], m, h.shape[-1]).index_put((b_tok, vi[b_tok, l_tok]), h[b_tok, l_tok])
+            token_states[layer] = h.new_zeros(h.shape[0], m, h.shape[-1]).index_put(
+                (b_tok, vi[b_tok, l_tok]), h[b_tok, l_tok]
+            )
         query_states = None
         k = aux.num_queries(num_frames)
         if k:
@@ -180,10 +215,14 @@ class VLBranch(nn.Module):
     def _to_model(self, boxes: list[Tensor], world_from_model: Tensor | None) -> list[Tensor]:
         if world_from_model is None:
             return [b.reshape(-1, 6).float() for b in boxes]
-        return [boxes_in_model_frame(b.reshape(-1, 6).float(), world_from_model[i].float()) for i, b in enumerate(boxes)]
+        return [
+            boxes_in_model_frame(b.reshape(-1, 6).float(), world_from_model[i].float()) for i, b in enumerate(boxes)
+        ]
 
     @staticmethod
-    def _world_pooling(proposals: list[Tensor], world_from_model: Tensor | None, device) -> tuple[Tensor, Tensor] | None:
+    def _world_pooling(
+        proposals: list[Tensor], world_from_model: Tensor | None, device
+    ) -> tuple[Tensor, Tensor] | None:
         """Padded aligned-world proposals ``[B, Q, 6]`` and ``world_from_model [B, 4, 4]`` for world-frame
         pooling, or None when the pose is unknown (proposals are then model-frame AABBs, pooled there)."""
         if world_from_model is None:
@@ -206,8 +245,12 @@ class VLBranch(nn.Module):
             text = self.lm.processor(list(batch["prompts"]), list(batch["answers"]))
         extra, attention = self._extra(tokens, text)
         out = self.lm(
-            tokens["features"], tokens["mask"], text, extra=extra,
-            output_hidden_states=self.geo_aux is not None and self.geo_aux.needs_all_layers, extra_at_end=self.readout is not None,
+            tokens["features"],
+            tokens["mask"],
+            text,
+            extra=extra,
+            output_hidden_states=self.geo_aux is not None and self.geo_aux.needs_all_layers,
+            extra_at_end=self.readout is not None,
         )
         if "hidden_states" not in out and self.geo_aux is not None:
             out["hidden_states"] = (out["hidden"],)
@@ -234,16 +277,31 @@ class VLBranch(nn.Module):
             for i, pos in enumerate(batch["proposal_positives"]):
                 pos = pos.reshape(-1).to(device=pmask.device, dtype=torch.bool)
                 if pos.numel() != int(pmask[i].sum()):
-                    raise ValueError(f"VLBranch: sample {i} has {int(pmask[i].sum())} proposals but {pos.numel()} proposal_positives")
+                    raise ValueError(
+                        f"VLBranch: sample {i} has {int(pmask[i].sum())} proposals but {pos.numel()} proposal_positives"
+                    )
                 positives[i, : pos.numel()] = pos
             if bool(sel.any()):
                 world = self._world_pooling(batch["proposals"], wfm, t_lang.device)
                 logits = self.grounding.score_proposals(
-                    out["ground_state"][sel], tokens["features"][sel], tokens["points"][sel], tokens["mask"][sel], props[sel], pmask[sel],
+                    out["ground_state"][sel],
+                    tokens["features"][sel],
+                    tokens["points"][sel],
+                    tokens["mask"][sel],
+                    props[sel],
+                    pmask[sel],
                     *(None, None) if world is None else (world[0][sel], world[1][sel]),
                 )
                 if attention is not None and self.cfg.readout.score_proposals:
-                    logits = self._with_readout(logits, attention[sel], tokens, sel, props[sel], None if world is None else world[0][sel], None if world is None else world[1][sel])
+                    logits = self._with_readout(
+                        logits,
+                        attention[sel],
+                        tokens,
+                        sel,
+                        props[sel],
+                        None if world is None else world[0][sel],
+                        None if world is None else world[1][sel],
+                    )
                 terms["proposal"] = self.grounding.proposal_loss(logits, positives[sel] & pmask[sel])
             else:
                 terms["proposal"] = zero
@@ -255,20 +313,36 @@ class VLBranch(nn.Module):
             geo = self._geo_aux_losses(tokens, geometry, out)
             losses.update(geo)
             losses["loss"] = losses["loss"] + self.geo_aux.weighted_total(geo)
-        return {**losses, "answer_logits": out["answer_logits"], "ground_state": out["ground_state"], "num_3d_tokens": tokens["mask"].sum(1)}
+        return {
+            **losses,
+            "answer_logits": out["answer_logits"],
+            "ground_state": out["ground_state"],
+            "num_3d_tokens": tokens["mask"].sum(1),
+        }
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def generate(self, t_lang: Tensor, geometry: dict[str, Tensor], prompts, max_new_tokens: int | None = None) -> list[str]:
+    def generate(
+        self, t_lang: Tensor, geometry: dict[str, Tensor], prompts, max_new_tokens: int | None = None
+    ) -> list[str]:
         """Greedy answers (B strings) for B prompts: the processor output (``lm.processor(prompts)``) or B
         strings (compatibility path, tokenised here)."""
         tokens = self.tokens_3d(t_lang, geometry)
         text = self.lm.encode_text(prompts)
         extra, _ = self._extra(tokens, text)
-        return self.lm.generate(tokens["features"], tokens["mask"], text, max_new_tokens, extra=extra, extra_at_end=self.readout is not None)["text"]
+        return self.lm.generate(
+            tokens["features"], tokens["mask"], text, max_new_tokens, extra=extra, extra_at_end=self.readout is not None
+        )["text"]
 
     @torch.no_grad()
-    def ground(self, t_lang: Tensor, geometry: dict[str, Tensor], prompts, proposals: list[Tensor] | None = None, world_from_model: Tensor | None = None) -> dict:
+    def ground(
+        self,
+        t_lang: Tensor,
+        geometry: dict[str, Tensor],
+        prompts,
+        proposals: list[Tensor] | None = None,
+        world_from_model: Tensor | None = None,
+    ) -> dict:
         """Predict boxes for grounding prompts (the answer is forced to ``<ground>``).
 
         Args:
@@ -296,21 +370,40 @@ class VLBranch(nn.Module):
         choice = torch.full((boxes.shape[0],), -1, dtype=torch.long, device=boxes.device)
         proposal_best = choice.clone()
         if world_from_model is not None:
-            boxes = torch.stack([boxes_in_world_frame(boxes[i], world_from_model[i].float()) for i in range(boxes.shape[0])])
-            best = torch.stack([boxes_in_world_frame(best[i : i + 1], world_from_model[i].float())[0] for i in range(best.shape[0])])
+            boxes = torch.stack(
+                [boxes_in_world_frame(boxes[i], world_from_model[i].float()) for i in range(boxes.shape[0])]
+            )
+            best = torch.stack(
+                [boxes_in_world_frame(best[i : i + 1], world_from_model[i].float())[0] for i in range(best.shape[0])]
+            )
         if proposals is not None and self.cfg.grounding.mode in ("both", "proposal"):
             props, pmask = pad_boxes(self._to_model(list(proposals), world_from_model), t_lang.device)
             world = self._world_pooling(proposals, world_from_model, t_lang.device)
             plogits = self.grounding.score_proposals(
-                out["ground_state"], tokens["features"], tokens["points"], tokens["mask"], props, pmask, *(None, None) if world is None else world
+                out["ground_state"],
+                tokens["features"],
+                tokens["points"],
+                tokens["mask"],
+                props,
+                pmask,
+                *(None, None) if world is None else world,
             )
             if attention is not None and self.cfg.readout.score_proposals:
                 every = torch.ones(plogits.shape[0], dtype=torch.bool, device=plogits.device)
-                plogits = self._with_readout(plogits, attention, tokens, every, props, *(None, None) if world is None else world)
+                plogits = self._with_readout(
+                    plogits, attention, tokens, every, props, *(None, None) if world is None else world
+                )
             choice = self.grounding.select(plogits)
             if plogits.shape[1] > 1:  # the best real proposal, ignoring "no object" (queries known to have a target)
                 proposal_best = plogits[:, :-1].argmax(-1)
             world_props, _ = pad_boxes([p.reshape(-1, 6).float() for p in proposals], t_lang.device)
             chosen = world_props[torch.arange(choice.shape[0], device=choice.device), choice.clamp_min(0)]
             best = torch.where((choice >= 0)[:, None], chosen, best)
-        return {"boxes": boxes, "scores": scores, "selected": selected, "box": best, "proposal_index": choice, "proposal_best": proposal_best}
+        return {
+            "boxes": boxes,
+            "scores": scores,
+            "selected": selected,
+            "box": best,
+            "proposal_index": choice,
+            "proposal_best": proposal_best,
+        }

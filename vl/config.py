@@ -81,7 +81,14 @@ class GeoAuxConfig:
     camera and geometry heads learn up-to-scale structure and the scale token the metric magnitude."""
 
     def __post_init__(self) -> None:
-        weights = (self.camera_weight, self.rotation_weight, self.fov_weight, self.depth_weight, self.scale_weight, self.align_weight)
+        weights = (
+            self.camera_weight,
+            self.rotation_weight,
+            self.fov_weight,
+            self.depth_weight,
+            self.scale_weight,
+            self.align_weight,
+        )
         if min(weights) < 0 or self.depth_conf_alpha < 0:
             raise ValueError("vl.geo_aux weights and depth_conf_alpha must be >= 0")
         for name in ("depth_layers", "align_layers"):
@@ -154,7 +161,9 @@ class VLConfig:
 
     def __post_init__(self) -> None:
         if self.readout.enabled and self.geo_aux.enabled:
-            raise ValueError("vl.readout.enabled and vl.geo_aux.enabled cannot both be on (both add query tokens to the prompt)")
+            raise ValueError(
+                "vl.readout.enabled and vl.geo_aux.enabled cannot both be on (both add query tokens to the prompt)"
+            )
         if self.depth_sample not in DEPTH_SAMPLES:
             raise ValueError(f"vl.depth_sample = {self.depth_sample!r}; expected one of {list(DEPTH_SAMPLES)}")
         if self.pos_embed not in POS_EMBEDS:
@@ -217,7 +226,9 @@ class LLMConfig:
         if self.dtype not in LLM_DTYPES:
             raise ValueError(f"llm.dtype = {self.dtype!r}; expected one of {list(LLM_DTYPES)}")
         if self.max_length <= 0 or self.max_new_tokens <= 0:
-            raise ValueError(f"llm.max_length ({self.max_length}) and llm.max_new_tokens ({self.max_new_tokens}) must be > 0")
+            raise ValueError(
+                f"llm.max_length ({self.max_length}) and llm.max_new_tokens ({self.max_new_tokens}) must be > 0"
+            )
         if self.vocab_size is not None and self.vocab_size < 1:
             raise ValueError(f"llm.vocab_size must be >= 1 or null, got {self.vocab_size}")
         if self.finetune == "lora" and not self.lora_target_modules:

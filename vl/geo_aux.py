@@ -107,7 +107,9 @@ def scale_loss(log_scale: Tensor, target: Tensor, valid: Tensor) -> Tensor:
 
 def alignment_loss(projected: list[Tensor], target: Tensor, mask: Tensor) -> Tensor:
     """GeoVR Eq. 5: ``mean_layers mean_m (1 − cos(ĥ_m, g_m))``; each projected ``[B, M, D]``, target ``[B, M, D]``."""
-    terms = [_masked_mean(1.0 - F.cosine_similarity(z.float(), target.float(), dim=-1, eps=1e-6), mask) for z in projected]
+    terms = [
+        _masked_mean(1.0 - F.cosine_similarity(z.float(), target.float(), dim=-1, eps=1e-6), mask) for z in projected
+    ]
     return torch.stack(terms).mean()
 
 
@@ -166,7 +168,9 @@ class GeoAuxHeads(nn.Module):
     def _head_in(self, x: Tensor, head: nn.Module) -> Tensor:
         return x.to(next(head.parameters()).dtype)
 
-    def predict(self, token_states: dict[int, Tensor], query_states: Tensor | None, num_frames: int) -> dict[str, Tensor]:
+    def predict(
+        self, token_states: dict[int, Tensor], query_states: Tensor | None, num_frames: int
+    ) -> dict[str, Tensor]:
         """Run the heads.
 
         Args:
@@ -190,12 +194,17 @@ class GeoAuxHeads(nn.Module):
             out["points"] = raw[..., :3]
             out["conf"] = 1.0 + raw[..., 3].float().exp()
         if self.use_align:
-            out["align"] = [head(self._head_in(token_states[layer], head)) for layer, head in zip(self.align_layers, self.align_heads)]
+            out["align"] = [
+                head(self._head_in(token_states[layer], head))
+                for layer, head in zip(self.align_layers, self.align_heads)
+            ]
         return out
 
     # ------------------------------------------------------------------ targets
     @torch.no_grad()
-    def targets(self, geometry: dict[str, Tensor], tokens: dict[str, Tensor], voxel_size: float, max_tokens: int) -> dict[str, Tensor]:
+    def targets(
+        self, geometry: dict[str, Tensor], tokens: dict[str, Tensor], voxel_size: float, max_tokens: int
+    ) -> dict[str, Tensor]:
         """Detached targets from the branch's geometry dict and its 3D tokens (see the module docstring).
 
         Returns:
@@ -209,7 +218,9 @@ class GeoAuxHeads(nn.Module):
         out = {"scale": scale, "has_geometry": has}
         if self.use_camera:
             hw = tuple(geometry["depth"].shape[-2:])
-            enc = extri_intri_to_pose_encoding(geometry["extrinsic"].detach().float(), geometry["intrinsic"].detach().float(), hw)
+            enc = extri_intri_to_pose_encoding(
+                geometry["extrinsic"].detach().float(), geometry["intrinsic"].detach().float(), hw
+            )
             enc = torch.cat([enc[..., :3] / norm[:, None, None], enc[..., 3:]], dim=-1)
             out["pose_enc"] = enc
         if self.use_depth:
@@ -220,8 +231,12 @@ class GeoAuxHeads(nn.Module):
                 raise ValueError(
                     f"geo_aux: geometry_tokens {tuple(g.shape)} do not match the patch grid {tuple(tokens['patch_valid'].shape)} (expected [B, S, P, D])"
                 )
-            pooled = voxel_pool(g.flatten(1, 2).float(), tokens["patch_points"].flatten(1, 2), valid, voxel_size, max_tokens)
-            if pooled["features"].shape[1] != tokens["mask"].shape[1] or not torch.equal(pooled["mask"], tokens["mask"]):
+            pooled = voxel_pool(
+                g.flatten(1, 2).float(), tokens["patch_points"].flatten(1, 2), valid, voxel_size, max_tokens
+            )
+            if pooled["features"].shape[1] != tokens["mask"].shape[1] or not torch.equal(
+                pooled["mask"], tokens["mask"]
+            ):
                 raise RuntimeError("geo_aux: pooled geometry tokens do not line up with the 3D tokens")
             out["geometry_tokens"] = pooled["features"]
         return out
@@ -234,9 +249,13 @@ class GeoAuxHeads(nn.Module):
         out: dict[str, Tensor] = {}
         if self.use_camera:
             frames = has[:, None].expand(pred["pose_enc"].shape[:2])
-            out[LOSS_NAMES["camera"]] = camera_loss(pred["pose_enc"], target["pose_enc"], frames, cfg.rotation_weight, cfg.fov_weight)
+            out[LOSS_NAMES["camera"]] = camera_loss(
+                pred["pose_enc"], target["pose_enc"], frames, cfg.rotation_weight, cfg.fov_weight
+            )
         if self.use_depth:
-            out[LOSS_NAMES["depth"]] = geometry_loss(pred["points"], pred["conf"], target["points"], mask, cfg.depth_conf_alpha)
+            out[LOSS_NAMES["depth"]] = geometry_loss(
+                pred["points"], pred["conf"], target["points"], mask, cfg.depth_conf_alpha
+            )
         if self.use_scale:
             out[LOSS_NAMES["scale"]] = scale_loss(pred["log_scale"], target["scale"], has)
         if self.use_align and "geometry_tokens" in target:

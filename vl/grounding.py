@@ -25,7 +25,14 @@ from torch import Tensor, nn
 from recon.geometry import closed_form_inverse_se3, to_homogeneous, transform_boxes
 from vl.boxes import giou_3d, giou_3d_pairwise, hungarian_match
 
-__all__ = ["GroundingHead", "boxes_in_model_frame", "boxes_in_world_frame", "points_in_boxes", "points_in_world_frame", "pool_tokens_in_boxes"]
+__all__ = [
+    "GroundingHead",
+    "boxes_in_model_frame",
+    "boxes_in_world_frame",
+    "points_in_boxes",
+    "points_in_world_frame",
+    "pool_tokens_in_boxes",
+]
 
 _MIN_SIZE = 0.01
 
@@ -90,7 +97,9 @@ class GroundingHead(nn.Module):
         super().__init__()
         self.hidden_dim = hidden_dim
         self.max_targets = max_targets
-        self.regressor = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, max_targets * 7))
+        self.regressor = nn.Sequential(
+            nn.Linear(hidden_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, max_targets * 7)
+        )
         self.box_embed = nn.Sequential(nn.Linear(6, token_dim), nn.GELU(), nn.Linear(token_dim, token_dim))
         self.proposal_proj = nn.Sequential(nn.LayerNorm(token_dim), nn.Linear(token_dim, hidden_dim))
         self.query_proj = nn.Linear(hidden_dim, hidden_dim)
@@ -99,7 +108,11 @@ class GroundingHead(nn.Module):
     # ------------------------------------------------------------------ regression
     def regress(self, ground_state: Tensor, anchor: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``h [B, H]`` (+ anchor ``[B, 3]``) → boxes ``[B, T, 6]`` (model frame) and objectness logits ``[B, T]``."""
-        raw = self.regressor(ground_state.to(self.no_object.dtype)).view(ground_state.shape[0], self.max_targets, 7).float()
+        raw = (
+            self.regressor(ground_state.to(self.no_object.dtype))
+            .view(ground_state.shape[0], self.max_targets, 7)
+            .float()
+        )
         centre = raw[..., :3] + (0 if anchor is None else anchor[:, None, :].float())
         size = F.softplus(raw[..., 3:6]) + _MIN_SIZE
         return torch.cat([centre, size], dim=-1), raw[..., 6]
@@ -134,8 +147,15 @@ class GroundingHead(nn.Module):
 
     # ------------------------------------------------------------------ proposals
     def score_proposals(
-        self, ground_state: Tensor, tokens: Tensor, points: Tensor, mask: Tensor, proposals: Tensor, proposal_mask: Tensor | None = None,
-        proposals_world: Tensor | None = None, world_from_model: Tensor | None = None,
+        self,
+        ground_state: Tensor,
+        tokens: Tensor,
+        points: Tensor,
+        mask: Tensor,
+        proposals: Tensor,
+        proposal_mask: Tensor | None = None,
+        proposals_world: Tensor | None = None,
+        world_from_model: Tensor | None = None,
     ) -> Tensor:
         """Logits ``[B, Q + 1]`` of the proposals and (last) the "no object" slot.
 
@@ -147,12 +167,16 @@ class GroundingHead(nn.Module):
             pose; given together, tokens are pooled by containment in the world frame, else in the model frame.
         """
         if (proposals_world is None) != (world_from_model is None):
-            raise ValueError("GroundingHead.score_proposals: give both proposals_world and world_from_model, or neither")
+            raise ValueError(
+                "GroundingHead.score_proposals: give both proposals_world and world_from_model, or neither"
+            )
         dtype = self.no_object.dtype
         q = self.query_proj(ground_state.to(dtype)).float()  # [B, H]
         if world_from_model is not None:
             if proposals_world.shape != proposals.shape:
-                raise ValueError(f"GroundingHead: proposals_world {tuple(proposals_world.shape)} != proposals {tuple(proposals.shape)}")
+                raise ValueError(
+                    f"GroundingHead: proposals_world {tuple(proposals_world.shape)} != proposals {tuple(proposals.shape)}"
+                )
             pool_points = points_in_world_frame(points.float(), world_from_model.float())
             pooled, _ = pool_tokens_in_boxes(tokens.to(dtype), pool_points, mask, proposals_world.float())
         else:

@@ -83,7 +83,9 @@ class LanguageModel(nn.Module):
             ``cfg.tokenizer_path`` or ``cfg.path`` unless given.
     """
 
-    def __init__(self, cfg: LLMConfig, vision_dim: int, projector_layers: int = 2, tokenizer=None, ground_query: str = "state") -> None:
+    def __init__(
+        self, cfg: LLMConfig, vision_dim: int, projector_layers: int = 2, tokenizer=None, ground_query: str = "state"
+    ) -> None:
         super().__init__()
         if ground_query not in GROUND_QUERIES:
             raise ValueError(f"vl.grounding.query = {ground_query!r}; expected one of {list(GROUND_QUERIES)}")
@@ -98,7 +100,9 @@ class LanguageModel(nn.Module):
         if cfg.path is not None:
             if not Path(cfg.path).is_dir():
                 raise ValueError(f"llm.path = {cfg.path!r} is not a directory")
-            model = AutoModelForCausalLM.from_pretrained(cfg.path, trust_remote_code=False, local_files_only=True, dtype=_DTYPES[cfg.dtype])
+            model = AutoModelForCausalLM.from_pretrained(
+                cfg.path, trust_remote_code=False, local_files_only=True, dtype=_DTYPES[cfg.dtype]
+            )
         else:
             model = build_tiny_causal_lm(cfg, tokenizer)
         if model.get_input_embeddings().num_embeddings < len(tokenizer):
@@ -143,7 +147,9 @@ class LanguageModel(nn.Module):
         names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
         unknown = [m for m in self.cfg.lora_target_modules if m not in names]
         if unknown:
-            raise ValueError(f"llm.lora_target_modules {unknown} not found in the LLM (module names end with e.g. {sorted(names)[:12]})")
+            raise ValueError(
+                f"llm.lora_target_modules {unknown} not found in the LLM (module names end with e.g. {sorted(names)[:12]})"
+            )
         lora = LoraConfig(
             r=self.cfg.lora_r,
             lora_alpha=self.cfg.lora_alpha,
@@ -212,7 +218,9 @@ class LanguageModel(nn.Module):
         ids = text["input_ids"].to(device)
         bsz, t_len = ids.shape
         if visual.shape[0] != bsz or visual_mask.shape != visual.shape[:2]:
-            raise ValueError(f"llm: batch mismatch: {bsz} prompts, visual {tuple(visual.shape)}, visual_mask {tuple(visual_mask.shape)}")
+            raise ValueError(
+                f"llm: batch mismatch: {bsz} prompts, visual {tuple(visual.shape)}, visual_mask {tuple(visual_mask.shape)}"
+            )
         labels = text["labels"].to(device)
         n_text = text["attention_mask"].to(device).sum(1)
         p_len = text["prompt_length"].to(device)
@@ -241,7 +249,11 @@ class LanguageModel(nn.Module):
         j = torch.arange(t_len, device=device)[None]
         after_ph = (j > cut[:, None]) & (j < p_len[:, None])
         in_answer = j >= p_len[:, None]
-        text_pos = j + after_ph * (shift + queries_last.logical_not() * k_extra)[:, None] + in_answer * (shift + k_extra)[:, None]
+        text_pos = (
+            j
+            + after_ph * (shift + queries_last.logical_not() * k_extra)[:, None]
+            + in_answer * (shift + k_extra)[:, None]
+        )
         text_ok = (j < n_text[:, None]) & ~(has[:, None] & (j == cut[:, None])) & (text_pos < max_len)
         text_pos = torch.where(text_ok, text_pos, length)
         rank = visual_mask.long().cumsum(1) - 1
@@ -262,7 +274,9 @@ class LanguageModel(nn.Module):
                 .scatter_(1, ext_pos, (m + kk).expand(bsz, k_extra).contiguous())[:, :length]
             ),
             "labels": canvas(-100, torch.long).scatter_(1, text_pos, labels)[:, :length],
-            "prompt_mask": canvas(False, torch.bool).scatter_(1, text_pos, (j < p_len[:, None]).expand(bsz, t_len).contiguous())[:, :length],
+            "prompt_mask": canvas(False, torch.bool).scatter_(
+                1, text_pos, (j < p_len[:, None]).expand(bsz, t_len).contiguous()
+            )[:, :length],
         }
         pos = torch.arange(length, device=device)[None]
         out["attention_mask"] = (pos < kept[:, None]).long()
@@ -326,7 +340,13 @@ class LanguageModel(nn.Module):
             ``has_ground [B]`` bool, ``hidden [B, L, H]`` and the built ``inputs``.
         """
         inputs = self.build_inputs(
-            visual, visual_mask, prompts, answers, left_pad=False, num_extra=0 if extra is None else extra.shape[1], extra_at_end=extra_at_end
+            visual,
+            visual_mask,
+            prompts,
+            answers,
+            left_pad=False,
+            num_extra=0 if extra is None else extra.shape[1],
+            extra_at_end=extra_at_end,
         )
         embeds = self.embed(visual, inputs, extra)
         states = self._hidden_states(embeds, inputs["attention_mask"], inputs["position_ids"], output_hidden_states)
@@ -350,24 +370,48 @@ class LanguageModel(nn.Module):
             prompt_state = (hidden * pm).sum(1) / pm.sum(1).clamp_min(1)
         # the grounding query: the <ground> state plus the mean state of the prompt's words, so the
         # description reaches the heads directly even when a small LM's <ground> state is generic
-        ground_state = (hidden[torch.arange(hidden.shape[0], device=hidden.device), first] + prompt_state) * has_ground[:, None].to(hidden.dtype)
-        out = {"lm_loss": lm_loss, "answer_logits": answer_logits, "ground_state": ground_state, "has_ground": has_ground, "hidden": hidden, "inputs": inputs}
+        ground_state = (hidden[torch.arange(hidden.shape[0], device=hidden.device), first] + prompt_state) * has_ground[
+            :, None
+        ].to(hidden.dtype)
+        out = {
+            "lm_loss": lm_loss,
+            "answer_logits": answer_logits,
+            "ground_state": ground_state,
+            "has_ground": has_ground,
+            "hidden": hidden,
+            "inputs": inputs,
+        }
         if output_hidden_states:
             out["hidden_states"] = states
         return out
 
-    def _hidden_states(self, embeds: Tensor, attention_mask: Tensor, position_ids: Tensor, all_layers: bool = False) -> Tensor | tuple[Tensor, ...]:
+    def _hidden_states(
+        self, embeds: Tensor, attention_mask: Tensor, position_ids: Tensor, all_layers: bool = False
+    ) -> Tensor | tuple[Tensor, ...]:
         """Last-layer hidden states ``[B, L, H]`` (after the final norm) from the LM's decoder stack,
         or with ``all_layers`` the whole stack (``num_layers + 1`` tensors, see :meth:`forward`)."""
         base = self.base_model
         decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
         if decoder is not None and decoder is not base:
-            out = decoder(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False, output_hidden_states=all_layers)
+            out = decoder(
+                inputs_embeds=embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=False,
+                output_hidden_states=all_layers,
+            )
             if all_layers:
                 states = tuple(out.hidden_states)
                 return states[:-1] + (out.last_hidden_state,)
             return out.last_hidden_state
-        out = self.model(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, use_cache=False, output_hidden_states=True, logits_to_keep=1)
+        out = self.model(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=False,
+            output_hidden_states=True,
+            logits_to_keep=1,
+        )
         return tuple(out.hidden_states) if all_layers else out.hidden_states[-1]
 
     @property
@@ -395,20 +439,35 @@ class LanguageModel(nn.Module):
         """
         max_new = max_new_tokens or self.cfg.max_new_tokens
         inputs = self.build_inputs(
-            visual, visual_mask, prompts, None, left_pad=True, num_extra=0 if extra is None else extra.shape[1], extra_at_end=extra_at_end
+            visual,
+            visual_mask,
+            prompts,
+            None,
+            left_pad=True,
+            num_extra=0 if extra is None else extra.shape[1],
+            extra_at_end=extra_at_end,
         )
         embeds = self.embed(visual, inputs, extra)
         mask = inputs["attention_mask"]
         pos = inputs["position_ids"]
         pad = self.tokenizer.pad_token_id
         stop = torch.tensor(sorted(self.stop_token_ids()), device=embeds.device)
-        suppressed = torch.tensor(sorted(self.suppressed_token_ids() - set(stop.tolist())), dtype=torch.long, device=embeds.device)
+        suppressed = torch.tensor(
+            sorted(self.suppressed_token_ids() - set(stop.tolist())), dtype=torch.long, device=embeds.device
+        )
         bsz = embeds.shape[0]
         done = torch.zeros(bsz, dtype=torch.bool, device=embeds.device)
         past = None
         tokens = []
         for _ in range(max_new):  # one step per generated token (inherent to autoregression)
-            out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, past_key_values=past, use_cache=True, logits_to_keep=1)
+            out = self.model(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                position_ids=pos,
+                past_key_values=past,
+                use_cache=True,
+                logits_to_keep=1,
+            )
             past = out.past_key_values
             logits = out.logits[:, -1].float()
             logits[:, suppressed] = float("-inf")  # control tokens are never text
@@ -423,7 +482,10 @@ class LanguageModel(nn.Module):
             pos = pos[:, -1:] + 1
         ids = torch.stack(tokens, dim=1) if tokens else torch.zeros(bsz, 0, dtype=torch.long, device=embeds.device)
         stops = set(stop.tolist())
-        text = [self.tokenizer.decode(self._strip(row, stops, pad), skip_special_tokens=True).strip() for row in ids.tolist()]
+        text = [
+            self.tokenizer.decode(self._strip(row, stops, pad), skip_special_tokens=True).strip()
+            for row in ids.tolist()
+        ]
         return {"text": text, "token_ids": ids}
 
     def suppressed_token_ids(self) -> set[int]:

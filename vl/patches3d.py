@@ -21,7 +21,14 @@ from torch import Tensor, nn
 
 from recon.geometry import depth_to_world_points
 
-__all__ = ["patch_grid_intrinsics", "patch_depth", "patch_world_points", "MLPPositionEmbedding", "SinCosPositionEmbedding", "build_position_embedding"]
+__all__ = [
+    "patch_grid_intrinsics",
+    "patch_depth",
+    "patch_world_points",
+    "MLPPositionEmbedding",
+    "SinCosPositionEmbedding",
+    "build_position_embedding",
+]
 
 
 def patch_grid_intrinsics(intrinsics: Tensor, patch_size: int) -> Tensor:
@@ -42,7 +49,9 @@ def patch_grid_intrinsics(intrinsics: Tensor, patch_size: int) -> Tensor:
     return k
 
 
-def patch_depth(depth: Tensor, patch_size: int, mode: str = "median", confidence: Tensor | None = None, min_confidence: float = 0.0) -> tuple[Tensor, Tensor]:
+def patch_depth(
+    depth: Tensor, patch_size: int, mode: str = "median", confidence: Tensor | None = None, min_confidence: float = 0.0
+) -> tuple[Tensor, Tensor]:
     """Depth per patch and its validity.
 
     Args:
@@ -61,7 +70,9 @@ def patch_depth(depth: Tensor, patch_size: int, mode: str = "median", confidence
     valid = torch.isfinite(depth) & (depth > 0)
     if confidence is not None:
         if confidence.shape != depth.shape:
-            raise ValueError(f"patches3d: depth_conf shape {tuple(confidence.shape)} != depth shape {tuple(depth.shape)}")
+            raise ValueError(
+                f"patches3d: depth_conf shape {tuple(confidence.shape)} != depth shape {tuple(depth.shape)}"
+            )
         valid = valid & (confidence >= min_confidence)
     hp, wp = h // p, w // p
     if mode == "center":

@@ -16,7 +16,9 @@ from torch import Tensor
 __all__ = ["voxel_pool"]
 
 
-def voxel_pool(features: Tensor, points: Tensor, valid: Tensor, voxel_size: float, max_tokens: int) -> dict[str, Tensor]:
+def voxel_pool(
+    features: Tensor, points: Tensor, valid: Tensor, voxel_size: float, max_tokens: int
+) -> dict[str, Tensor]:
     """Pool tokens per voxel and cap their number.
 
     Args:

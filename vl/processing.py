@@ -80,7 +80,9 @@ class VidLLMProcessor:
     def format_prompt(self, user_text: str) -> str:
         """Wrap a user prompt with the tokenizer's chat template when configured and available."""
         if self.use_chat_template and getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template([{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True)
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True
+            )
         return user_text
 
     def prompt_ids(self, prompt: str) -> list[int]:
@@ -90,7 +92,9 @@ class VidLLMProcessor:
         if bos is not None and not (ids and ids[0] == bos) and not getattr(self.tokenizer, "chat_template", None):
             ids = [bos] + ids
         if ids.count(self.token_3d_id) > 1:
-            raise ValueError(f"prompt holds {ids.count(self.token_3d_id)} '{TOKEN_3D}' placeholders; expected at most one: {prompt!r}")
+            raise ValueError(
+                f"prompt holds {ids.count(self.token_3d_id)} '{TOKEN_3D}' placeholders; expected at most one: {prompt!r}"
+            )
         return ids
 
     def answer_ids(self, answer: str) -> list[int]:
@@ -124,7 +128,9 @@ class VidLLMProcessor:
             "attention_mask": torch.zeros(bsz, length, dtype=torch.long),
             "labels": torch.full((bsz, length), -100, dtype=torch.long),
             "prompt_length": torch.tensor([len(p) for p in p_ids], dtype=torch.long),
-            "placeholder": torch.tensor([p.index(self.token_3d_id) if self.token_3d_id in p else -1 for p in p_ids], dtype=torch.long),
+            "placeholder": torch.tensor(
+                [p.index(self.token_3d_id) if self.token_3d_id in p else -1 for p in p_ids], dtype=torch.long
+            ),
             "question_ids": torch.full((bsz, q_len), self.pad_token_id, dtype=torch.long),
             "question_mask": torch.zeros(bsz, q_len, dtype=torch.bool),
         }
@@ -148,8 +154,15 @@ class VidLLMProcessor:
     def questions(self, questions: Sequence[str], situations: Sequence[str | None] | None = None) -> dict[str, Tensor]:
         """Render QA prompts (SQA3D-style where a situation is given) and tokenise them for generation."""
         situations = list(situations) if situations is not None else [None] * len(questions)
-        return self([render_prompt("sqa", q, situation=s) if s else render_prompt("qa", q) for q, s in zip(questions, situations)])
+        return self(
+            [
+                render_prompt("sqa", q, situation=s) if s else render_prompt("qa", q)
+                for q, s in zip(questions, situations)
+            ]
+        )
 
     def grounding(self, descriptions: Sequence[str]) -> dict[str, Tensor]:
         """Render grounding prompts and tokenise them with the forced answer ``<ground>``."""
-        return self([render_prompt("ground", description=d) for d in descriptions], [GROUNDING_ANSWER] * len(descriptions))
+        return self(
+            [render_prompt("ground", description=d) for d in descriptions], [GROUNDING_ANSWER] * len(descriptions)
+        )

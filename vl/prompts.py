@@ -30,7 +30,9 @@ def _location(center: Sequence[float] | None) -> str:
     return f" at x {cx:.1f} y {cy:.1f} z {cz:.1f}"
 
 
-def render_prompt(task: str, question: str = "", situation: str = "", description: str = "", center: Sequence[float] | None = None) -> str:
+def render_prompt(
+    task: str, question: str = "", situation: str = "", description: str = "", center: Sequence[float] | None = None
+) -> str:
     """The user prompt of one sample (lower-case template words, one ``<3d>``).
 
     Args:
@@ -56,7 +58,13 @@ def render_prompts(tasks: Sequence[str], questions=None, situations=None, descri
         return default if values is None or values[i] is None else values[i]
 
     return [
-        render_prompt(tasks[i], field(questions, i, ""), field(situations, i, ""), field(descriptions, i, ""), field(centers, i, None))
+        render_prompt(
+            tasks[i],
+            field(questions, i, ""),
+            field(situations, i, ""),
+            field(descriptions, i, ""),
+            field(centers, i, None),
+        )
         for i in range(n)
     ]
 

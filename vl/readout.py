@@ -85,7 +85,9 @@ class QuestionReadout(nn.Module):
         normed = self.norm_tokens(tokens)
         q = self.query(self._pool(self.pool, s, question_mask))
         attention = self._attend(q, self.key(normed), token_mask)
-        summary = self.summary(s.masked_fill(~question_mask[..., None], 0.0).sum(1) / question_mask.sum(1, keepdim=True).clamp_min(1))
+        summary = self.summary(
+            s.masked_fill(~question_mask[..., None], 0.0).sum(1) / question_mask.sum(1, keepdim=True).clamp_min(1)
+        )
         looked = torch.einsum("bkm,bmh->bkh", attention.to(tokens.dtype), tokens)
         read = self.out(looked) + summary[:, None]
         if self.hops == 1:
@@ -116,9 +118,14 @@ class QuestionReadout(nn.Module):
         logits = logits.masked_fill(~mask[:, None], float("-inf"))
         return torch.softmax(logits, dim=-1).nan_to_num(0.0)
 
-
     def proposal_term(
-        self, attention: Tensor, points: Tensor, mask: Tensor, proposals: Tensor, world_from_model: Tensor | None = None, eps: float = 1e-3
+        self,
+        attention: Tensor,
+        points: Tensor,
+        mask: Tensor,
+        proposals: Tensor,
+        world_from_model: Tensor | None = None,
+        eps: float = 1e-3,
     ) -> Tensor:
         """``λ · log(ε + readout mass inside each proposal)`` ``[B, Q]``, added to the proposal logits.
 
@@ -126,7 +133,11 @@ class QuestionReadout(nn.Module):
             attention: ``[B, K, M]``; points ``[B, M, 3]`` (model frame), mask ``[B, M]``;
             proposals: ``[B, Q, 6]`` aligned-world AABBs with ``world_from_model [B, 4, 4]``, else model frame.
         """
-        p = points.float() if world_from_model is None else points_in_world_frame(points.float(), world_from_model.float())
+        p = (
+            points.float()
+            if world_from_model is None
+            else points_in_world_frame(points.float(), world_from_model.float())
+        )
         mean, counts = pool_tokens_in_boxes(attention.float().mean(1)[..., None], p, mask, proposals.float())
         mass = mean[..., 0] * counts
         return self.proposal_scale.float() * torch.log(mass + eps)

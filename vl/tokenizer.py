@@ -22,7 +22,9 @@ __all__ = ["SPECIAL_TOKENS", "TOKEN_3D", "TOKEN_GROUND", "build_word_tokenizer",
 SPECIAL_TOKENS = {"pad_token": "<pad>", "unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"}
 
 
-def build_word_tokenizer(corpus: Iterable[str], save_dir: str | Path | None = None, min_frequency: int = 1) -> PreTrainedTokenizerFast:
+def build_word_tokenizer(
+    corpus: Iterable[str], save_dir: str | Path | None = None, min_frequency: int = 1
+) -> PreTrainedTokenizerFast:
     """Train a word-level tokenizer on ``corpus`` (an iterable of sentences or words).
 
     Args:
@@ -41,7 +43,9 @@ def build_word_tokenizer(corpus: Iterable[str], save_dir: str | Path | None = No
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
     trainer = trainers.WordLevelTrainer(special_tokens=specials, min_frequency=min_frequency)
     tok.train_from_iterator(list(corpus) + [" ".join(template_words())], trainer=trainer)
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, additional_special_tokens=[TOKEN_3D, TOKEN_GROUND], **SPECIAL_TOKENS)
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tok, additional_special_tokens=[TOKEN_3D, TOKEN_GROUND], **SPECIAL_TOKENS
+    )
     if save_dir is not None:
         wrapped.save_pretrained(str(save_dir))
     return wrapped

@@ -30,7 +30,9 @@ POSE_DIM = 9
 def activate_pose(pose: Tensor, fov_activation: str = "relu") -> Tensor:
     """``[..., 9]`` pre-activation → translation and quaternion unchanged, FoV through ReLU (VGGT) or softplus."""
     if fov_activation not in FOV_ACTIVATIONS:
-        raise ValueError(f"recon.camera_head.fov_activation = {fov_activation!r}; expected one of {list(FOV_ACTIVATIONS)}")
+        raise ValueError(
+            f"recon.camera_head.fov_activation = {fov_activation!r}; expected one of {list(FOV_ACTIVATIONS)}"
+        )
     fov = F.relu(pose[..., 7:]) if fov_activation == "relu" else F.softplus(pose[..., 7:])
     return torch.cat([pose[..., :7], fov], dim=-1)
 
@@ -47,12 +49,20 @@ class CameraHead(nn.Module):
     """
 
     def __init__(
-        self, dim: int, trunk_depth: int = 4, num_heads: int = 16, mlp_ratio: float = 4.0, iterations: int = 4,
-        relative_pose: RelativePoseConfig | None = None, fov_activation: str = "relu",
+        self,
+        dim: int,
+        trunk_depth: int = 4,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        iterations: int = 4,
+        relative_pose: RelativePoseConfig | None = None,
+        fov_activation: str = "relu",
     ) -> None:
         super().__init__()
         if fov_activation not in FOV_ACTIVATIONS:
-            raise ValueError(f"recon.camera_head.fov_activation = {fov_activation!r}; expected one of {list(FOV_ACTIVATIONS)}")
+            raise ValueError(
+                f"recon.camera_head.fov_activation = {fov_activation!r}; expected one of {list(FOV_ACTIVATIONS)}"
+            )
         self.fov_activation = fov_activation
         self.iterations = iterations
         self.trunk = nn.Sequential(*[Block(dim, num_heads, mlp_ratio) for _ in range(trunk_depth)])
@@ -64,7 +74,11 @@ class CameraHead(nn.Module):
         self.adaln_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.pose_branch = Mlp(dim, dim // 2, POSE_DIM)
         rp = relative_pose
-        self.relative_pose = RelativePoseModule(dim, rp.channels, rp.grid, rp.hidden, rp.correlation, rp.center) if rp is not None and rp.enabled else None
+        self.relative_pose = (
+            RelativePoseModule(dim, rp.channels, rp.grid, rp.hidden, rp.correlation, rp.center)
+            if rp is not None and rp.enabled
+            else None
+        )
 
     def forward(self, last_layer: Tensor, iterations: int | None = None, offset: Tensor | None = None) -> list[Tensor]:
         """last_layer ``[B, S, N, dim]`` (camera token at index 0) → ``iterations`` × ``[B, S, 9]``.

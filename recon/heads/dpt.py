@@ -27,13 +27,17 @@ class DPTDecoder(nn.Module):
         pos_embed: add the UV position embedding after the projections and at the output.
     """
 
-    def __init__(self, in_dim: int, features: int = 256, out_channels: list[int] | None = None, pos_embed: bool = True) -> None:
+    def __init__(
+        self, in_dim: int, features: int = 256, out_channels: list[int] | None = None, pos_embed: bool = True
+    ) -> None:
         super().__init__()
         out_channels = list(out_channels or [256, 512, 1024, 1024])
         if len(out_channels) != 4:
             raise ValueError(f"DPTDecoder: out_channels must have 4 entries, got {out_channels}")
         if pos_embed and (features // 2) % 4:
-            raise ValueError(f"DPTDecoder: features // 2 must be divisible by 4 for the UV embedding, got features={features}")
+            raise ValueError(
+                f"DPTDecoder: features // 2 must be divisible by 4 for the UV embedding, got features={features}"
+            )
         self.features = features
         self.pos_embed = pos_embed
         self.norm = nn.LayerNorm(in_dim)
@@ -117,7 +121,9 @@ class DPTHead(DPTDecoder):
         out = self.scratch.output_conv2(fmap)
         return out.reshape(b, s, *out.shape[1:])
 
-    def forward(self, layers: dict[int, Tensor], image_hw: tuple[int, int], patch_start_idx: int, patch_size: int = 14) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, layers: dict[int, Tensor], image_hw: tuple[int, int], patch_start_idx: int, patch_size: int = 14
+    ) -> tuple[Tensor, Tensor]:
         """layers: {index: ``[B, S, 5+P, C]``} → depth ``[B, S, H, W]`` (exp), conf ``[B, S, H, W]`` (1 + exp)."""
         missing = [i for i in self.layer_indices if i not in layers]
         if missing:
@@ -125,6 +131,9 @@ class DPTHead(DPTDecoder):
         h, w = image_hw[0] // patch_size, image_hw[1] // patch_size
         s_total = layers[self.layer_indices[0]].shape[1]
         chunk = self.frames_chunk_size if 0 < self.frames_chunk_size < s_total else s_total
-        outs = [self._decode(layers, s0, min(s0 + chunk, s_total), (h, w), image_hw, patch_start_idx) for s0 in range(0, s_total, chunk)]
+        outs = [
+            self._decode(layers, s0, min(s0 + chunk, s_total), (h, w), image_hw, patch_start_idx)
+            for s0 in range(0, s_total, chunk)
+        ]
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
         return torch.exp(out[:, :, 0]), 1.0 + torch.exp(out[:, :, 1])

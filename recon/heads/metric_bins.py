@@ -55,7 +55,9 @@ _Q_EPS = 1e-6
 def seed_bin_centers(n_bins: int, min_depth: float, max_depth: float) -> Tensor:
     """Seed centres ``[K]`` log-spaced over ``[min_depth, max_depth]`` (float32; computed in float64)."""
     if n_bins < 2 or not 0 < min_depth < max_depth:
-        raise ValueError(f"seed_bin_centers needs n_bins >= 2 and 0 < min_depth < max_depth, got {n_bins}, {min_depth}, {max_depth}")
+        raise ValueError(
+            f"seed_bin_centers needs n_bins >= 2 and 0 < min_depth < max_depth, got {n_bins}, {min_depth}, {max_depth}"
+        )
     logs = torch.linspace(math.log(min_depth), math.log(max_depth), n_bins, dtype=torch.float64)
     return logs.exp().float()
 
@@ -217,7 +219,9 @@ class MetricBinHead(nn.Module):
         if self.normalization == "softmax":
             return torch.softmax(prob_out, dim=1)
         q = torch.sigmoid(prob_out[:, :1])
-        temperature = self.min_temperature + (self.max_temperature - self.min_temperature) * torch.sigmoid(prob_out[:, 1:2])
+        temperature = self.min_temperature + (self.max_temperature - self.min_temperature) * torch.sigmoid(
+            prob_out[:, 1:2]
+        )
         return log_binomial_probs_fused(q, temperature, self.n_bins)
 
     def forward(self, features: Tensor) -> MetricBins:

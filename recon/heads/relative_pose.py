@@ -56,7 +56,15 @@ class RelativePoseModule(nn.Module):
     The buffer ``options = [correlation, center]`` is saved with the weights, so a loader can rebuild the module.
     """
 
-    def __init__(self, dim: int, channels: int = 8, grid: int = 8, hidden: int = 256, correlation: bool = False, center: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        channels: int = 8,
+        grid: int = 8,
+        hidden: int = 256,
+        correlation: bool = False,
+        center: bool = False,
+    ) -> None:
         super().__init__()
         self.grid = grid
         self.center = center
@@ -108,7 +116,9 @@ def displacement_correlation(a: Tensor, b: Tensor) -> Tensor:
     """
     g = a.shape[-1]
     if a.shape[-2:] != (g, g) or b.shape != a.shape:
-        raise ValueError(f"displacement_correlation: grids must be equal and square [..., c, g, g], got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"displacement_correlation: grids must be equal and square [..., c, g, g], got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     lead = a.shape[:-3]
     a = F.normalize(a.flatten(-2), dim=-2)  # [..., c, g·g], unit over c
     b = F.normalize(b.flatten(-2), dim=-2)

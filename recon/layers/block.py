@@ -42,7 +42,14 @@ class Mlp(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention ``[B, N, C] → [B, N, C]`` with optional qk-norm and 2D RoPE."""
 
-    def __init__(self, dim: int, num_heads: int, qk_norm: bool = False, rope: RotaryEmbedding2D | None = None, qkv_bias: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qk_norm: bool = False,
+        rope: RotaryEmbedding2D | None = None,
+        qkv_bias: bool = True,
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"Attention: dim {dim} must be divisible by num_heads {num_heads}")

@@ -16,7 +16,9 @@ def uv_grid(width: int, height: int, aspect_ratio: float, device=None, dtype=tor
     diag = math.sqrt(aspect_ratio**2 + 1.0)
     span_x, span_y = aspect_ratio / diag, 1.0 / diag
     u = torch.linspace(-span_x * (width - 1) / width, span_x * (width - 1) / width, width, device=device, dtype=dtype)
-    v = torch.linspace(-span_y * (height - 1) / height, span_y * (height - 1) / height, height, device=device, dtype=dtype)
+    v = torch.linspace(
+        -span_y * (height - 1) / height, span_y * (height - 1) / height, height, device=device, dtype=dtype
+    )
     vv, uu = torch.meshgrid(v, u, indexing="ij")
     return torch.stack((uu, vv), dim=-1)
 
@@ -29,7 +31,9 @@ def _sincos(pos: Tensor, dim: int, omega_0: float) -> Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=1).float()
 
 
-def uv_position_embedding(height: int, width: int, channels: int, aspect_ratio: float, device=None, omega_0: float = 100.0) -> Tensor:
+def uv_position_embedding(
+    height: int, width: int, channels: int, aspect_ratio: float, device=None, omega_0: float = 100.0
+) -> Tensor:
     """The UV embedding ``[channels, height, width]`` (first half embeds u, second half v; unscaled)."""
     if channels % 4:
         raise ValueError(f"uv_position_embedding: channels must be divisible by 4, got {channels}")

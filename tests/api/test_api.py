@@ -99,7 +99,9 @@ def test_frames_sorted_numerically_and_mixed_sizes(model, tmp_path):
     from vidllm.api import frames_to_tensor
     from vidllm.video import read_frames
 
-    frames = read_frames([np.zeros((60, 80, 3), np.uint8), np.zeros((120, 90, 3), np.uint8), np.zeros((30, 30), np.uint8)])
+    frames = read_frames(
+        [np.zeros((60, 80, 3), np.uint8), np.zeros((120, 90, 3), np.uint8), np.zeros((30, 30), np.uint8)]
+    )
     images = frames_to_tensor(frames, 56)
     assert images.shape == (3, 3, 56, 70)  # every frame brought to the first frame's output size
     folder = tmp_path / "f"

@@ -55,7 +55,7 @@ def test_pil_list_tensor_and_array_forms():
 
 
 def test_sixteen_bit_and_grayscale_files(tmp_path):
-    depthlike = (np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20)
+    depthlike = np.arange(64 * 48, dtype=np.uint16).reshape(48, 64) * 20
     Image.fromarray(depthlike).save(tmp_path / "0.png")
     frames = read_frames(tmp_path)
     assert frames.images[0].shape == (48, 64, 3) and frames.images[0].dtype == np.uint8

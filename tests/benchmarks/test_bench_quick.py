@@ -44,11 +44,15 @@ def test_bench_forward_scaling_checks():
     bench = _load("bench_forward")
     rows = [
         {"module": m, "frames": s, "height": 14, "width": 14, "time_ms": t, "time_ms_per_frame": t / s, "peak_mib": p}
-        for m in ("full", "recon") for s, t, p in ((8, 8.0, 10.0), (32, 64.0, 50.0))
+        for m in ("full", "recon")
+        for s, t, p in ((8, 8.0, 10.0), (32, 64.0, 50.0))
     ]
     checks = bench.checks(rows)["14x14"]
     assert checks["memory_ratio_full"]["ratio"] == pytest.approx(5.0) and not checks["memory_ratio_full"]["pass"]
-    assert checks["time_per_frame_ratio_recon"]["ratio"] == pytest.approx(2.0) and not checks["time_per_frame_ratio_recon"]["pass"]
+    assert (
+        checks["time_per_frame_ratio_recon"]["ratio"] == pytest.approx(2.0)
+        and not checks["time_per_frame_ratio_recon"]["pass"]
+    )
 
 
 def test_bench_train_quick(tmp_path):

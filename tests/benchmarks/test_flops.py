@@ -30,7 +30,23 @@ def test_global_attention_grows_quadratically_with_frames():
 @pytest.mark.parametrize("config", ["tiny.yaml", "vidllm_large.yaml"])
 def test_cli_writes_json(tmp_path, config, capsys):
     out = tmp_path / "flops.json"
-    assert flops.main(["--config", str(ROOT / "configs" / config), "--frames", "4", "--height", "112", "--width", "140", "--out", str(out)]) == 0
+    assert (
+        flops.main(
+            [
+                "--config",
+                str(ROOT / "configs" / config),
+                "--frames",
+                "4",
+                "--height",
+                "112",
+                "--width",
+                "140",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "total" in capsys.readouterr().out
     assert out.is_file()
 

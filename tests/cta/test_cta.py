@@ -12,8 +12,10 @@ DIM, HEADS = 16, 4
 
 def _numpy_mha(mha: MultiHeadAttention, query: np.ndarray, key: np.ndarray) -> np.ndarray:
     """Direct multi-head attention, one head at a time, in float64 NumPy."""
-    w = {n: (getattr(mha, n).weight.detach().double().numpy(), getattr(mha, n).bias.detach().double().numpy())
-         for n in ("q_proj", "k_proj", "v_proj", "out_proj")}
+    w = {
+        n: (getattr(mha, n).weight.detach().double().numpy(), getattr(mha, n).bias.detach().double().numpy())
+        for n in ("q_proj", "k_proj", "v_proj", "out_proj")
+    }
     q = query @ w["q_proj"][0].T + w["q_proj"][1]
     k = key @ w["k_proj"][0].T + w["k_proj"][1]
     v = key @ w["v_proj"][0].T + w["v_proj"][1]
@@ -34,7 +36,9 @@ def test_mha_matches_per_head_numpy():
     query, key = torch.randn(2, 5, DIM), torch.randn(2, 9, DIM)
     out = mha(query, key).detach().double().numpy()
     for b in range(2):
-        np.testing.assert_allclose(out[b], _numpy_mha(mha, query[b].double().numpy(), key[b].double().numpy()), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            out[b], _numpy_mha(mha, query[b].double().numpy(), key[b].double().numpy()), rtol=1e-4, atol=1e-5
+        )
 
 
 def test_bridge_update_is_eq2():
@@ -45,7 +49,9 @@ def test_bridge_update_is_eq2():
     got = ad.update_bridge(bridge, geom, lang).detach().double().numpy()
     for b in range(2):
         br = bridge[b].detach().double().numpy()
-        ref = _numpy_mha(ad.bridge_from_geom, br, geom[b].double().numpy()) + _numpy_mha(ad.bridge_from_lang, br, lang[b].double().numpy())
+        ref = _numpy_mha(ad.bridge_from_geom, br, geom[b].double().numpy()) + _numpy_mha(
+            ad.bridge_from_lang, br, lang[b].double().numpy()
+        )
         np.testing.assert_allclose(got[b], ref, rtol=1e-4, atol=1e-5)
 
 
@@ -57,7 +63,10 @@ def test_bridge_forward_matches_manual_pipeline():
     geom = ad.phi_geom(t).reshape(2, 18, DIM)
     lang = ad.phi_lang(t).reshape(2, 18, DIM)
     gn, ln = ad.norm_geom(geom), ad.norm_lang(lang)
-    br = ad.norm_bridge(ad.bridge_from_geom(ad.bridge_tokens[None].expand(2, -1, -1), gn) + ad.bridge_from_lang(ad.bridge_tokens[None].expand(2, -1, -1), ln))
+    br = ad.norm_bridge(
+        ad.bridge_from_geom(ad.bridge_tokens[None].expand(2, -1, -1), gn)
+        + ad.bridge_from_lang(ad.bridge_tokens[None].expand(2, -1, -1), ln)
+    )
     torch.testing.assert_close(g_out, (geom + ad.geom_from_bridge(gn, br)).reshape(2, 3, 6, DIM))
     torch.testing.assert_close(l_out, (lang + ad.lang_from_bridge(ln, br)).reshape(2, 3, 6, DIM))
 
@@ -134,7 +143,9 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match=r"\[B, S, P, 16\]"):
         ad(torch.randn(2, 5, DIM))
     with pytest.raises(ValueError, match="geometry_tokens"):
-        build_cta(CTAConfig(mode="add", num_heads=HEADS, geometry_dim=8), DIM)(torch.randn(1, 2, 4, DIM), torch.randn(1, 2, 4, 7))
+        build_cta(CTAConfig(mode="add", num_heads=HEADS, geometry_dim=8), DIM)(
+            torch.randn(1, 2, 4, DIM), torch.randn(1, 2, 4, 7)
+        )
     with pytest.raises(ValueError, match="cta.mode"):
         CTAConfig(mode="bogus")
     with pytest.raises(ValueError, match="num_heads"):

@@ -27,9 +27,21 @@ def test_every_step_ran_and_wrote_its_files(demo_run):
     summary = json.loads((demo_run / "summary.json").read_text())
     assert set(summary["wall_seconds"]) == set(STEPS) - {"report"}
     assert all(v > 0 for v in summary["wall_seconds"].values())
-    for path in ("report.md", "config.yaml", "teachers/geometry/model.pt", "teachers/semantic/config.json", "stage1/model/model.safetensors",
-                 "stage2/model/model.safetensors", "stage1/csv/metrics.csv", "stage2/csv/metrics.csv", "export/scene.ply", "export/scene.png",
-                 "export/depth.png", "export/answers.json", "training_curves.png"):
+    for path in (
+        "report.md",
+        "config.yaml",
+        "teachers/geometry/model.pt",
+        "teachers/semantic/config.json",
+        "stage1/model/model.safetensors",
+        "stage2/model/model.safetensors",
+        "stage1/csv/metrics.csv",
+        "stage2/csv/metrics.csv",
+        "export/scene.ply",
+        "export/scene.png",
+        "export/depth.png",
+        "export/answers.json",
+        "training_curves.png",
+    ):
         assert (demo_run / path).is_file(), path
     for run in ("trained", "untrained"):
         for task in ("scanrefer_gt", "scanrefer_none", "scanqa", "recon"):
@@ -42,9 +54,14 @@ def test_every_step_ran_and_wrote_its_files(demo_run):
     from vidllm.demo.report import CHECKS
 
     assert list(summary["thresholds"]) == list(CHECKS)
-    for name, check in summary["thresholds"].items():  # each check: value, baseline, verdict — in the summary and the report
+    for name, check in summary[
+        "thresholds"
+    ].items():  # each check: value, baseline, verdict — in the summary and the report
         assert {"value", "baseline", "baseline_name", "rule", "pass"} <= set(check)
-        assert any(line.startswith(f"| {name} |") and ("| pass |" in line or "| MISS |" in line) for line in report.splitlines())
+        assert any(
+            line.startswith(f"| {name} |") and ("| pass |" in line or "| MISS |" in line)
+            for line in report.splitlines()
+        )
 
 
 def test_report_numbers_equal_the_metrics_files(demo_run):
@@ -80,7 +97,9 @@ def test_report_numbers_equal_the_metrics_files(demo_run):
     assert f"| {figures['count']} | {figures['em@1']:.3f} |" in by_type
     checks = summary["thresholds"]
     camera = checks["camera RRA@15 >= 0.90 (forwards and reversed clips)"]
-    assert camera["value"] == rows["camera RRA@15"]["trained"] and camera["baseline"] == rows["camera RRA@15"]["baseline"]
+    assert (
+        camera["value"] == rows["camera RRA@15"]["trained"] and camera["baseline"] == rows["camera RRA@15"]["baseline"]
+    )
     assert camera["pass"] == (rows["camera RRA@15"]["trained"] >= 0.9)
     qa_check = checks["QA EM@1 >= question-type prior + 0.10"]
     assert qa_check["baseline"] == summary["evaluation"]["type_prior"]["em@1"]

@@ -67,4 +67,9 @@ def test_global_switch_and_unknown_backend(qkv):
 
 def test_custom_scale(qkv):
     q, k, v = qkv
-    torch.testing.assert_close(A.attention(q, k, v, scale=0.5, backend="sdpa"), A.attention(q * 0.5 * 8**0.5, k, v, backend="math"), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        A.attention(q, k, v, scale=0.5, backend="sdpa"),
+        A.attention(q * 0.5 * 8**0.5, k, v, backend="math"),
+        atol=1e-5,
+        rtol=1e-5,
+    )

@@ -9,7 +9,9 @@ from vidllm.config import VidLLMConfig, config_from_dict, field_docs, iter_field
 from vidllm.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-SHIPPED = sorted(p for p in CONFIG_DIR.rglob("*.yaml") if "strategies" not in p.parts)  # strategies/ hold Trainer settings
+SHIPPED = sorted(
+    p for p in CONFIG_DIR.rglob("*.yaml") if "strategies" not in p.parts
+)  # strategies/ hold Trainer settings
 
 
 def test_configs_exist():

@@ -29,7 +29,19 @@ def test_print_config_prints_the_resolved_config_and_exits_0(capsys):
 def test_two_configs_merge_in_order_later_wins(tmp_path, capsys):
     (tmp_path / "a.yaml").write_text("data:\n  num_frames: 5\n  batch_size: 3\n")
     (tmp_path / "b.yaml").write_text("data:\n  num_frames: 6\n")
-    printed = _printed(capsys, ["fit", "--config", TINY, "--config", str(tmp_path / "a.yaml"), "--config", str(tmp_path / "b.yaml"), "--print_config"])
+    printed = _printed(
+        capsys,
+        [
+            "fit",
+            "--config",
+            TINY,
+            "--config",
+            str(tmp_path / "a.yaml"),
+            "--config",
+            str(tmp_path / "b.yaml"),
+            "--print_config",
+        ],
+    )
     data = printed["model"]["data"]
     assert data["num_frames"] == 6 and data["batch_size"] == 3 and data["image_size"] == 112
     args = parse_args(["--config", TINY, "--config", str(tmp_path / "b.yaml"), "--config", str(tmp_path / "a.yaml")])
@@ -37,7 +49,20 @@ def test_two_configs_merge_in_order_later_wins(tmp_path, capsys):
 
 
 def test_overrides_win_over_configs_and_group_shorthand(capsys):
-    args = parse_args(["--config", TINY, "--data.num_frames", "4", "--model.cta.mode", "concat_sa", "--trainer.max_steps", "3", "--model.init_from", "x/model"])
+    args = parse_args(
+        [
+            "--config",
+            TINY,
+            "--data.num_frames",
+            "4",
+            "--model.cta.mode",
+            "concat_sa",
+            "--trainer.max_steps",
+            "3",
+            "--model.init_from",
+            "x/model",
+        ]
+    )
     assert args.cfg.data.num_frames == 4 and args.cfg.cta.mode == "concat_sa" and args.cfg.train.init_from == "x/model"
     assert args.trainer == {"max_steps": 3}
 
@@ -48,12 +73,15 @@ def test_mistyped_trainer_argument_is_named(capsys):
     assert len(err) == 1 and "--trainer.max_stepz" in err[0], err
 
 
-@pytest.mark.parametrize("argv, key", [
-    (["--data.num_frames", "abc"], "model.data.num_frames"),
-    (["--model.train.lr", "fast"], "model.train.lr"),
-    (["--trainer.max_steps", "many"], "trainer.max_steps"),
-    (["--trainer.enable_checkpointing", "maybe"], "trainer.enable_checkpointing"),
-])
+@pytest.mark.parametrize(
+    "argv, key",
+    [
+        (["--data.num_frames", "abc"], "model.data.num_frames"),
+        (["--model.train.lr", "fast"], "model.train.lr"),
+        (["--trainer.max_steps", "many"], "trainer.max_steps"),
+        (["--trainer.enable_checkpointing", "maybe"], "trainer.enable_checkpointing"),
+    ],
+)
 def test_bad_type_is_an_error_naming_the_key(argv, key, capsys):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         parse_args(["--config", TINY, *argv])

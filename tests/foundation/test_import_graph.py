@@ -129,7 +129,13 @@ def test_no_import_cycles_among_package_modules():
 
 def test_leaves_never_import_vidllm():
     graph = import_graph(ROOT)
-    bad = sorted(f"{m} -> {t}" for m, targets in graph.items() if m.split(".")[0] in LEAVES for t in targets if t.split(".")[0] == "vidllm")
+    bad = sorted(
+        f"{m} -> {t}"
+        for m, targets in graph.items()
+        if m.split(".")[0] in LEAVES
+        for t in targets
+        if t.split(".")[0] == "vidllm"
+    )
     assert bad == []
 
 
@@ -140,7 +146,9 @@ def test_cycle_finder_counts_function_local_imports(tmp_path):
     (pkg / "__init__.py").write_text("")
     (pkg / "prompts.py").write_text("from vl.tokenizer import TOKEN\n")
     (pkg / "tokenizer.py").write_text("TOKEN = 1\n\ndef build():\n    from vl.prompts import words\n")
-    (pkg / "other.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from vl import prompts\nfrom . import tokenizer\n")
+    (pkg / "other.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from vl import prompts\nfrom . import tokenizer\n"
+    )
     graph = import_graph(tmp_path, packages=("vl",))
     assert graph["vl.other"] == {"vl.tokenizer"}  # relative import resolved, TYPE_CHECKING skipped
     assert import_cycles(graph) == [["vl.prompts", "vl.tokenizer"]]
@@ -149,5 +157,7 @@ def test_cycle_finder_counts_function_local_imports(tmp_path):
 @pytest.mark.parametrize("module", ["recon.vggt_loader", "recon.model", "vl.tokenizer", "vl.prompts"])
 def test_module_imports_in_fresh_interpreter(module):
     """Each side of a former circle imports first, on its own."""
-    proc = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr

@@ -20,12 +20,19 @@ def test_exits_cleanly_without_cuda(capsys):
 
 def test_paper_config_reads_no_checkpoint():
     cfg, notes = bench.paper_config(str(bench.ROOT / "configs" / "vidllm_large.yaml"), 518, [])
-    assert (cfg.llm.path, cfg.encoder.pretrained_path, cfg.recon.vggt_checkpoint, cfg.train.init_from) == (None, None, None, None)
+    assert (cfg.llm.path, cfg.encoder.pretrained_path, cfg.recon.vggt_checkpoint, cfg.train.init_from) == (
+        None,
+        None,
+        None,
+        None,
+    )
     assert cfg.data.image_size == 518 and cfg.llm.hidden_size == 3584 and any("llm.path" in n for n in notes)
 
 
 def test_rows_at_micro_size_on_cpu():
-    cfg, _ = bench.paper_config(str(bench.ROOT / "configs" / "tiny.yaml"), 56, [*_micro_pairs(), "data.resize_side=longer"])
+    cfg, _ = bench.paper_config(
+        str(bench.ROOT / "configs" / "tiny.yaml"), 56, [*_micro_pairs(), "data.resize_side=longer"]
+    )
     rows, weight_bytes = bench.forward_rows(cfg, [2], (84, 112), torch.device("cpu"), 0, 1)
     assert [(r["row"], r["frames"]) for r in rows] == [("recon", 2), ("full", 2)] and weight_bytes > 0
     assert all(r["ms_median"] > 0 and r["image_hw"] == [42, 56] for r in rows)

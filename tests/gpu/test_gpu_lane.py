@@ -14,7 +14,9 @@ from tests.helpers import micro_config
 
 pytestmark = pytest.mark.cuda
 
-STRATEGY_FILES = sorted(p for p in (Path(__file__).resolve().parents[2] / "configs" / "strategies").glob("*.yaml") if "zero3" not in p.name)
+STRATEGY_FILES = sorted(
+    p for p in (Path(__file__).resolve().parents[2] / "configs" / "strategies").glob("*.yaml") if "zero3" not in p.name
+)
 
 
 def _cfg(synthetic_root, **extra):
@@ -63,7 +65,9 @@ def test_xformers_matches_sdpa_in_bf16(synthetic_root, tokenizer):
 
     g = torch.Generator(device="cuda").manual_seed(0)
     q, k, v = (torch.randn(2, 4, 333, 64, device="cuda", dtype=torch.bfloat16, generator=g) for _ in range(3))
-    torch.testing.assert_close(attention(q, k, v, backend="xformers"), attention(q, k, v, backend="sdpa"), atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(
+        attention(q, k, v, backend="xformers"), attention(q, k, v, backend="sdpa"), atol=2e-2, rtol=2e-2
+    )
     cfg = _cfg(synthetic_root)
     torch.manual_seed(0)
     model = VidLLM(cfg, tokenizer).cuda().eval()
@@ -96,8 +100,16 @@ def test_strategy_takes_one_step_on_one_device(path, synthetic_root, tokenizer, 
     torch.manual_seed(0)
     module = VidLLMModule(cfg, tokenizer)
     trainer = L.Trainer(
-        accelerator="gpu", devices=1, strategy=build_strategy(data["strategy"]), precision=data.get("precision", "bf16-mixed"),
-        max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, num_sanity_val_steps=0, limit_val_batches=0,
+        accelerator="gpu",
+        devices=1,
+        strategy=build_strategy(data["strategy"]),
+        precision=data.get("precision", "bf16-mixed"),
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
         default_root_dir=str(tmp_path),
     )
     trainer.fit(module, datamodule=VidLLMDataModule(cfg.data))

@@ -122,11 +122,31 @@ def test_visible_color_em_by_hand():
 
     rows = [
         {"question": "what color is the chair?", "prediction": "red", "answers": ["red"], "targets_visible": True},
-        {"question": "What color is the box next to the blue desk?", "prediction": "the blue", "answers": ["blue"], "targets_visible": True},
+        {
+            "question": "What color is the box next to the blue desk?",
+            "prediction": "the blue",
+            "answers": ["blue"],
+            "targets_visible": True,
+        },
         {"question": "what color is the lamp?", "prediction": "green", "answers": ["white"], "targets_visible": True},
-        {"question": "what color is the sofa?", "prediction": "red", "answers": ["red"], "targets_visible": False},  # not visible: left out
-        {"question": "how many chairs are in the room?", "prediction": "one", "answers": ["one"], "targets_visible": True},  # other type
-        {"question": "what color is the bed?", "prediction": "red", "answers": ["red"], "targets_visible": None},  # names no object
+        {
+            "question": "what color is the sofa?",
+            "prediction": "red",
+            "answers": ["red"],
+            "targets_visible": False,
+        },  # not visible: left out
+        {
+            "question": "how many chairs are in the room?",
+            "prediction": "one",
+            "answers": ["one"],
+            "targets_visible": True,
+        },  # other type
+        {
+            "question": "what color is the bed?",
+            "prediction": "red",
+            "answers": ["red"],
+            "targets_visible": None,
+        },  # names no object
     ]
     assert visible_color_em(rows) == {"em@1": pytest.approx(2 / 3), "count": 3}
     assert visible_color_em(rows[3:4]) == {"em@1": None, "count": 0}

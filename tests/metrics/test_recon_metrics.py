@@ -189,7 +189,9 @@ def test_pose_auc_hand_case_and_batches():
     # max errors 0.5° (bin 0) and 2.5° (bin 2): cumulative fractions 0.5, 0.5, then 1 for 28 bins
     assert pose_auc([0.5, 2.5], [0.0, 0.0]) == pytest.approx((0.5 + 0.5 + 28) / 30)
     assert pose_auc([0.0, 40.0], [0.0, 0.0]) == pytest.approx(0.5)
-    assert rotation_angle_deg(np.eye(3), Rotation.from_euler("x", 179.0, degrees=True).as_matrix()) == pytest.approx(179.0)
+    assert rotation_angle_deg(np.eye(3), Rotation.from_euler("x", 179.0, degrees=True).as_matrix()) == pytest.approx(
+        179.0
+    )
     assert translation_angle_deg(np.zeros(3), np.zeros(3)) == 0.0
     assert translation_angle_deg(np.zeros(3), np.ones(3)) == 90.0
     centres = np.array([[0.0, 0, 0], [0, 0, 1], [0, 0, 2.5]])

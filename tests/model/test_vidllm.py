@@ -65,9 +65,19 @@ def test_lora_on_a_local_llm_saves_only_adapters(tmp_path, tokenizer, clip):
 
     images, _, vl_batch = clip
     llm_dir = tmp_path / "llm"
-    lm = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                      num_attention_heads=2, num_key_value_heads=1, pad_token_id=tokenizer.pad_token_id,
-                                      eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id))
+    lm = Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+        )
+    )
     lm.save_pretrained(llm_dir)
     tokenizer.save_pretrained(llm_dir)
     cfg = micro_config(**{"llm.path": str(llm_dir), "llm.finetune": "lora", "llm.lora_r": 4})
@@ -83,7 +93,9 @@ def test_lora_on_a_local_llm_saves_only_adapters(tmp_path, tokenizer, clip):
     assert (tmp_path / "m" / "adapter" / "adapter_config.json").is_file()
     loaded = VidLLM.from_pretrained(tmp_path / "m").eval()
     with torch.no_grad():
-        torch.testing.assert_close(model(images, vl_batch)["vl"]["loss"], loaded(images, vl_batch)["vl"]["loss"], rtol=0, atol=0)
+        torch.testing.assert_close(
+            model(images, vl_batch)["vl"]["loss"], loaded(images, vl_batch)["vl"]["loss"], rtol=0, atol=0
+        )
 
 
 def test_forward_returns_typed_output_per_mode(tokenizer, clip):

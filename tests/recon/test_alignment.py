@@ -97,7 +97,9 @@ def test_no_gradient_and_apply_scale():
     torch.testing.assert_close(out["pose_enc"][..., :3], pose[..., :3] * 2)
     torch.testing.assert_close(out["pose_enc"][..., 3:], pose[..., 3:])
     # scaled depth + scaled extrinsics unproject to the scaled world points
-    torch.testing.assert_close(depth_to_world_points(out["depth"], out["extrinsics"], intr), out["world_points"], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        depth_to_world_points(out["depth"], out["extrinsics"], intr), out["world_points"], atol=1e-5, rtol=1e-5
+    )
     out["depth"].sum().backward()
     torch.testing.assert_close(rel.grad, torch.full_like(rel, 2.0))
 

@@ -67,7 +67,9 @@ def test_process_default_does_not_reach_a_configured_model(tokenizer):
 def test_helper_rejects_unknown_name_and_changes_nothing():
     mha = MultiHeadAttention(8, 2)
     A.use_attention_backend(mha, "math")
-    with pytest.raises(ValueError, match=r"attention_backend = 'flash9'; expected one of \['auto', 'sdpa', 'xformers', 'math'\]"):
+    with pytest.raises(
+        ValueError, match=r"attention_backend = 'flash9'; expected one of \['auto', 'sdpa', 'xformers', 'math'\]"
+    ):
         A.use_attention_backend(mha, "flash9")
     assert mha.attention_backend == "math"
 

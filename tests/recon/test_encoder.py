@@ -44,7 +44,9 @@ def test_position_embedding_interpolation_is_bicubic_antialias_by_size():
     with torch.no_grad():
         got = emb(x)
         pos = emb.position_embeddings
-        grid = F.interpolate(pos[:, 1:].reshape(1, 4, 4, 32).permute(0, 3, 1, 2), size=(5, 7), mode="bicubic", antialias=True)
+        grid = F.interpolate(
+            pos[:, 1:].reshape(1, 4, 4, 32).permute(0, 3, 1, 2), size=(5, 7), mode="bicubic", antialias=True
+        )
         patches = emb.patch_embeddings.projection(x).flatten(2).transpose(1, 2) + grid.flatten(2).transpose(1, 2)
     torch.testing.assert_close(got[:, 0], emb.cls_token[:, 0] + pos[:, 0])
     torch.testing.assert_close(got[:, 1:5], emb.register_tokens.expand(1, -1, -1))  # registers get no position

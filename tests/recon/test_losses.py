@@ -76,7 +76,9 @@ def np_regression(pred, gt, valid, conf, gamma, alpha):
 
 def np_lmd(pred, gt, valid, alpha, eps):
     vals = []
-    for p, g, m in zip(pred.reshape(-1, *pred.shape[-2:]), gt.reshape(-1, *gt.shape[-2:]), valid.reshape(-1, *valid.shape[-2:])):
+    for p, g, m in zip(
+        pred.reshape(-1, *pred.shape[-2:]), gt.reshape(-1, *gt.shape[-2:]), valid.reshape(-1, *valid.shape[-2:])
+    ):
         if m.sum() == 0:
             continue
         e = np.log(p[m] + eps) - np.log(g[m] + eps)
@@ -120,10 +122,26 @@ def test_depth_loss_matches_numpy(scales):
     pred = gt + rng.normal(size=gt.shape)
     conf = 1 + np.exp(rng.normal(size=gt.shape))
     gamma, alpha = 1.3, 0.2
-    out = depth_loss(torch.tensor(pred), torch.tensor(conf), torch.tensor(gt), gamma=gamma, alpha=alpha, gradient_weight=0.7, gradient_scales=scales)
+    out = depth_loss(
+        torch.tensor(pred),
+        torch.tensor(conf),
+        torch.tensor(gt),
+        gamma=gamma,
+        alpha=alpha,
+        gradient_weight=0.7,
+        gradient_scales=scales,
+    )
     valid = gt > 0
     confl, reg = np_regression(pred[..., None], gt[..., None], valid, conf, gamma, alpha)
-    grad = np_gradient_term(pred.reshape(-1, h, w, 1), gt.reshape(-1, h, w, 1), valid.reshape(-1, h, w), conf.reshape(-1, h, w), scales, gamma, alpha)
+    grad = np_gradient_term(
+        pred.reshape(-1, h, w, 1),
+        gt.reshape(-1, h, w, 1),
+        valid.reshape(-1, h, w),
+        conf.reshape(-1, h, w),
+        scales,
+        gamma,
+        alpha,
+    )
     np.testing.assert_allclose(out["loss_conf_depth"].item(), confl, rtol=1e-5)
     np.testing.assert_allclose(out["loss_reg_depth"].item(), reg, rtol=1e-5)
     np.testing.assert_allclose(out["loss_grad_depth"].item(), grad, rtol=1e-5)
@@ -146,7 +164,9 @@ def test_point_loss_matches_numpy():
     valid = rng.uniform(size=gt.shape[:-1]) > 0.3
     out = point_loss(torch.tensor(pred), torch.tensor(conf), torch.tensor(gt), torch.tensor(valid), gradient_scales=2)
     confl, reg = np_regression(pred, gt, valid, conf, 1.0, 0.2)
-    grad = np_gradient_term(pred.reshape(-1, 6, 5, 3), gt.reshape(-1, 6, 5, 3), valid.reshape(-1, 6, 5), conf.reshape(-1, 6, 5), 2, 1.0, 0.2)
+    grad = np_gradient_term(
+        pred.reshape(-1, 6, 5, 3), gt.reshape(-1, 6, 5, 3), valid.reshape(-1, 6, 5), conf.reshape(-1, 6, 5), 2, 1.0, 0.2
+    )
     np.testing.assert_allclose(out["loss_reg_point"].item(), reg, rtol=1e-5)
     np.testing.assert_allclose(out["loss_conf_point"].item(), confl, rtol=1e-5)
     np.testing.assert_allclose(out["loss_point"].item(), confl + reg + grad, rtol=1e-5)
@@ -160,7 +180,9 @@ def test_metric_depth_loss_matches_numpy(alpha):
     gt[rng.uniform(size=gt.shape) < 0.3] = 0.0
     gt[1, 2] = 0.0  # an image with no valid pixel is left out of the mean
     pred = gt * np.exp(rng.normal(size=gt.shape) * 0.4) + (gt == 0) * 1.0
-    got = metric_depth_loss(torch.tensor(pred, dtype=torch.float32), torch.tensor(gt, dtype=torch.float32), alpha=alpha, eps=1e-6)
+    got = metric_depth_loss(
+        torch.tensor(pred, dtype=torch.float32), torch.tensor(gt, dtype=torch.float32), alpha=alpha, eps=1e-6
+    )
     assert got.dtype == torch.float32
     np.testing.assert_allclose(got.item(), np_lmd(pred, gt, gt > 0, alpha, 1e-6), rtol=1e-5)
 
@@ -191,7 +213,12 @@ def test_losses_on_empty_masks_are_finite_zeros_with_grad():
     outs = [
         depth_loss(pred, conf, gt)["loss_depth"],
         metric_depth_loss(pred, gt),
-        point_loss(pred[..., None].expand(-1, -1, -1, -1, 3), conf, torch.rand(1, 2, 8, 8, 3), torch.zeros(1, 2, 8, 8, dtype=torch.bool))["loss_point"],
+        point_loss(
+            pred[..., None].expand(-1, -1, -1, -1, 3),
+            conf,
+            torch.rand(1, 2, 8, 8, 3),
+            torch.zeros(1, 2, 8, 8, dtype=torch.bool),
+        )["loss_point"],
     ]
     poses = [torch.rand(1, 2, 9, requires_grad=True)]
     outs.append(camera_loss(poses, torch.rand(1, 2, 9), torch.zeros(1, 2, dtype=torch.bool))["loss_camera"])
@@ -268,7 +295,11 @@ def test_recon_loss_is_zero_for_perfect_prediction_and_finite_otherwise():
     rng = np.random.default_rng(4)
     extr, intr, depth = _random_clip(rng, h=8, w=8)
     intr[..., 0, 2] = intr[..., 1, 2] = 4.0
-    gt = {"extrinsics": torch.tensor(extr, dtype=torch.float32), "intrinsics": torch.tensor(intr, dtype=torch.float32), "depth": torch.tensor(depth, dtype=torch.float32)}
+    gt = {
+        "extrinsics": torch.tensor(extr, dtype=torch.float32),
+        "intrinsics": torch.tensor(intr, dtype=torch.float32),
+        "depth": torch.tensor(depth, dtype=torch.float32),
+    }
     norm = normalize_gt_scene(gt["extrinsics"], gt["intrinsics"], gt["depth"])
     pose = extri_intri_to_pose_encoding(norm["extrinsics"], gt["intrinsics"], (8, 8))
     cfg = ReconLossConfig(point_weight=1.0, conf_alpha=0.0)
@@ -276,8 +307,16 @@ def test_recon_loss_is_zero_for_perfect_prediction_and_finite_otherwise():
     out = ReconLoss(cfg)(pred, gt)
     assert out["loss_camera"].item() < 1e-5 and out["loss_reg_depth"].item() < 1e-6
     assert out["loss_reg_point"].item() < 1e-4 and out["loss"].item() < 1e-3
-    torch.testing.assert_close(points_from_prediction(norm["depth"], pose, (8, 8))[norm["valid"]], norm["world_points"][norm["valid"]], atol=1e-4, rtol=1e-4)
-    noisy = {k: (v.clone().requires_grad_() if k != "pose_enc_list" else [p + 0.1 * torch.randn_like(p) for p in v]) for k, v in pred.items()}
+    torch.testing.assert_close(
+        points_from_prediction(norm["depth"], pose, (8, 8))[norm["valid"]],
+        norm["world_points"][norm["valid"]],
+        atol=1e-4,
+        rtol=1e-4,
+    )
+    noisy = {
+        k: (v.clone().requires_grad_() if k != "pose_enc_list" else [p + 0.1 * torch.randn_like(p) for p in v])
+        for k, v in pred.items()
+    }
     out = ReconLoss(ReconLossConfig())(noisy, gt)
     assert torch.isfinite(out["loss"]) and out["loss_camera"].item() > 0  # the total may be < 0 (−α·log c)
     out["loss"].backward()

@@ -50,7 +50,9 @@ def test_refined_centers_ordered_under_saturation():
     raw = torch.randn(1, 16, 2, 2, generator=gen)
     centers = refine_bin_centers(seeds, raw, lower, upper).numpy()
     t = np.tanh(raw.numpy())
-    ref = seeds.numpy()[None, :, None, None] + np.where(t >= 0, t * upper.numpy()[None, :, None, None], t * lower.numpy()[None, :, None, None])
+    ref = seeds.numpy()[None, :, None, None] + np.where(
+        t >= 0, t * upper.numpy()[None, :, None, None], t * lower.numpy()[None, :, None, None]
+    )
     np.testing.assert_allclose(centers, ref, rtol=1e-6)
 
 

@@ -112,12 +112,16 @@ def test_prediction_stride_is_the_low_resolution_prediction_upsampled():
     import torch.nn.functional as F
 
     torch.manual_seed(0)
-    model = MetricDepthModel(MetricDepthConfig(frames_chunk_size=0, prediction_stride=2, **TINY), in_dim=16, patch_size=14)
+    model = MetricDepthModel(
+        MetricDepthConfig(frames_chunk_size=0, prediction_stride=2, **TINY), in_dim=16, patch_size=14
+    )
     toks = _tokens(2 * 2, 3 * 5, 16, seed=4)
     out = model(toks, (42, 70), 2, return_bins=True)
     assert out["metric_depth"].shape == (2, 2, 42, 70) and out["probs"].shape == (2, 2, 16, 42, 70)
     low = model.bins(model.decoder(toks, (3, 5), (21, 35)))
-    ref = F.interpolate(low.depth[:, None], size=(42, 70), mode="bilinear", align_corners=True)[:, 0].reshape(2, 2, 42, 70)
+    ref = F.interpolate(low.depth[:, None], size=(42, 70), mode="bilinear", align_corners=True)[:, 0].reshape(
+        2, 2, 42, 70
+    )
     torch.testing.assert_close(out["metric_depth"], ref)
     torch.testing.assert_close(out["probs"].sum(2), torch.ones(2, 2, 42, 70), atol=1e-5, rtol=0)
     out["metric_depth"].mean().backward()

@@ -10,11 +10,15 @@ from recon.model import ReconstructionModel
 
 def _tiny(kind="dinov2"):
     torch.manual_seed(0)
-    enc = EncoderConfig(kind=kind, hidden_size=64, num_layers=4, num_heads=4, pretrain_image_size=112, intermediate_layers=[0, 1, 2, 3])
+    enc = EncoderConfig(
+        kind=kind, hidden_size=64, num_layers=4, num_heads=4, pretrain_image_size=112, intermediate_layers=[0, 1, 2, 3]
+    )
     cfg = ReconConfig(
         aggregator=AggregatorConfig(depth=4, num_heads=4),
         camera_head=CameraHeadConfig(trunk_depth=2, num_heads=4),
-        depth_head=DepthHeadConfig(intermediate_layers=[0, 1, 2, 3], features=32, out_channels=[16, 32, 64, 64], frames_chunk_size=4),
+        depth_head=DepthHeadConfig(
+            intermediate_layers=[0, 1, 2, 3], features=32, out_channels=[16, 32, 64, 64], frames_chunk_size=4
+        ),
     )
     return ReconstructionModel(enc, cfg)
 

@@ -60,5 +60,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 
 
 def test_module_entry_point_help():
-    res = subprocess.run([sys.executable, "-m", "recon.reconstruct", "--help"], capture_output=True, text=True, timeout=60)
+    res = subprocess.run(
+        [sys.executable, "-m", "recon.reconstruct", "--help"], capture_output=True, text=True, timeout=60
+    )
     assert res.returncode == 0 and "--conf-threshold" in res.stdout

@@ -18,16 +18,32 @@ from recon.losses import ReconLoss, relative_pose_loss
 from recon.model import ReconstructionModel
 from recon.vggt_loader import RELATIVE_POSE_PREFIX, from_vggt_checkpoint, load_vggt_weights, save_vggt_state_dict
 
-OVERRIDES = {"num_heads": 4, "camera_num_heads": 4, "depth_head_layers": [0, 1, 2, 3], "encoder_num_heads": 4, "frames_chunk_size": 4}
+OVERRIDES = {
+    "num_heads": 4,
+    "camera_num_heads": 4,
+    "depth_head_layers": [0, 1, 2, 3],
+    "encoder_num_heads": 4,
+    "frames_chunk_size": 4,
+}
 
 
 def _model(relative: bool, seed: int = 0, hidden: int = 32, correlation: bool = True) -> ReconstructionModel:
     torch.manual_seed(seed)
-    enc = EncoderConfig(hidden_size=64, num_layers=4, num_heads=4, pretrain_image_size=112, intermediate_layers=[0, 1, 2, 3])
+    enc = EncoderConfig(
+        hidden_size=64, num_layers=4, num_heads=4, pretrain_image_size=112, intermediate_layers=[0, 1, 2, 3]
+    )
     cfg = ReconConfig(
         aggregator=AggregatorConfig(depth=4, num_heads=4),
-        camera_head=CameraHeadConfig(trunk_depth=2, num_heads=4, relative_pose=RelativePoseConfig(enabled=relative, channels=4, grid=4, hidden=hidden, correlation=correlation, center=True)),
-        depth_head=DepthHeadConfig(intermediate_layers=[0, 1, 2, 3], features=32, out_channels=[16, 32, 64, 64], frames_chunk_size=4),
+        camera_head=CameraHeadConfig(
+            trunk_depth=2,
+            num_heads=4,
+            relative_pose=RelativePoseConfig(
+                enabled=relative, channels=4, grid=4, hidden=hidden, correlation=correlation, center=True
+            ),
+        ),
+        depth_head=DepthHeadConfig(
+            intermediate_layers=[0, 1, 2, 3], features=32, out_channels=[16, 32, 64, 64], frames_chunk_size=4
+        ),
     )
     return ReconstructionModel(enc, cfg)
 
@@ -107,7 +123,9 @@ def test_gradients_reach_the_module_through_both_losses():
     aux["loss"].backward()
     rel = model.camera_head.relative_pose
     assert rel.mlp[0].weight.grad.abs().sum() > 0 and rel.reduce.weight.grad.abs().sum() > 0
-    assert model.aggregator.frame_blocks[-1].mlp.fc2.weight.grad.abs().sum() > 0  # the aux loss trains the aggregator too
+    assert (
+        model.aggregator.frame_blocks[-1].mlp.fc2.weight.grad.abs().sum() > 0
+    )  # the aux loss trains the aggregator too
     model.zero_grad()
     cam = ReconLoss(ReconLossConfig(relative_pose_weight=0.0))(model(images), gt)
     cam["loss"].backward()
@@ -124,7 +142,11 @@ def test_relative_pose_loss_terms():
     assert relative_pose_loss(pred, gt, mask).item() == pytest.approx(0.5)
     with pytest.raises(ValueError, match=r"\[B, S, 7\]"):
         relative_pose_loss(torch.zeros(2, 4, 9), gt)
-    model_out = {"pose_enc_list": [torch.zeros(1, 3, 9)], "depth": torch.ones(1, 3, 8, 8), "depth_conf": torch.ones(1, 3, 8, 8)}
+    model_out = {
+        "pose_enc_list": [torch.zeros(1, 3, 9)],
+        "depth": torch.ones(1, 3, 8, 8),
+        "depth_conf": torch.ones(1, 3, 8, 8),
+    }
     with pytest.raises(ValueError, match="relative_pose.enabled"):
         ReconLoss(ReconLossConfig(relative_pose_weight=1.0))(model_out, _gt(1, 3, 8, 8))
 
@@ -138,7 +160,9 @@ def test_vggt_file_round_trip(tmp_path):
     sd = torch.load(path, weights_only=True)
     assert any(k.startswith(RELATIVE_POSE_PREFIX) for k in sd)
     loaded = from_vggt_checkpoint(path, **OVERRIDES)
-    assert loaded.cfg.camera_head.relative_pose == RelativePoseConfig(enabled=True, channels=4, grid=4, hidden=32, correlation=True, center=True)
+    assert loaded.cfg.camera_head.relative_pose == RelativePoseConfig(
+        enabled=True, channels=4, grid=4, hidden=32, correlation=True, center=True
+    )
     assert loaded.vggt_load_report.missing == [] and loaded.vggt_load_report.unexpected == []
     images = torch.rand(1, 3, 3, 56, 56)
     with torch.no_grad():
@@ -150,7 +174,11 @@ def test_vggt_file_round_trip(tmp_path):
     with pytest.raises(ValueError, match="relative_pose.enabled: true"):
         load_vggt_weights(plain, sd, strict=True)
     report = load_vggt_weights(plain, sd, strict=False)
-    assert report.unexpected == [] and report.missing == [] and any(k.startswith(RELATIVE_POSE_PREFIX) for k in report.skipped)
+    assert (
+        report.unexpected == []
+        and report.missing == []
+        and any(k.startswith(RELATIVE_POSE_PREFIX) for k in report.skipped)
+    )
 
 
 def test_option_off_keeps_the_vggt_layout():

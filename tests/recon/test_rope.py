@@ -30,7 +30,9 @@ def test_rope_matches_direct_rotation():
     out = RotaryEmbedding2D(100.0)(x, pos).numpy()
     for b in range(2):
         for h in range(3):
-            np.testing.assert_allclose(out[b, h], _direct_rotation(x[b, h].numpy(), pos[b].numpy(), 100.0), rtol=1e-6, atol=1e-7)  # tables in fp32 as VGGT
+            np.testing.assert_allclose(
+                out[b, h], _direct_rotation(x[b, h].numpy(), pos[b].numpy(), 100.0), rtol=1e-6, atol=1e-7
+            )  # tables in fp32 as VGGT
 
 
 def test_rope_scores_depend_only_on_offsets():

@@ -30,7 +30,9 @@ def test_atomic_write_error_keeps_the_old_file_and_removes_the_temp(tmp_path):
                 else:
                     handle.write("half")
                 (tmp,) = [p for p in tmp_path.iterdir() if p.name != "scene.ply"]
-                assert tmp.name.startswith(".scene.") and tmp.name.endswith(".tmp.ply")  # beside the target, suffix kept
+                assert tmp.name.startswith(".scene.") and tmp.name.endswith(
+                    ".tmp.ply"
+                )  # beside the target, suffix kept
                 raise RuntimeError("killed mid-write")
         assert target.read_text() == "old"
         assert [p.name for p in tmp_path.iterdir()] == ["scene.ply"]
@@ -59,7 +61,13 @@ def test_atomic_dir_replaces_a_missing_or_empty_folder(tmp_path):
 
 def test_numeric_sort_key_orders_digit_runs_as_numbers():
     names = ["frame_10.jpg", "frame_2.jpg", "frame_1.jpg", "frame_100.jpg", "frame_02b.jpg"]
-    assert sorted(names, key=numeric_sort_key) == ["frame_1.jpg", "frame_2.jpg", "frame_02b.jpg", "frame_10.jpg", "frame_100.jpg"]
+    assert sorted(names, key=numeric_sort_key) == [
+        "frame_1.jpg",
+        "frame_2.jpg",
+        "frame_02b.jpg",
+        "frame_10.jpg",
+        "frame_100.jpg",
+    ]
     assert sorted([Path("d/10.png"), Path("d/9.png")], key=numeric_sort_key) == [Path("d/9.png"), Path("d/10.png")]
     assert sorted(["b1.png", "a2.png"], key=numeric_sort_key) == ["a2.png", "b1.png"]  # text before numbers
 

@@ -32,11 +32,26 @@ def test_hand_built_layout_loads_with_no_missing_keys(sd):
 
 def test_sizes_inferred_from_weights(sd):
     enc, cfg = infer_configs(sd, **OVR)
-    assert (enc.kind, enc.hidden_size, enc.num_layers, enc.num_register_tokens, enc.pretrain_image_size, enc.patch_size) == ("dinov2", 32, 2, 4, 56, 14)
+    assert (
+        enc.kind,
+        enc.hidden_size,
+        enc.num_layers,
+        enc.num_register_tokens,
+        enc.pretrain_image_size,
+        enc.patch_size,
+    ) == ("dinov2", 32, 2, 4, 56, 14)
     assert (cfg.aggregator.depth, cfg.aggregator.num_register_tokens, cfg.aggregator.qk_norm) == (3, 4, True)
-    assert (cfg.camera_head.trunk_depth, cfg.depth_head.features, cfg.depth_head.out_channels) == (1, 16, [8, 16, 32, 32])
+    assert (cfg.camera_head.trunk_depth, cfg.depth_head.features, cfg.depth_head.out_channels) == (
+        1,
+        16,
+        [8, 16, 32, 32],
+    )
     enc1b, cfg1b = infer_configs(sd)
-    assert cfg1b.aggregator.num_heads == 16 and cfg1b.camera_head.iterations == 4 and cfg1b.depth_head.intermediate_layers == [4, 11, 17, 23]
+    assert (
+        cfg1b.aggregator.num_heads == 16
+        and cfg1b.camera_head.iterations == 4
+        and cfg1b.depth_head.intermediate_layers == [4, 11, 17, 23]
+    )
     with pytest.raises(ValueError, match="unknown overrides"):
         infer_configs(sd, heads=3)
 
@@ -161,7 +176,12 @@ def test_loads_into_parts_of_a_larger_model(sd):
     source = from_vggt_checkpoint(sd, **OVR)
     host = torch.nn.Module()
     host.shared = from_vggt_checkpoint(make_vggt_state_dict(seed=9), **OVR).encoder
-    host.recon = torch.nn.ModuleDict({k: getattr(from_vggt_checkpoint(make_vggt_state_dict(seed=9), **OVR), k) for k in ("aggregator", "camera_head", "depth_head")})
+    host.recon = torch.nn.ModuleDict(
+        {
+            k: getattr(from_vggt_checkpoint(make_vggt_state_dict(seed=9), **OVR), k)
+            for k in ("aggregator", "camera_head", "depth_head")
+        }
+    )
     parts = {"encoder": host.shared, **host.recon}
     report = load_vggt_weights(None, sd, parts=parts)
     assert report.missing == [] and report.unexpected == []

@@ -41,14 +41,19 @@ def test_not_a_state_dict(obj):
 
 
 def test_strip_prefix_keeps_only_the_prefixed_keys():
-    assert strip_prefix({"model.a": W, "model.b.c": W, "distill_heads.x": W, "modelx": W}, "model.") == {"a": W, "b.c": W}
+    assert strip_prefix({"model.a": W, "model.b.c": W, "distill_heads.x": W, "modelx": W}, "model.") == {
+        "a": W,
+        "b.c": W,
+    }
 
 
 def test_both_loaders_read_every_wrapper_the_same(tmp_path):
     from recon.vggt_loader import load_state_dict_file
     from vidllm.io import load_state_dict
 
-    for i, obj in enumerate([{"state_dict": {"module.a.w": W}}, {"model": {"a.w": W}}, {"state_dict": {"model": {"a.w": W}}}]):
+    for i, obj in enumerate(
+        [{"state_dict": {"module.a.w": W}}, {"model": {"a.w": W}}, {"state_dict": {"model": {"a.w": W}}}]
+    ):
         path = tmp_path / f"{i}.pt"
         torch.save(obj, path)
         assert list(load_state_dict(path)) == list(load_state_dict_file(path)) == ["a.w"]

@@ -20,8 +20,20 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 # --------------------------------------------------------------------------- hand-built checkpoint
 def make_vggt_state_dict(
-    dim=32, agg_depth=3, dino_depth=2, registers=4, pos_grid=4, patch=14, trunk_depth=1, features=16,
-    out_channels=(8, 16, 32, 32), conv_patch=False, seed=0, extra_heads=True, heads=4, device=None,
+    dim=32,
+    agg_depth=3,
+    dino_depth=2,
+    registers=4,
+    pos_grid=4,
+    patch=14,
+    trunk_depth=1,
+    features=16,
+    out_channels=(8, 16, 32, 32),
+    conv_patch=False,
+    seed=0,
+    extra_heads=True,
+    heads=4,
+    device=None,
 ) -> dict[str, torch.Tensor]:
     """A random VGGT-layout state dict (every key of DESIGN §5.3) with non-trivial values.
 
@@ -47,7 +59,9 @@ def make_vggt_state_dict(
         sd[f"{name}.bias"] = rnd(width, scale=0.1)
 
     def conv(name, cin, cout, k, bias=True, transpose=False):
-        sd[f"{name}.weight"] = rnd(*((cin, cout) if transpose else (cout, cin)), k, k, scale=1.0 / math.sqrt(cin * k * k))
+        sd[f"{name}.weight"] = rnd(
+            *((cin, cout) if transpose else (cout, cin)), k, k, scale=1.0 / math.sqrt(cin * k * k)
+        )
         if bias:
             sd[f"{name}.bias"] = rnd(cout, scale=0.1)
 
@@ -105,7 +119,7 @@ def make_vggt_state_dict(
         conv(f"{d}.scratch.layer{k}_rn", oc, features, 3, bias=False)
         r = f"{d}.scratch.refinenet{k}"
         conv(f"{r}.out_conv", features, features, 1)
-        for unit in (("resConfUnit2",) if k == 4 else ("resConfUnit1", "resConfUnit2")):
+        for unit in ("resConfUnit2",) if k == 4 else ("resConfUnit1", "resConfUnit2"):
             conv(f"{r}.{unit}.conv1", features, features, 3)
             conv(f"{r}.{unit}.conv2", features, features, 3)
     conv(f"{d}.scratch.output_conv1", features, features // 2, 3)
@@ -148,7 +162,7 @@ def rope_rotate(x, pos, base=100.0):
     freqs = base ** (-torch.arange(quarter, dtype=torch.float64) * 2.0 / half)
     out = []
     for axis in range(2):
-        part = x[..., axis * half:(axis + 1) * half]
+        part = x[..., axis * half : (axis + 1) * half]
         ang = (pos[:, axis].double()[:, None] * freqs[None]).float()
         c, s = torch.cos(ang), torch.sin(ang)
         a, b = part[..., :quarter], part[..., quarter:]
@@ -187,20 +201,22 @@ def dino_patch_tokens(x, sd, heads, registers, patch=14):
     if h * w == m * m and h == w:
         grid = pos[:, 1:]
     else:
-        grid = F.interpolate(pos[:, 1:].reshape(1, m, m, c).permute(0, 3, 1, 2).float(), size=(h, w), mode="bicubic", antialias=True)
+        grid = F.interpolate(
+            pos[:, 1:].reshape(1, m, m, c).permute(0, 3, 1, 2).float(), size=(h, w), mode="bicubic", antialias=True
+        )
         grid = grid.permute(0, 2, 3, 1).reshape(1, h * w, c)
     t = torch.cat([sd[f"{pe}.cls_token"].expand(n, 1, c) + pos[:, :1], t + grid], dim=1)
     t = torch.cat([t[:, :1], sd[f"{pe}.register_tokens"].expand(n, registers, c), t[:, 1:]], dim=1)
     depth = 1 + max(int(k.split(".")[3]) for k in sd if k.startswith(f"{pe}.blocks."))
     for i in range(depth):
         t = block(t, sd, f"{pe}.blocks.{i}", heads, eps=1e-6)
-    return ln(t, sd, f"{pe}.norm", 1e-6)[:, 1 + registers:]
+    return ln(t, sd, f"{pe}.norm", 1e-6)[:, 1 + registers :]
 
 
 def aggregator(images, sd, heads, enc_heads, patch=14):
     """images [B,S,3,H,W] in [0,1] → list of all layers [B,S,N,2C], patch_start_idx."""
     b, s, _, hgt, wid = images.shape
-    x = ((images.reshape(b * s, 3, hgt, wid) - MEAN) / STD)
+    x = (images.reshape(b * s, 3, hgt, wid) - MEAN) / STD
     reg = sd["aggregator.register_token"].shape[2]
     pt = dino_patch_tokens(x, sd, enc_heads, reg, patch)
     c = pt.shape[-1]
@@ -237,7 +253,7 @@ def camera_head(last, sd, heads, iterations=4):
         prev = sd[f"{p}.empty_pose_tokens"].expand(b, s, 9) if pose is None else pose
         cond = lin(prev, sd, f"{p}.embed_pose")
         mod = lin(cond * torch.sigmoid(cond), sd, f"{p}.poseLN_modulation.1")
-        shift, scale, gate = mod[..., :c], mod[..., c:2 * c], mod[..., 2 * c:]
+        shift, scale, gate = mod[..., :c], mod[..., c : 2 * c], mod[..., 2 * c :]
         mu = tokens.mean(-1, keepdim=True)
         var = ((tokens - mu) ** 2).mean(-1, keepdim=True)
         x = gate * ((tokens - mu) / torch.sqrt(var + 1e-6) * (1 + scale) + shift) + tokens

@@ -37,7 +37,9 @@ def test_save_config_is_atomic(tmp_path, monkeypatch):
     cfg = load_config(ROOT / "configs" / "tiny.yaml", ["data.num_frames=3"])
 
     def replace_then_die(src, dst):
-        assert Path(src).read_text().endswith("\n") and "num_frames: 3" in Path(src).read_text()  # complete before the rename
+        assert (
+            Path(src).read_text().endswith("\n") and "num_frames: 3" in Path(src).read_text()
+        )  # complete before the rename
         assert target.read_text() == before  # the old file untouched while the new one is written
         raise Killed
 
@@ -118,7 +120,9 @@ SAVER = textwrap.dedent(
 def test_sigkill_while_saving_never_corrupts_last_ckpt(tmp_path):
     target = tmp_path / "last.ckpt"
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-c", SAVER, str(target)], stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SAVER, str(target)], stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+    )
     try:
         assert proc.stdout.readline().strip() == "saved"
         assert proc.stdout.readline().strip() == "mid-write"
@@ -151,7 +155,21 @@ def test_synth_failure_leaves_no_partial_dataset(tmp_path, monkeypatch, capsys):
 def test_synth_force_into_existing_dataset_replaces_scenes_whole(tmp_path, capsys):
     from vidllm.cli import main
 
-    args = ["synth", "--out", str(tmp_path / "data"), "--scenes", "1", "--frames", "2", "--width", "56", "--height", "42", "--workers", "1"]
+    args = [
+        "synth",
+        "--out",
+        str(tmp_path / "data"),
+        "--scenes",
+        "1",
+        "--frames",
+        "2",
+        "--width",
+        "56",
+        "--height",
+        "42",
+        "--workers",
+        "1",
+    ]
     assert main(args) == 0
     (tmp_path / "data" / "scans" / "scene0000_00" / "stale.txt").write_text("old")
     (tmp_path / "data" / "notes.txt").write_text("user file")

@@ -23,7 +23,9 @@ def _one_error_line(err: str, command: str) -> str:
     assert "Traceback" not in err, err[-3000:]
     lines = [line for line in err.splitlines() if "error" in line.lower()]
     assert len(lines) == 1, err[-3000:]
-    assert lines[0].startswith(f"vidllm {command}: error: ") and lines[0].endswith("(run with --debug for the traceback)")
+    assert lines[0].startswith(f"vidllm {command}: error: ") and lines[0].endswith(
+        "(run with --debug for the traceback)"
+    )
     return lines[0]
 
 
@@ -38,13 +40,25 @@ def files(tmp_path):
 CASES = {
     "config-missing-file": (["config", "{t}/missing.yaml"], "config file not found: {t}/missing.yaml"),
     "config-unknown-key": (["config", "{t}/bad.yaml"], "{t}/bad.yaml: unknown config key 'data.num_framez'"),
-    "config-bad-override": (["config", TINY, "--set", "data.num_frames=abc"], "invalid value for config key 'data.num_frames'"),
+    "config-bad-override": (
+        ["config", TINY, "--set", "data.num_frames=abc"],
+        "invalid value for config key 'data.num_frames'",
+    ),
     "fit-missing-config": (["fit", "--config", "{t}/missing.yaml", "--out", "{t}/run"], "config file not found"),
     "fit-bad-value": (["fit", "--config", TINY, "--data.num_frames", "abc", "--out", "{t}/run"], "data.num_frames"),
     "fit-stray-argument": (["fit", "--config", TINY, "stray", "--out", "{t}/run"], "unrecognized arguments: stray"),
-    "fit-nothing-to-resume": (["fit", "--config", TINY, "--ckpt_path", "last", "--out", "{t}/run", "--data.root", "{t}/data"], "nothing to resume"),
-    "fit-missing-ckpt": (["fit", "--config", TINY, "--ckpt_path", "{t}/nope.ckpt", "--out", "{t}/run", "--data.root", "{t}/data"], "nope.ckpt: no such checkpoint"),
-    "validate-bad-trainer-key": (["validate", "--config", TINY, "--trainer.max_stepz", "1", "--out", "{t}/run"], "max_stepz"),
+    "fit-nothing-to-resume": (
+        ["fit", "--config", TINY, "--ckpt_path", "last", "--out", "{t}/run", "--data.root", "{t}/data"],
+        "nothing to resume",
+    ),
+    "fit-missing-ckpt": (
+        ["fit", "--config", TINY, "--ckpt_path", "{t}/nope.ckpt", "--out", "{t}/run", "--data.root", "{t}/data"],
+        "nope.ckpt: no such checkpoint",
+    ),
+    "validate-bad-trainer-key": (
+        ["validate", "--config", TINY, "--trainer.max_stepz", "1", "--out", "{t}/run"],
+        "max_stepz",
+    ),
     "synth-non-empty-out": (["synth", "--out", "{t}/full", "--scenes", "1"], "not empty; pass --force"),
     "synth-zero-scenes": (["synth", "--out", "{t}/new", "--scenes", "0"], "num_scenes must be >= 1"),
     "teachers-missing-config": (["teachers", "--config", "{t}/missing.yaml", "--out", "{t}/teachers"], "missing.yaml"),
@@ -80,19 +94,28 @@ def test_usage_errors_exit_2_without_traceback(capsys):
 
 def _cli(*argv, cwd):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    return subprocess.run([sys.executable, "-m", "vidllm.cli", *argv], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "vidllm.cli", *argv], capture_output=True, text=True, timeout=300, cwd=cwd, env=env
+    )
 
 
 def test_debug_shows_the_traceback_and_plain_run_does_not(tmp_path):
     plain = _cli("config", str(tmp_path / "missing.yaml"), cwd=tmp_path)
     assert plain.returncode == 1 and plain.stdout == ""
-    assert plain.stderr.strip().splitlines() == [f"vidllm config: error: config file not found: {tmp_path / 'missing.yaml'} (run with --debug for the traceback)"]
+    assert plain.stderr.strip().splitlines() == [
+        f"vidllm config: error: config file not found: {tmp_path / 'missing.yaml'} (run with --debug for the traceback)"
+    ]
     debug = _cli("--debug", "config", str(tmp_path / "missing.yaml"), cwd=tmp_path)
     assert debug.returncode != 0
-    assert "Traceback (most recent call last)" in debug.stderr and "vidllm.errors.ConfigError: config file not found" in debug.stderr
+    assert (
+        "Traceback (most recent call last)" in debug.stderr
+        and "vidllm.errors.ConfigError: config file not found" in debug.stderr
+    )
 
 
-@pytest.mark.parametrize("exc", [RuntimeError("shapes do not line up"), KeyError("model.layer.7"), TypeError("bad operand")])
+@pytest.mark.parametrize(
+    "exc", [RuntimeError("shapes do not line up"), KeyError("model.layer.7"), TypeError("bad operand")]
+)
 def test_unexpected_errors_propagate_with_their_traceback(monkeypatch, capsys, exc):
     """A bug inside a command is not turned into a one-line 'error:' message (nor a plain exit 1)."""
     import vidllm.commands.config_cmd as config_cmd
@@ -116,7 +139,9 @@ def test_unexpected_error_shows_a_traceback_from_the_console(tmp_path):
         f"sys.exit(main(['config', {TINY!r}]))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    res = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env
+    )
     assert res.returncode == 1
     assert "Traceback (most recent call last)" in res.stderr and "RuntimeError: internal bug in a command" in res.stderr
     assert "(run with --debug for the traceback)" not in res.stderr

@@ -26,8 +26,14 @@ TINY = Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"
         ("recon:\n  aggregator:\n    deepth: 3\n", r"bad\.yaml: unknown config key 'recon\.aggregator\.deepth'"),
         ("data: 5\n", r"bad\.yaml: invalid value for config key 'data'"),
         ("recon:\n  aggregator: fast\n", r"bad\.yaml: invalid value for config key 'recon\.aggregator'"),
-        ("recon:\n  depth_head:\n    out_channels: abc\n", r"bad\.yaml: invalid value for config key 'recon\.depth_head\.out_channels'"),
-        ("recon:\n  depth_head:\n    out_channels: [8, x, 16, 16]\n", r"bad\.yaml: invalid value for config key 'recon\.depth_head\.out_channels"),
+        (
+            "recon:\n  depth_head:\n    out_channels: abc\n",
+            r"bad\.yaml: invalid value for config key 'recon\.depth_head\.out_channels'",
+        ),
+        (
+            "recon:\n  depth_head:\n    out_channels: [8, x, 16, 16]\n",
+            r"bad\.yaml: invalid value for config key 'recon\.depth_head\.out_channels",
+        ),
         ("encoder:\n  hidden_size: 1.5\n", r"bad\.yaml: invalid value for config key 'encoder\.hidden_size'"),
         ("train:\n  lr: fast\n", r"bad\.yaml: invalid value for config key 'train\.lr'"),
         ("data:\n  tasks: qa\n", r"bad\.yaml: invalid value for config key 'data\.tasks'"),
@@ -78,6 +84,16 @@ def test_bad_trainer_config_file_is_one_line(tmp_path, capsys):
     from vidllm.cli import main
 
     (tmp_path / "trainer.yaml").write_text("strategy: [ddp\n")
-    code = main(["fit", "--config", str(TINY), "--trainer_config", str(tmp_path / "trainer.yaml"), "--out", str(tmp_path / "run")])
+    code = main(
+        [
+            "fit",
+            "--config",
+            str(TINY),
+            "--trainer_config",
+            str(tmp_path / "trainer.yaml"),
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1 and "trainer.yaml" in err[0], err

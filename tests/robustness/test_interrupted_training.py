@@ -31,24 +31,44 @@ def _args(synthetic_root, teacher_files, out):
 
 
 def _env():
-    return {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), "OMP_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def _losses_by_step(run: Path, key: str = "train/loss") -> dict[int, float]:
     with open(run / "csv" / "metrics.csv") as f:
-        return {int(row["step"]): float(row[key]) for row in csv.DictReader(f) if row.get(key)}  # last row of a step wins
+        return {
+            int(row["step"]): float(row[key]) for row in csv.DictReader(f) if row.get(key)
+        }  # last row of a step wins
 
 
 @pytest.mark.slow
 def test_sigkill_after_first_checkpoint_then_resume_matches_uninterrupted_run(tmp_path, synthetic_root, teacher_files):
-    full = subprocess.run(_args(synthetic_root, teacher_files, tmp_path / "full"), capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=600)
+    full = subprocess.run(
+        _args(synthetic_root, teacher_files, tmp_path / "full"),
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert full.returncode == 0, full.stderr[-3000:]
     reference = _losses_by_step(tmp_path / "full")
     assert sorted(reference) == list(range(STEPS))
 
     cut = tmp_path / "cut"
     last = cut / "checkpoints" / "last.ckpt"
-    proc = subprocess.Popen(_args(synthetic_root, teacher_files, cut), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+    proc = subprocess.Popen(
+        _args(synthetic_root, teacher_files, cut),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+    )
     try:
         deadline = time.monotonic() + 600
         while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
@@ -65,13 +85,22 @@ def test_sigkill_after_first_checkpoint_then_resume_matches_uninterrupted_run(tm
     resumed_from = int(state["global_step"])
     assert 0 < resumed_from < STEPS
 
-    resume = subprocess.run([*_args(synthetic_root, teacher_files, cut), "--ckpt_path", "last"], capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=600)
+    resume = subprocess.run(
+        [*_args(synthetic_root, teacher_files, cut), "--ckpt_path", "last"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert resume.returncode == 0, resume.stderr[-3000:]
     assert (cut / "model" / "model.safetensors").is_file()
     assert int(torch.load(last, weights_only=True)["global_step"]) == STEPS  # the global step continued to the end
     resumed = _losses_by_step(cut)
     after = list(range(resumed_from, STEPS))
-    assert sorted(resumed) == after, f"the resumed run must log exactly steps {resumed_from}..{STEPS - 1}, got {sorted(resumed)}"  # not restarted at 0
+    assert sorted(resumed) == after, (
+        f"the resumed run must log exactly steps {resumed_from}..{STEPS - 1}, got {sorted(resumed)}"
+    )  # not restarted at 0
     torch.testing.assert_close(
         torch.tensor([resumed[s] for s in after]), torch.tensor([reference[s] for s in after]), rtol=1e-5, atol=1e-6
     )

@@ -12,7 +12,12 @@ import torch
 from recon.alignment import real_scale_alignment
 from recon.config import ReconLossConfig
 from recon.losses import ReconLoss, camera_loss, depth_loss, metric_depth_loss, point_loss
-from vidllm.training.distill import distillation_loss, geometry_distill_loss, semantic_distill_loss, structural_consistency_loss
+from vidllm.training.distill import (
+    distillation_loss,
+    geometry_distill_loss,
+    semantic_distill_loss,
+    structural_consistency_loss,
+)
 from vl.config import VLConfig
 from vl.grounding import GroundingHead
 from vl.losses import combine_vl_losses
@@ -58,7 +63,10 @@ def test_recon_loss_on_invalid_depth(kind):
     extr[:, 1:, 0, 3] = 0.2
     intr = torch.tensor([[8.0, 0, 5], [0, 8.0, 4], [0, 0, 1]]).expand(B, S, 3, 3).clone()
     loss_fn = ReconLoss(ReconLossConfig(point_weight=1.0))
-    out = loss_fn({"pose_enc_list": poses, "depth": pred_depth, "depth_conf": conf}, {"extrinsics": extr, "intrinsics": intr, "depth": _gt_depth(kind)})
+    out = loss_fn(
+        {"pose_enc_list": poses, "depth": pred_depth, "depth_conf": conf},
+        {"extrinsics": extr, "intrinsics": intr, "depth": _gt_depth(kind)},
+    )
     for name, value in out.items():
         assert torch.isfinite(value).all(), name
     _finite_with_finite_grads(out["loss"], [pred_depth, conf, *poses])
@@ -168,7 +176,9 @@ def test_proposal_loss_edge_cases(q, positives, pmask, token_mask):
     head, h, tokens, points, mask, proposals = _proposal_inputs(q)
     if not token_mask:
         mask = torch.zeros_like(mask)
-    proposal_mask = torch.zeros(2, q, dtype=torch.bool) if pmask == "all_padding" else torch.ones(2, q, dtype=torch.bool)
+    proposal_mask = (
+        torch.zeros(2, q, dtype=torch.bool) if pmask == "all_padding" else torch.ones(2, q, dtype=torch.bool)
+    )
     logits = head.score_proposals(h, tokens, points, mask, proposals, proposal_mask)
     assert logits.shape == (2, q + 1) and torch.isfinite(logits[:, -1]).all()
     pos = torch.zeros(2, q, dtype=torch.bool)

@@ -30,7 +30,9 @@ def data_copy(synthetic_root, tmp_path):
 
 
 def _cfg(root, **kw):
-    base = dict(root=str(root), num_frames=4, image_size=56, batch_size=1, num_workers=0, tasks=["recon"], task_weights=[1.0])
+    base = dict(
+        root=str(root), num_frames=4, image_size=56, batch_size=1, num_workers=0, tasks=["recon"], task_weights=[1.0]
+    )
     return DataConfig(**{**base, **kw})
 
 
@@ -38,7 +40,12 @@ def _cfg(root, **kw):
 @pytest.mark.parametrize("bad", ["nan", "-inf", "inf", "mixed"])
 def test_non_finite_poses_mark_frames_invalid(tmp_path, bad):
     scene_dir = write_scene(tmp_path, pose_names=("0", "2", "3", "10"))
-    body = {"nan": "nan " * 16, "-inf": "-inf " * 16, "inf": "inf " * 16, "mixed": "1 0 0 nan\n0 1 0 0\n0 0 1 0\n0 0 0 1\n"}[bad]
+    body = {
+        "nan": "nan " * 16,
+        "-inf": "-inf " * 16,
+        "inf": "inf " * 16,
+        "mixed": "1 0 0 nan\n0 1 0 0\n0 0 1 0\n0 0 0 1\n",
+    }[bad]
     (scene_dir / "pose" / "3.txt").write_text(body)
     scene = load_scannet_scene(scene_dir, with_objects=False)
     assert scene.frame_ids.tolist() == [0, 2, 3, 10]
@@ -85,7 +92,11 @@ def test_all_zero_depth_gives_an_all_invalid_clip_and_finite_losses(data_copy):
     assert (clip["depth"] == 0).all() and torch.isfinite(clip["images"]).all()
     s, hh, ww = clip["depth"].shape
     pred_depth = (torch.rand(1, s, hh, ww) + 0.5).requires_grad_()
-    pred = {"pose_enc_list": [torch.zeros(1, s, 9, requires_grad=True)], "depth": pred_depth, "depth_conf": 1 + torch.rand(1, s, hh, ww)}
+    pred = {
+        "pose_enc_list": [torch.zeros(1, s, 9, requires_grad=True)],
+        "depth": pred_depth,
+        "depth_conf": 1 + torch.rand(1, s, hh, ww),
+    }
     gt = {"extrinsics": clip["extrinsics"][None], "intrinsics": clip["intrinsics"][None], "depth": clip["depth"][None]}
     losses = ReconLoss()(pred, gt)
     total = losses["loss"] + metric_depth_loss(pred_depth, gt["depth"])
@@ -110,7 +121,9 @@ def test_depth_png_that_is_not_16_bit_single_channel(data_copy):
 def test_intrinsics_of_the_wrong_shape_name_file_and_expected_shape(tmp_path, kind, body, got):
     scene_dir = write_scene(tmp_path)
     (scene_dir / "intrinsic" / f"intrinsic_{kind}.txt").write_text(body)
-    with pytest.raises(DataError, match=rf"intrinsic_{kind}\.txt: intrinsic file must hold 16 numbers \(4x4\), got {got}$"):
+    with pytest.raises(
+        DataError, match=rf"intrinsic_{kind}\.txt: intrinsic file must hold 16 numbers \(4x4\), got {got}$"
+    ):
         load_scannet_scene(scene_dir, with_objects=False)
 
 

@@ -31,9 +31,18 @@ class _TouchFile:
 def _exploit(path: Path, marker: Path, wrap: str | None = None) -> Path:
     payload = {"weight": torch.zeros(2, 2), "evil": _TouchFile(marker)}
     if wrap == "lightning":
-        payload = {"state_dict": {"weight": torch.zeros(2, 2)}, "epoch": 0, "global_step": 1, "pytorch-lightning_version": "2.6.0", "loops": _TouchFile(marker)}
+        payload = {
+            "state_dict": {"weight": torch.zeros(2, 2)},
+            "epoch": 0,
+            "global_step": 1,
+            "pytorch-lightning_version": "2.6.0",
+            "loops": _TouchFile(marker),
+        }
     elif wrap == "vggt":
-        payload = {"aggregator.camera_token": torch.zeros(1, 2, 1, 8), "aggregator.patch_embed.cls_token": _TouchFile(marker)}
+        payload = {
+            "aggregator.camera_token": torch.zeros(1, 2, 1, 8),
+            "aggregator.patch_embed.cls_token": _TouchFile(marker),
+        }
     torch.save(payload, path)
     return path
 
@@ -76,14 +85,27 @@ def test_vidllm_fit_resume_refuses_a_code_running_checkpoint(tmp_path, synthetic
 
     marker = tmp_path / "pwned"
     evil = _exploit(tmp_path / "last.ckpt", marker, "lightning")
-    args = ["fit", "--stage", "2", "--config", str(ROOT / "configs" / "tiny.yaml"), "--data.root", str(synthetic_root), *MICRO]
+    args = [
+        "fit",
+        "--stage",
+        "2",
+        "--config",
+        str(ROOT / "configs" / "tiny.yaml"),
+        "--data.root",
+        str(synthetic_root),
+        *MICRO,
+    ]
     code = main([*args, "--trainer.max_steps", "2", "--out", str(tmp_path / "run"), "--ckpt_path", str(evil)])
     err = capsys.readouterr().err
     assert code == 1
     assert not marker.exists(), "Lightning resume executed code from the checkpoint"
     errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "Traceback" not in err, err[-2000:]
-    assert errors[0].startswith("vidllm fit: error: --ckpt_path") and "last.ckpt" in errors[0] and "refused to load" in errors[0], errors
+    assert (
+        errors[0].startswith("vidllm fit: error: --ckpt_path")
+        and "last.ckpt" in errors[0]
+        and "refused to load" in errors[0]
+    ), errors
     assert not (tmp_path / "run" / "model").exists()  # nothing trained, nothing written
 
 
@@ -93,8 +115,30 @@ def test_vidllm_fit_resume_from_a_garbage_checkpoint_is_one_line(tmp_path, synth
     from vidllm.cli import main
 
     (tmp_path / "bad.ckpt").write_bytes(content)
-    args = ["fit", "--stage", "2", "--config", str(ROOT / "configs" / "tiny.yaml"), "--data.root", str(synthetic_root), *MICRO]
-    assert main([*args, "--trainer.max_steps", "1", "--out", str(tmp_path / "run"), "--ckpt_path", str(tmp_path / "bad.ckpt")]) == 1
+    args = [
+        "fit",
+        "--stage",
+        "2",
+        "--config",
+        str(ROOT / "configs" / "tiny.yaml"),
+        "--data.root",
+        str(synthetic_root),
+        *MICRO,
+    ]
+    assert (
+        main(
+            [
+                *args,
+                "--trainer.max_steps",
+                "1",
+                "--out",
+                str(tmp_path / "run"),
+                "--ckpt_path",
+                str(tmp_path / "bad.ckpt"),
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "Traceback" not in err and "bad.ckpt" in errors[0], err[-2000:]
@@ -162,21 +206,35 @@ def _remote_code_violations(source: str, name: str) -> list[str]:
     for node in ast.walk(ast.parse(source, filename=name)):
         if isinstance(node, ast.Call):
             for kw in node.keywords:
-                if kw.arg == "trust_remote_code" and not (isinstance(kw.value, ast.Constant) and kw.value.value is False):
+                if kw.arg == "trust_remote_code" and not (
+                    isinstance(kw.value, ast.Constant) and kw.value.value is False
+                ):
                     bad.append(f"{name}:{node.lineno}")
                 if kw.arg is None and isinstance(kw.value, ast.Dict):  # **{"trust_remote_code": ...}
                     for k, v in zip(kw.value.keys, kw.value.values):
-                        if isinstance(k, ast.Constant) and k.value == "trust_remote_code" and not (isinstance(v, ast.Constant) and v.value is False):
+                        if (
+                            isinstance(k, ast.Constant)
+                            and k.value == "trust_remote_code"
+                            and not (isinstance(v, ast.Constant) and v.value is False)
+                        ):
                             bad.append(f"{name}:{node.lineno}")
     return bad
 
 
 def test_trust_remote_code_is_never_enabled():
-    assert _remote_code_violations("m = AutoModel.from_pretrained(p, trust_remote_code=flag)", "probe") == ["probe:1"]  # the scan bites
+    assert _remote_code_violations("m = AutoModel.from_pretrained(p, trust_remote_code=flag)", "probe") == [
+        "probe:1"
+    ]  # the scan bites
     assert _remote_code_violations("m = f(p, **{'trust_remote_code': True})", "probe") == ["probe:1"]
-    violations = [v for path in _python_files() for v in _remote_code_violations(path.read_text(), str(path.relative_to(ROOT)))]
+    violations = [
+        v for path in _python_files() for v in _remote_code_violations(path.read_text(), str(path.relative_to(ROOT)))
+    ]
     assert not violations, f"trust_remote_code not literally False at {violations}"
-    texts = [p for p in list((ROOT / "configs").rglob("*.yaml")) + list(_python_files()) if re.search(r"trust_remote_code\s*[:=]\s*(True|true|1)\b", p.read_text())]
+    texts = [
+        p
+        for p in list((ROOT / "configs").rglob("*.yaml")) + list(_python_files())
+        if re.search(r"trust_remote_code\s*[:=]\s*(True|true|1)\b", p.read_text())
+    ]
     assert not texts, texts
 
 
@@ -204,7 +262,10 @@ def _unsafe_loads(source: str, name: str) -> list[str]:
 
 def test_no_loader_can_unpickle_arbitrary_objects():
     assert _unsafe_loads("torch.load(p)\ntorch.load(p, weights_only=False)\npickle.load(f)\nyaml.load(s)", "probe") == [
-        "probe:1 torch.load without weights_only=True", "probe:2 torch.load without weights_only=True", "probe:3 pickle.load", "probe:4 yaml.load (use yaml.safe_load)"
+        "probe:1 torch.load without weights_only=True",
+        "probe:2 torch.load without weights_only=True",
+        "probe:3 pickle.load",
+        "probe:4 yaml.load (use yaml.safe_load)",
     ]
     violations = [v for path in _python_files() for v in _unsafe_loads(path.read_text(), str(path.relative_to(ROOT)))]
     assert not violations, violations

@@ -42,7 +42,14 @@ def test_mixed_sizes_and_modes_become_rgb_uint8(tmp_path):
     Image.fromarray(np.full((8, 9), 1000, np.uint16)).save(folder / "5.png")  # 16-bit, dark
     frames = read_frames(folder)
     assert frames.names == ["0.png", "1.png", "2.png", "3.jpg", "4.png", "5.png"]
-    assert [f.shape for f in frames.images] == [(10, 20, 3), (15, 30, 3), (20, 40, 3), (25, 50, 3), (14, 14, 3), (8, 9, 3)]
+    assert [f.shape for f in frames.images] == [
+        (10, 20, 3),
+        (15, 30, 3),
+        (20, 40, 3),
+        (25, 50, 3),
+        (14, 14, 3),
+        (8, 9, 3),
+    ]
     assert all(f.dtype == np.uint8 for f in frames.images)
     assert frames.images[0][0, 0].tolist() == [128, 128, 128]
     assert frames.images[1][0, 0].tolist() == [10, 20, 30]  # alpha dropped, colour kept
@@ -82,7 +89,9 @@ def test_every_image_corrupt_is_an_error_naming_one(tmp_path):
         read_frames(folder)
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00" * 4096, b"\x00\x00\x00\x18ftypmp42 then nothing useful", "audio-only"])
+@pytest.mark.parametrize(
+    "content", [b"", b"\x00" * 4096, b"\x00\x00\x00\x18ftypmp42 then nothing useful", "audio-only"]
+)
 def test_garbage_or_undecodable_video_is_a_clear_data_error(tmp_path, content):
     path = tmp_path / "clip.mp4"
     if content == "audio-only":  # a valid container without a decodable video stream
@@ -90,7 +99,21 @@ def test_garbage_or_undecodable_video_is_a_clear_data_error(tmp_path, content):
 
         import imageio_ffmpeg
 
-        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "0.3", "-c:a", "aac", str(path)]
+        cmd = [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc=r=8000:cl=mono",
+            "-t",
+            "0.3",
+            "-c:a",
+            "aac",
+            str(path),
+        ]
         subprocess.run(cmd, check=True, timeout=60)
     else:
         path.write_bytes(content)

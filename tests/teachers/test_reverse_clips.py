@@ -19,8 +19,19 @@ def _scene(frames: int = 12) -> SceneFrames:
     rot[:, 0, 2], rot[:, 2, 0] = torch.sin(yaw), -torch.sin(yaw)
     rot[:, 1, 1] = 1
     extr = torch.cat([rot, torch.randn(frames, 3, 1, generator=gen)], dim=-1)
-    images = torch.arange(frames, dtype=torch.float32).view(frames, 1, 1, 1).expand(frames, 3, 4, 4).clone()  # frame index as pixel value
-    return SceneFrames("s", images, torch.ones(frames, 4, 4), extr, torch.eye(3).expand(frames, 3, 3).clone(), torch.eye(4), [], torch.zeros(0, 6))
+    images = (
+        torch.arange(frames, dtype=torch.float32).view(frames, 1, 1, 1).expand(frames, 3, 4, 4).clone()
+    )  # frame index as pixel value
+    return SceneFrames(
+        "s",
+        images,
+        torch.ones(frames, 4, 4),
+        extr,
+        torch.eye(3).expand(frames, 3, 3).clone(),
+        torch.eye(4),
+        [],
+        torch.zeros(0, 6),
+    )
 
 
 def _relative_to_first(extr: torch.Tensor) -> torch.Tensor:
@@ -45,7 +56,9 @@ def test_reverse_probability_and_forward_default():
     scene = _scene()
     fwd = sample_clips([scene], np.random.default_rng(0), batch=8, clip_frames=4, span=8)["images"][:, :, 0, 0, 0]
     assert (fwd[:, 1:] > fwd[:, :-1]).all()
-    mixed = sample_clips([scene], np.random.default_rng(1), batch=200, clip_frames=4, span=8, reverse_prob=0.5)["images"][:, :, 0, 0, 0]
+    mixed = sample_clips([scene], np.random.default_rng(1), batch=200, clip_frames=4, span=8, reverse_prob=0.5)[
+        "images"
+    ][:, :, 0, 0, 0]
     share = (mixed[:, 1] < mixed[:, 0]).float().mean().item()
     assert 0.35 < share < 0.65
 

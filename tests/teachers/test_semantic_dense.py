@@ -12,16 +12,30 @@ from vidllm.teachers.scenes import SceneFrames, patch_object_labels, pixel_objec
 from vidllm.teachers.semantic import _dense_name_loss, build_clip_model, train_semantic_teacher
 from vl.tokenizer import build_word_tokenizer
 
-SMALL = {"vision_hidden": 16, "vision_layers": 1, "vision_heads": 2, "vision_image_size": 56, "text_hidden": 16, "text_layers": 1, "text_heads": 2, "projection_dim": 16}
+SMALL = {
+    "vision_hidden": 16,
+    "vision_layers": 1,
+    "vision_heads": 2,
+    "vision_image_size": 56,
+    "text_hidden": 16,
+    "text_layers": 1,
+    "text_heads": 2,
+    "projection_dim": 16,
+}
 
 
 def _plane_scene(boxes: list[list[float]]) -> SceneFrames:
     """One 4×6 frame looking down +z from the origin at a plane 2 m away (identity pose and world frame)."""
     k = torch.tensor([[2.0, 0.0, 3.0], [0.0, 2.0, 2.0], [0.0, 0.0, 1.0]])
     return SceneFrames(
-        scene_id="scene0000_00", images=torch.rand(1, 3, 4, 6), depth=torch.full((1, 4, 6), 2.0),
-        extrinsics=torch.eye(4)[:3][None], intrinsics=k[None], world_from_model=torch.eye(4),
-        object_names=[f"red thing{i}" for i in range(len(boxes))], object_boxes=torch.tensor(boxes).reshape(-1, 6),
+        scene_id="scene0000_00",
+        images=torch.rand(1, 3, 4, 6),
+        depth=torch.full((1, 4, 6), 2.0),
+        extrinsics=torch.eye(4)[:3][None],
+        intrinsics=k[None],
+        world_from_model=torch.eye(4),
+        object_names=[f"red thing{i}" for i in range(len(boxes))],
+        object_boxes=torch.tensor(boxes).reshape(-1, 6),
     )
 
 
@@ -61,7 +75,12 @@ def test_dense_name_loss_is_the_cross_entropy_over_the_batch_names():
     candidates = ["green bed", "red chair"]  # the names that label a patch, sorted
     text = []
     for n in candidates:
-        tok = tokenizer([f"{tokenizer.bos_token} a {n} {tokenizer.eos_token}"], padding="max_length", max_length=16, return_tensors="pt")
+        tok = tokenizer(
+            [f"{tokenizer.bos_token} a {n} {tokenizer.eos_token}"],
+            padding="max_length",
+            max_length=16,
+            return_tensors="pt",
+        )
         hidden = model.text_model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]).last_hidden_state[0]
         eos = int((tok["input_ids"][0] == tokenizer.eos_token_id).nonzero()[0])
         text.append(F.normalize(model.text_projection(hidden[eos]), dim=-1))
@@ -74,14 +93,23 @@ def test_dense_name_loss_is_the_cross_entropy_over_the_batch_names():
 
 
 def test_dense_term_trains_and_reports_patch_accuracy(tmp_path, synthetic_root):
-    tcfg = TeacherTrainConfig(semantic_steps=3, semantic_minutes=0, eval_every=100, semantic_batch=8, semantic_dense_weight=1.0, **SMALL)
+    tcfg = TeacherTrainConfig(
+        semantic_steps=3, semantic_minutes=0, eval_every=100, semantic_batch=8, semantic_dense_weight=1.0, **SMALL
+    )
     meta = train_semantic_teacher(synthetic_root, tmp_path / "semantic", micro_config().data.image_size, tcfg)
     assert meta["steps"] == 3 and meta["final_terms"]["dense"] > 0
     held = json.loads((tmp_path / "semantic" / "meta.json").read_text())["held_out"]["trained"]
-    assert held["patches"] > 0 and 0 <= held["patch_category_acc"] <= 1 and held["patch_name_acc"] <= held["patch_category_acc"]
+    assert (
+        held["patches"] > 0
+        and 0 <= held["patch_category_acc"] <= 1
+        and held["patch_name_acc"] <= held["patch_category_acc"]
+    )
 
 
-@pytest.mark.parametrize("field,value", [("semantic_dense_weight", -1.0), ("semantic_dense_min_share", 0.0), ("semantic_dense_min_share", 1.5)])
+@pytest.mark.parametrize(
+    "field,value",
+    [("semantic_dense_weight", -1.0), ("semantic_dense_min_share", 0.0), ("semantic_dense_min_share", 1.5)],
+)
 def test_dense_settings_are_checked(field, value):
     with pytest.raises(ValueError, match=f"teachers.{field}"):
         TeacherTrainConfig(**{field: value})

@@ -10,12 +10,29 @@ from vidllm.teachers.build import build_teachers
 from vidllm.teachers.config import TeacherTrainConfig
 from vidllm.training.teachers import load_geometry_teacher, load_semantic_teacher
 
-SMALL = {"vision_hidden": 16, "vision_layers": 1, "vision_heads": 2, "vision_image_size": 56, "text_hidden": 16, "text_layers": 1, "text_heads": 2, "projection_dim": 16}
+SMALL = {
+    "vision_hidden": 16,
+    "vision_layers": 1,
+    "vision_heads": 2,
+    "vision_image_size": 56,
+    "text_hidden": 16,
+    "text_layers": 1,
+    "text_heads": 2,
+    "projection_dim": 16,
+}
 
 
 def test_teachers_train_save_and_load(tmp_path, synthetic_root):
     cfg = micro_config(**{"data.root": str(synthetic_root)})
-    tcfg = TeacherTrainConfig(geometry_steps=3, semantic_steps=3, geometry_minutes=0, semantic_minutes=0, eval_every=100, semantic_batch=8, **SMALL)
+    tcfg = TeacherTrainConfig(
+        geometry_steps=3,
+        semantic_steps=3,
+        geometry_minutes=0,
+        semantic_minutes=0,
+        eval_every=100,
+        semantic_batch=8,
+        **SMALL,
+    )
     paths = build_teachers(cfg, tmp_path / "teachers", tcfg=tcfg)
     geo_meta = json.loads((paths["geometry"].parent / "meta.json").read_text())
     sem_meta = json.loads((paths["semantic"] / "meta.json").read_text())
@@ -35,9 +52,19 @@ def test_teachers_learn_beyond_their_untrained_start(tmp_path):
     from vidllm.data.synthetic import SynthParams, generate_dataset
 
     root = tmp_path / "data"
-    generate_dataset(root, 10, seed=3, params=SynthParams(num_frames=16, width=112, height=84, depth_width=80, depth_height=60))
+    generate_dataset(
+        root, 10, seed=3, params=SynthParams(num_frames=16, width=112, height=84, depth_width=80, depth_height=60)
+    )
     cfg = micro_config(**{"data.root": str(root)})
-    tcfg = TeacherTrainConfig(geometry_steps=120, semantic_steps=120, geometry_minutes=0, semantic_minutes=0, eval_every=1000, semantic_batch=16, **SMALL)
+    tcfg = TeacherTrainConfig(
+        geometry_steps=120,
+        semantic_steps=120,
+        geometry_minutes=0,
+        semantic_minutes=0,
+        eval_every=1000,
+        semantic_batch=16,
+        **SMALL,
+    )
     paths = build_teachers(cfg, tmp_path / "teachers", tcfg=tcfg)
     geo = json.loads((paths["geometry"].parent / "meta.json").read_text())["held_out"]
     sem = json.loads((paths["semantic"] / "meta.json").read_text())["held_out"]

@@ -20,7 +20,9 @@ def model_dir(tmp_path_factory, tokenizer):
     from vidllm.model import VidLLM
 
     torch.manual_seed(0)
-    return VidLLM(micro_config(**{"data.num_frames": 3}), tokenizer).save_pretrained(tmp_path_factory.mktemp("tools") / "model")
+    return VidLLM(micro_config(**{"data.num_frames": 3}), tokenizer).save_pretrained(
+        tmp_path_factory.mktemp("tools") / "model"
+    )
 
 
 @pytest.mark.parametrize("name", ["eval_scanrefer", "eval_qa", "eval_scan2cap", "eval_recon", "export_pointcloud"])
@@ -35,8 +37,24 @@ def test_scanrefer_files_and_recomputed_accuracy(model_dir, synthetic_root, tmp_
     from vidllm.metrics.grounding import box_iou
 
     out = tmp_path / "sr"
-    assert _tool("eval_scanrefer").main(["--checkpoint", str(model_dir), "--data", str(synthetic_root), "--out", str(out), "--proposals", "none",
-                                         "--batch-size", "3", "--quiet"]) == 0
+    assert (
+        _tool("eval_scanrefer").main(
+            [
+                "--checkpoint",
+                str(model_dir),
+                "--data",
+                str(synthetic_root),
+                "--out",
+                str(out),
+                "--proposals",
+                "none",
+                "--batch-size",
+                "3",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     preds = json.loads((out / "predictions.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     assert preds and {"scene_id", "object_id", "ann_id", "eval_type", "pred_box", "gt_box", "iou"} <= set(preds[0])
@@ -67,7 +85,15 @@ class OraclePredictor:
         for d in descriptions:
             gt = self.scene.objects.boxes[self.scene.objects.index_of(self.targets[(self.scene.scene_id, d)])]
             i = int(np.argmin(np.abs(proposals.numpy() - gt).sum(1)))
-            out.append({"box": proposals[i], "boxes": proposals[i : i + 1], "scores": torch.ones(1), "proposal_index": i, "proposal_best": i})
+            out.append(
+                {
+                    "box": proposals[i],
+                    "boxes": proposals[i : i + 1],
+                    "scores": torch.ones(1),
+                    "proposal_index": i,
+                    "proposal_best": i,
+                }
+            )
         return out
 
 
@@ -112,26 +138,55 @@ def test_visible_target_figures_by_hand(synthetic_root):
     preds, metrics = evaluate_scanrefer(HalfOraclePredictor(clips), clips, "gt", progress=False)
     for p in preds:  # visible = >= 1 % of the frame in >= 2 clip frames, from GT depth and GT boxes
         scene, clip = clips.scene(p["scene_id"]), clips.clip(p["scene_id"])
-        counts = box_pixel_counts(clip["depth"], clip["extrinsics"], clip["intrinsics"], clip["world_from_model"],
-                                  torch.as_tensor(scene.objects.boxes[[scene.objects.index_of(int(p["object_id"]))]])).numpy()[:, 0]
+        counts = box_pixel_counts(
+            clip["depth"],
+            clip["extrinsics"],
+            clip["intrinsics"],
+            clip["world_from_model"],
+            torch.as_tensor(scene.objects.boxes[[scene.objects.index_of(int(p["object_id"]))]]),
+        ).numpy()[:, 0]
         assert p["target_visible"] == bool((counts >= 0.01 * clip["depth"][0].numel()).sum() >= 2)
     seen = [p for p in preds if p["target_visible"]]
-    assert seen and metrics["visible"]["count"] == len(seen) and metrics["visible_fraction"] == pytest.approx(len(seen) / len(preds))
+    assert (
+        seen
+        and metrics["visible"]["count"] == len(seen)
+        and metrics["visible_fraction"] == pytest.approx(len(seen) / len(preds))
+    )
     for k in (0.25, 0.5):
         assert metrics["visible"][f"acc@{k:g}"] == pytest.approx(float(np.mean([p["iou"] >= k for p in seen])))
-    assert metrics["visible"]["chance"] == pytest.approx(float(np.mean([1 / len(clips.scene(p["scene_id"]).objects.boxes) for p in seen])))
+    assert metrics["visible"]["chance"] == pytest.approx(
+        float(np.mean([1 / len(clips.scene(p["scene_id"]).objects.boxes) for p in seen]))
+    )
     qa_clips = SceneClips(cfg, "train", ["qa"])
     qpreds, qmetrics = evaluate_qa(HalfOraclePredictor(clips), qa_clips, "qa", captions=False, progress=False)
     colour = [p for p in qpreds if question_type(p["question"]) == "what color" and p["targets_visible"]]
     assert colour and qmetrics["what_color_visible"]["count"] == len(colour)
-    assert qmetrics["what_color_visible"]["em@1"] == pytest.approx(float(np.mean([exact_match("red", p["answers"]) for p in colour])))
+    assert qmetrics["what_color_visible"]["em@1"] == pytest.approx(
+        float(np.mean([exact_match("red", p["answers"]) for p in colour]))
+    )
     assert all(p["targets_visible"] is None or isinstance(p["targets_visible"], bool) for p in qpreds)
 
 
 def test_multi3drefer_and_proposal_dir(model_dir, synthetic_root, tmp_path):
     out = tmp_path / "m3d"
-    assert _tool("eval_scanrefer").main(["--checkpoint", str(model_dir), "--data", str(synthetic_root), "--out", str(out), "--task", "multi3drefer",
-                                         "--limit", "4", "--quiet"]) == 0
+    assert (
+        _tool("eval_scanrefer").main(
+            [
+                "--checkpoint",
+                str(model_dir),
+                "--data",
+                str(synthetic_root),
+                "--out",
+                str(out),
+                "--task",
+                "multi3drefer",
+                "--limit",
+                "4",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["overall"]["count"] == 4 and 0.0 <= metrics["overall"]["f1@0.25"] <= 1.0
     props = tmp_path / "props"
@@ -142,16 +197,39 @@ def test_multi3drefer_and_proposal_dir(model_dir, synthetic_root, tmp_path):
     boxes = load_scannet_scene(synthetic_root / "scans" / val).objects.boxes
     np.save(props / f"{val}.npy", np.concatenate([boxes, np.ones((len(boxes), 1))], 1))  # extra score column is ignored
     out2 = tmp_path / "sr_dir"
-    assert _tool("eval_scanrefer").main(["--checkpoint", str(model_dir), "--data", str(synthetic_root), "--out", str(out2), "--proposals", str(props),
-                                         "--limit", "3", "--quiet"]) == 0
+    assert (
+        _tool("eval_scanrefer").main(
+            [
+                "--checkpoint",
+                str(model_dir),
+                "--data",
+                str(synthetic_root),
+                "--out",
+                str(out2),
+                "--proposals",
+                str(props),
+                "--limit",
+                "3",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     preds = json.loads((out2 / "predictions.json").read_text())
-    assert all(np.allclose(p["pred_box"], boxes[p["proposal_index"]], atol=1e-5) for p in preds)  # always a real proposal
+    assert all(
+        np.allclose(p["pred_box"], boxes[p["proposal_index"]], atol=1e-5) for p in preds
+    )  # always a real proposal
 
 
 def test_qa_scan2cap_recon_tools(model_dir, synthetic_root, tmp_path):
     for name, extra in (("eval_qa", ["--limit", "4"]), ("eval_scan2cap", ["--limit", "3"]), ("eval_recon", [])):
         out = tmp_path / name
-        assert _tool(name).main(["--checkpoint", str(model_dir), "--data", str(synthetic_root), "--out", str(out), "--quiet", *extra]) == 0, name
+        assert (
+            _tool(name).main(
+                ["--checkpoint", str(model_dir), "--data", str(synthetic_root), "--out", str(out), "--quiet", *extra]
+            )
+            == 0
+        ), name
         metrics = json.loads((out / "metrics.json").read_text())
         preds = json.loads((out / "predictions.json").read_text())
         if name == "eval_qa":
@@ -176,24 +254,46 @@ def test_qa_scan2cap_recon_tools(model_dir, synthetic_root, tmp_path):
 
             data = micro_config(**{"data.num_frames": 3}).data
             clips = SceneClips(eval_data_config(data, synthetic_root), "val", ["recon"])
-            rot = np.concatenate([relative_pose_errors(np.broadcast_to(np.eye(3, 4), (3, 3, 4)), clips.clip(s)["extrinsics"].numpy())[0]
-                                  for s in clips.dataset.scene_ids])
+            rot = np.concatenate(
+                [
+                    relative_pose_errors(np.broadcast_to(np.eye(3, 4), (3, 3, 4)), clips.clip(s)["extrinsics"].numpy())[
+                        0
+                    ]
+                    for s in clips.dataset.scene_ids
+                ]
+            )
             # poses are scored on every clip played forwards and reversed: 'pose' pools both, 'pose_by_order' has each
             by_order = metrics["pose_by_order"]
             assert set(by_order) == {"forward", "reversed"}
             assert metrics["pose"]["num_pairs"] == by_order["forward"]["num_pairs"] + by_order["reversed"]["num_pairs"]
             assert [r["pose"]["rra@15"] for r in preds] and all("pose_reversed" in r for r in preds)
-            rot_rev = np.concatenate([relative_pose_errors(np.broadcast_to(np.eye(3, 4), (3, 3, 4)), clips.clip(s, reverse=True)["extrinsics"].numpy())[0]
-                                      for s in clips.dataset.scene_ids])
-            assert metrics["pose_static_baseline"]["by_order"]["forward"]["rra@15"] == pytest.approx(float(np.mean(rot < 15)))
-            assert metrics["pose_static_baseline"]["by_order"]["reversed"]["rra@15"] == pytest.approx(float(np.mean(rot_rev < 15)))
-            assert metrics["pose_static_baseline"]["rra@15"] == pytest.approx(float(np.mean(np.concatenate([rot, rot_rev]) < 15)))
+            rot_rev = np.concatenate(
+                [
+                    relative_pose_errors(
+                        np.broadcast_to(np.eye(3, 4), (3, 3, 4)), clips.clip(s, reverse=True)["extrinsics"].numpy()
+                    )[0]
+                    for s in clips.dataset.scene_ids
+                ]
+            )
+            assert metrics["pose_static_baseline"]["by_order"]["forward"]["rra@15"] == pytest.approx(
+                float(np.mean(rot < 15))
+            )
+            assert metrics["pose_static_baseline"]["by_order"]["reversed"]["rra@15"] == pytest.approx(
+                float(np.mean(rot_rev < 15))
+            )
+            assert metrics["pose_static_baseline"]["rra@15"] == pytest.approx(
+                float(np.mean(np.concatenate([rot, rot_rev]) < 15))
+            )
             # the reversed clip's extrinsics are the GT poses relative to its first (= the forward clip's last) frame
             s = clips.dataset.scene_ids[0]
             scene, back = clips.scene(s), clips.clip(s, reverse=True)
             row = {int(f): i for i, f in enumerate(scene.frame_ids)}
             c2w = np.stack([scene.aligned_c2w[row[int(f)]] for f in back["frame_ids"]])
-            np.testing.assert_allclose(back["extrinsics"].double().numpy(), np.stack([np.linalg.inv(c) @ c2w[0] for c in c2w])[:, :3], atol=1e-5)
+            np.testing.assert_allclose(
+                back["extrinsics"].double().numpy(),
+                np.stack([np.linalg.inv(c) @ c2w[0] for c in c2w])[:, :3],
+                atol=1e-5,
+            )
             assert back["frame_ids"].tolist() == clips.clip(s)["frame_ids"].flip(0).tolist()
 
 
@@ -221,8 +321,24 @@ def test_export_pointcloud_round_trip(model_dir, synthetic_root, tmp_path, capsy
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"pred": [[0, 0, 2, 0.5, 0.5, 0.5]], "gt": [[0.1, 0, 2, 0.5, 0.5, 0.5]]}))
     out = tmp_path / "o" / "scene.ply"
-    assert _tool("export_pointcloud").main(["--checkpoint", str(model_dir), "--video", str(scene), "--out", str(out), "--cameras",
-                                            "--conf-threshold", "0.2", "--boxes", str(boxes)]) == 0
+    assert (
+        _tool("export_pointcloud").main(
+            [
+                "--checkpoint",
+                str(model_dir),
+                "--video",
+                str(scene),
+                "--out",
+                str(out),
+                "--cameras",
+                "--conf-threshold",
+                "0.2",
+                "--boxes",
+                str(boxes),
+            ]
+        )
+        == 0
+    )
     reported = int(capsys.readouterr().out.split("wrote ")[1].split(" points")[0])
     pcd = o3d.io.read_point_cloud(str(out))
     assert len(pcd.points) == reported > 0 and pcd.has_colors()
@@ -241,20 +357,43 @@ def test_vggt_checkpoint_export(teacher_files, tmp_path, capsys):
     from PIL import Image
 
     for i in range(2):
-        Image.fromarray(np.random.default_rng(i).integers(0, 255, (42, 56, 3), dtype=np.uint8)).save(frames / f"{i}.png")
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (42, 56, 3), dtype=np.uint8)).save(
+            frames / f"{i}.png"
+        )
     out = tmp_path / "v.ply"
-    code = _tool("export_pointcloud").main(["--vggt", str(teacher_files / "model.pt"), "--video", str(frames), "--out", str(out), "--image-size", "56",
-                                            "--override", "depth_head_layers=[0,1,2,3]", "--override", "num_heads=2", "--override", "camera_num_heads=2",
-                                            "--override", "encoder_num_heads=2"])
+    code = _tool("export_pointcloud").main(
+        [
+            "--vggt",
+            str(teacher_files / "model.pt"),
+            "--video",
+            str(frames),
+            "--out",
+            str(out),
+            "--image-size",
+            "56",
+            "--override",
+            "depth_head_layers=[0,1,2,3]",
+            "--override",
+            "num_heads=2",
+            "--override",
+            "camera_num_heads=2",
+            "--override",
+            "encoder_num_heads=2",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert len(o3d.io.read_point_cloud(str(out)).points) > 0
 
 
 def test_tool_errors_are_one_line(tmp_path, capsys, model_dir):
-    code = _tool("eval_scanrefer").main(["--checkpoint", str(tmp_path / "nope"), "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    code = _tool("eval_scanrefer").main(
+        ["--checkpoint", str(tmp_path / "nope"), "--data", str(tmp_path), "--out", str(tmp_path / "o")]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 1 and "nope" in err and len(err.splitlines()) == 1 and "Traceback" not in err
-    code = _tool("eval_qa").main(["--checkpoint", str(model_dir), "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    code = _tool("eval_qa").main(
+        ["--checkpoint", str(model_dir), "--data", str(tmp_path), "--out", str(tmp_path / "o")]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 1 and "scans" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
@@ -275,7 +414,9 @@ def test_predictor_encodes_each_clip_once(model_dir, synthetic_root):
     props = torch.as_tensor(clips.scene(scene_id).objects.boxes, dtype=torch.float32)
     assert cached.prepare(clips.clip(scene_id)) is not None
     first = cached.ground(["the red chair."], props)
-    assert cached.prepare(clips.clip(scene_id)) is None and len(calls) == 1  # the second prepare of the clip is a cache hit
+    assert (
+        cached.prepare(clips.clip(scene_id)) is None and len(calls) == 1
+    )  # the second prepare of the clip is a cache hit
     again = cached.ground(["the red chair."], props)
     fresh.prepare(clips.clip(scene_id))
     other = fresh.ground(["the red chair."], props)

@@ -30,7 +30,9 @@ def test_semantic_loss_matches_numpy():
     s, t = rng.normal(size=(4, 10, 6)), rng.normal(size=(4, 7, 6))
     ps, pt = s.mean(1), t.mean(1)
     cos = (ps * pt).sum(-1) / (np.linalg.norm(ps, axis=-1) * np.linalg.norm(pt, axis=-1))
-    assert float(semantic_distill_loss(torch.from_numpy(s), torch.from_numpy(t))) == pytest.approx(np.mean(1 - cos), rel=1e-5)
+    assert float(semantic_distill_loss(torch.from_numpy(s), torch.from_numpy(t))) == pytest.approx(
+        np.mean(1 - cos), rel=1e-5
+    )
 
 
 def _sc_numpy(sg, sl, tg, tl):

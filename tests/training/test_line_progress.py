@@ -22,7 +22,10 @@ def test_prints_at_most_every_interval_and_at_the_end(monkeypatch):
     cb.on_train_start(_trainer(0), None)  # t = 0
     for step, _ in zip((1, 2, 3, 4, 5), range(5)):  # t = 10, 30, 61, 70, 125
         cb.on_train_batch_end(_trainer(step), None, None, None, step)
-    assert lines == ["stage 2: step 3/100 · loss 0.5000 · 20.33 s/step · 61 s", "stage 2: step 5/100 · loss 0.5000 · 25.00 s/step · 125 s"]
+    assert lines == [
+        "stage 2: step 3/100 · loss 0.5000 · 20.33 s/step · 61 s",
+        "stage 2: step 5/100 · loss 0.5000 · 25.00 s/step · 125 s",
+    ]
     cb.on_train_end(_trainer(6, loss=None), None)  # t = 130
     assert lines[-1] == "stage 2: step 6/100 · 21.67 s/step · 130 s"
 

@@ -84,7 +84,9 @@ def test_dotted_paths_longest_prefix_wins():
     assert len(groups["vl.lm"]["params"]) == 2 and len(groups["vl.lm/no_decay"]["params"]) == 2
     assert groups["vl"]["lr"] == pytest.approx(2.0)  # vl.pos_embed
     assert groups["encoder"]["lr"] == pytest.approx(0.1)
-    groups = {g["name"]: g for g in param_groups(_Nested(), lr=1.0, weight_decay=0.05, lr_multipliers={"vl.lm.model": 7.0})}
+    groups = {
+        g["name"]: g for g in param_groups(_Nested(), lr=1.0, weight_decay=0.05, lr_multipliers={"vl.lm.model": 7.0})
+    }
     assert groups["vl.lm.model"]["lr"] == pytest.approx(7.0) and len(groups["vl.lm.model"]["params"]) == 1
     assert groups["vl"]["lr"] == pytest.approx(1.0)  # unmatched parameters: one group per top-level module, base rate
     assert sum(len(g["params"]) for g in groups.values()) == len(list(_Nested().parameters()))

@@ -58,7 +58,13 @@ def _batch(cfg):
 
 
 def test_every_shipped_yaml_is_covered():
-    assert {p.relative_to(CONFIGS).parts[0] for p in MODEL_FILES} >= {"ablations", "baselines", "vidllm_large.yaml", "tiny.yaml", "demo.yaml"}
+    assert {p.relative_to(CONFIGS).parts[0] for p in MODEL_FILES} >= {
+        "ablations",
+        "baselines",
+        "vidllm_large.yaml",
+        "tiny.yaml",
+        "demo.yaml",
+    }
     assert len(CASES) >= len(MODEL_FILES) and len(TRAINER_FILES) == 4
 
 
@@ -77,13 +83,21 @@ def test_config_trains_one_step_as_shipped(path, stage, synthetic_root, teacher_
     optimizer.step()
     after = [p for g in optimizer.param_groups for p in g["params"]]
     assert any(not torch.equal(a, b) for a, b in zip(after, before)), "the optimiser step changed no parameter"
-    grads = {name.split(".", 1)[0] for name, p in module.model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    grads = {
+        name.split(".", 1)[0]
+        for name, p in module.model.named_parameters()
+        if p.grad is not None and p.grad.abs().sum() > 0
+    }
     assert grads <= set(trainable_modules(stage)), f"frozen modules received gradients: {grads}"
     assert {"encoder", "cta"} & grads or cfg.cta.mode == "none"
     if cfg.train.lr_multipliers:  # every configured rate reaches a group of its own
         names = {g.get("name", "").removesuffix("/no_decay") for g in optimizer.param_groups}
         trained = {k for k in cfg.train.lr_multipliers if any(n == k for n in names)}
-        frozen = {k for k in cfg.train.lr_multipliers if not any(p.requires_grad for n, p in module.model.named_parameters() if n.startswith(k + "."))}
+        frozen = {
+            k
+            for k in cfg.train.lr_multipliers
+            if not any(p.requires_grad for n, p in module.model.named_parameters() if n.startswith(k + "."))
+        }
         assert trained | frozen == set(cfg.train.lr_multipliers)
 
 
@@ -91,6 +105,8 @@ def test_config_trains_one_step_as_shipped(path, stage, synthetic_root, teacher_
 def test_trainer_file_builds_its_strategy(path):
     data = read_trainer_config(path)
     if data["strategy"]["name"] == "deepspeed":
-        pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install deepspeed); its strategy cannot be built")
+        pytest.importorskip(
+            "deepspeed", reason="DeepSpeed is not installed (pip install deepspeed); its strategy cannot be built"
+        )
     strategy = build_strategy(data["strategy"])
     assert type(strategy).__name__.lower().startswith(data["strategy"]["name"])

@@ -72,7 +72,9 @@ def test_collate_encodes_text_and_losses_match_the_string_path(synthetic_root, t
         first.setdefault(task, i)
     items = [dataset[first[t]] for t in ["recon", "qa", "grounding", "caption"]]
     plain, encoded = collate_clips(items), collate_clips(items, processor=processor)
-    assert "vl_text" not in plain and "vl_text" not in collate_clips(items[:1], processor=processor)  # recon only: no text
+    assert "vl_text" not in plain and "vl_text" not in collate_clips(
+        items[:1], processor=processor
+    )  # recon only: no text
     _, strings = vl_batch_from_batch(plain)
     want = processor(strings["prompts"], strings["answers"])
     assert sorted(encoded["vl_text"]) == sorted(want) and all(torch.equal(encoded["vl_text"][k], want[k]) for k in want)

@@ -16,7 +16,11 @@ def test_stage1_trains_only_encoder_and_cta(model):
     names = apply_stage(model, 1, "lora")
     assert names and {n.split(".", 1)[0] for n in names} == {"encoder", "cta"}
     assert not any(n.endswith("mask_token") for n in names)
-    assert not any(p.requires_grad for n, p in model.named_parameters() if n.startswith(("aggregator", "camera_head", "depth_head", "metric_depth", "vl")))
+    assert not any(
+        p.requires_grad
+        for n, p in model.named_parameters()
+        if n.startswith(("aggregator", "camera_head", "depth_head", "metric_depth", "vl"))
+    )
 
 
 def test_stage2_lora_trains_everything_but_the_llm_base(model):

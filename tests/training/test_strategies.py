@@ -23,7 +23,9 @@ def test_strategy_file_is_valid(path):
 
 
 def test_ddp_and_fsdp_build(tmp_path):
-    assert isinstance(build_strategy(read_trainer_config(FILES[[p.name for p in FILES].index("ddp.yaml")])["strategy"]), DDPStrategy)
+    assert isinstance(
+        build_strategy(read_trainer_config(FILES[[p.name for p in FILES].index("ddp.yaml")])["strategy"]), DDPStrategy
+    )
     fsdp = build_strategy(read_trainer_config(FILES[[p.name for p in FILES].index("fsdp.yaml")])["strategy"])
     assert type(fsdp).__name__ == "FSDPStrategy"
     assert len(transformer_block_classes()) >= 2

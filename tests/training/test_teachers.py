@@ -38,7 +38,9 @@ def test_geometry_teacher_rejects_non_vggt_file(tmp_path):
 
 
 def test_semantic_teacher_from_local_clip_directory(tmp_path):
-    cfg = CLIPVisionConfig(hidden_size=24, intermediate_size=48, num_hidden_layers=3, num_attention_heads=2, image_size=28, patch_size=7)
+    cfg = CLIPVisionConfig(
+        hidden_size=24, intermediate_size=48, num_hidden_layers=3, num_attention_heads=2, image_size=28, patch_size=7
+    )
     CLIPVisionModel(cfg).save_pretrained(tmp_path / "clip")
     teacher = load_semantic_teacher(tmp_path / "clip")
     tokens, grid = teacher(torch.rand(2, 3, 3, 42, 56))
@@ -57,7 +59,9 @@ def test_geometry_teacher_reads_head_count_from_meta_json(tmp_path):
     torch.save(branch.vggt_state_dict(), tmp_path / "model.pt")
     (tmp_path / "meta.json").write_text(json.dumps({"vggt_overrides": {"encoder_num_heads": 2, "num_heads": 2}}))
     images = torch.rand(1, 2, 3, 42, 56)
-    torch.testing.assert_close(load_geometry_teacher(tmp_path / "model.pt")(images), branch.encoder(images).patch_tokens)
+    torch.testing.assert_close(
+        load_geometry_teacher(tmp_path / "model.pt")(images), branch.encoder(images).patch_tokens
+    )
 
 
 def test_training_starts_from_a_vggt_checkpoint(tmp_path, tokenizer):
@@ -68,7 +72,9 @@ def test_training_starts_from_a_vggt_checkpoint(tmp_path, tokenizer):
     cfg = micro_config()
     source = ReconstructionModel(cfg.encoder, cfg.recon)
     torch.save(source.vggt_state_dict(), tmp_path / "model.pt")
-    cfg = config_from_dict({"recon": {"vggt_checkpoint": str(tmp_path / "model.pt")}, "train": {"init_from": None}}, base=cfg)
+    cfg = config_from_dict(
+        {"recon": {"vggt_checkpoint": str(tmp_path / "model.pt")}, "train": {"init_from": None}}, base=cfg
+    )
     module = VidLLMModule(cfg, tokenizer)
     for part in ("encoder", "aggregator", "camera_head", "depth_head"):
         mine, theirs = getattr(module.model, part).state_dict(), getattr(source, part).state_dict()

@@ -17,8 +17,14 @@ C = 32
 
 def _cfg(root, k):
     return DataConfig(
-        root=str(root), num_frames=4, image_size=56, batch_size=2, num_workers=0, tasks=["recon", "qa", "grounding"],
-        task_weights=[1.0, 1.0, 1.0], questions_per_clip=k,
+        root=str(root),
+        num_frames=4,
+        image_size=56,
+        batch_size=2,
+        num_workers=0,
+        tasks=["recon", "qa", "grounding"],
+        task_weights=[1.0, 1.0, 1.0],
+        questions_per_clip=k,
     )
 
 
@@ -26,7 +32,9 @@ def test_k_questions_per_clip_equal_k_separate_samples(synthetic_root, tokenizer
     train = VidLLMDataset(_cfg(synthetic_root, 3), "train", deterministic=False)
     n = len(train)
     qa = next(i for i, (t, _) in enumerate(train.samples) if t == "qa")
-    grounding = next(i for i, (t, r) in enumerate(train.samples) if t == "grounding" and r.scene_id != train.samples[qa][1].scene_id)
+    grounding = next(
+        i for i, (t, r) in enumerate(train.samples) if t == "grounding" and r.scene_id != train.samples[qa][1].scene_id
+    )
     recon = next(i for i, (t, _) in enumerate(train.samples) if t == "recon")
     keys = [draw_key(qa, 4, n), draw_key(recon, 4, n), draw_key(grounding, 4, n)]
     shared = collate_clips([train[k] for k in keys])
@@ -57,15 +65,29 @@ def test_k_questions_per_clip_equal_k_separate_samples(synthetic_root, tokenizer
     torch.manual_seed(0)
     branch = VLBranch(
         VLConfig(voxel_size=0.25, max_3d_tokens=64),
-        LLMConfig(finetune="full", hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1, intermediate_size=64, max_length=256),
-        C, 14, tokenizer,
+        LLMConfig(
+            finetune="full",
+            hidden_size=32,
+            num_layers=1,
+            num_heads=2,
+            num_kv_heads=1,
+            intermediate_size=64,
+            max_length=256,
+        ),
+        C,
+        14,
+        tokenizer,
     ).eval()
     g = torch.Generator().manual_seed(0)
     b, s, _, h, w = shared["images"].shape
     t_lang = torch.randn(b, s, (h // 14) * (w // 14), C, generator=g)  # one feature grid per clip
 
     def geometry(batch, idx):
-        return {"depth": batch["depth"][idx], "extrinsic": batch["extrinsics"][idx], "intrinsic": batch["intrinsics"][idx]}
+        return {
+            "depth": batch["depth"][idx],
+            "extrinsic": batch["extrinsics"][idx],
+            "intrinsic": batch["intrinsics"][idx],
+        }
 
     out_shared = branch(t_lang[index], geometry(shared, index), vl_shared)
     t_sep = t_lang[[0, 0, 0, 2, 2, 2]]  # the separate rows of each record carry their clip's features

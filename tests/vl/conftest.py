@@ -15,7 +15,16 @@ CORPUS = [
 
 
 def tiny_llm_config(**kw) -> LLMConfig:
-    base = dict(finetune="full", hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64, max_length=256, max_new_tokens=6)
+    base = dict(
+        finetune="full",
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        intermediate_size=64,
+        max_length=256,
+        max_new_tokens=6,
+    )
     base.update(kw)
     return LLMConfig(**base)
 

@@ -20,16 +20,23 @@ def _clip(seed=0):
     ext[..., 0, 3] = torch.arange(S, dtype=torch.float32) * 0.3
     k = torch.tensor([[40.0, 0, W / 2], [0, 40.0, H / 2], [0, 0, 1]]).expand(B, S, 3, 3).clone()
     conf = torch.rand(B, S, H, W, generator=g) + 1
-    return {"depth": depth, "extrinsic": ext, "intrinsic": k, "depth_conf": conf}, torch.randn(B, S, (H // 14) * (W // 14), C, generator=g)
+    return {"depth": depth, "extrinsic": ext, "intrinsic": k, "depth_conf": conf}, torch.randn(
+        B, S, (H // 14) * (W // 14), C, generator=g
+    )
 
 
 def _batch():
-    prompts = render_prompts(["qa", "ground"], questions=["what colour is the sofa ?", None], descriptions=[None, "the red chair"])
+    prompts = render_prompts(
+        ["qa", "ground"], questions=["what colour is the sofa ?", None], descriptions=[None, "the red chair"]
+    )
     return {
         "prompts": prompts,
         "answers": ["green", "<ground>"],
         "target_boxes": [torch.zeros(0, 6), torch.tensor([[0.0, 0.0, 2.0, 1.0, 1.0, 1.0]])],
-        "proposals": [torch.zeros(0, 6), torch.tensor([[0.0, 0.0, 2.0, 1.0, 1.0, 1.0], [1.0, 1.0, 3.0, 0.5, 0.5, 0.5]])],
+        "proposals": [
+            torch.zeros(0, 6),
+            torch.tensor([[0.0, 0.0, 2.0, 1.0, 1.0, 1.0], [1.0, 1.0, 3.0, 0.5, 0.5, 0.5]]),
+        ],
         "proposal_positives": [torch.zeros(0, dtype=torch.bool), torch.tensor([True, False])],
     }
 
@@ -54,7 +61,9 @@ def test_end_to_end_forward_backward_one_way_gradient(word_tokenizer, tiny_llm_c
         out = branch(t_lang, geometry, _batch())
         out["loss"].backward()
         times.append(time.perf_counter() - start)
-    print(f"\ntiny end-to-end VL forward+backward (CTA → 3D tokens → LLM → loss) on CPU: first {times[0]:.3f} s, warm {times[1]:.3f} s")
+    print(
+        f"\ntiny end-to-end VL forward+backward (CTA → 3D tokens → LLM → loss) on CPU: first {times[0]:.3f} s, warm {times[1]:.3f} s"
+    )
     for key in ("loss", "lm", "l1", "giou", "objectness", "proposal"):
         assert torch.isfinite(out[key]), key
     assert (out["num_3d_tokens"] > 0).all() and (out["num_3d_tokens"] <= 64).all()
@@ -76,17 +85,24 @@ def test_empty_cases_are_finite(word_tokenizer, tiny_llm_config):
     assert all(torch.isfinite(out[k]) for k in ("loss", "lm", "l1", "giou", "objectness", "proposal"))
     out["loss"].backward()
     # a batch without grounding answers: grounding terms are exact zeros
-    qa = {"prompts": render_prompts(["qa", "sqa"], questions=["what ?", "which ?"], situations=[None, "i sit ."]), "answers": ["two", "left"],
-          "target_boxes": [torch.zeros(0, 6)] * 2}
+    qa = {
+        "prompts": render_prompts(["qa", "sqa"], questions=["what ?", "which ?"], situations=[None, "i sit ."]),
+        "answers": ["two", "left"],
+        "target_boxes": [torch.zeros(0, 6)] * 2,
+    }
     out = branch(_clip(2)[1], _clip(2)[0], qa)
     assert out["l1"].item() == 0 and torch.isfinite(out["loss"])
 
 
 def test_grounding_modes_select_their_losses(word_tokenizer, tiny_llm_config):
     geometry, t_lang = _clip(3)
-    reg = _branch(word_tokenizer, tiny_llm_config, grounding=GroundingConfig(mode="regression"))(t_lang, geometry, _batch())
+    reg = _branch(word_tokenizer, tiny_llm_config, grounding=GroundingConfig(mode="regression"))(
+        t_lang, geometry, _batch()
+    )
     assert "l1" in reg and "proposal" not in reg
-    prop = _branch(word_tokenizer, tiny_llm_config, grounding=GroundingConfig(mode="proposal"))(t_lang, geometry, _batch())
+    prop = _branch(word_tokenizer, tiny_llm_config, grounding=GroundingConfig(mode="proposal"))(
+        t_lang, geometry, _batch()
+    )
     assert "proposal" in prop and "l1" not in prop
 
 

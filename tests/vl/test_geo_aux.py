@@ -32,8 +32,14 @@ def _clip(seed=0, geometry_tokens=True):
 
 
 def _batch():
-    prompts = render_prompts(["qa", "ground"], questions=["what colour is the sofa ?", None], descriptions=[None, "the red chair"])
-    return {"prompts": prompts, "answers": ["green", "<ground>"], "target_boxes": [torch.zeros(0, 6), torch.tensor([[0.0, 0.0, 2.0, 1.0, 1.0, 1.0]])]}
+    prompts = render_prompts(
+        ["qa", "ground"], questions=["what colour is the sofa ?", None], descriptions=[None, "the red chair"]
+    )
+    return {
+        "prompts": prompts,
+        "answers": ["green", "<ground>"],
+        "target_boxes": [torch.zeros(0, 6), torch.tensor([[0.0, 0.0, 2.0, 1.0, 1.0, 1.0]])],
+    }
 
 
 def _branch(word_tokenizer, tiny_llm_config, enabled=True, num_layers=4, **geo_kw):
@@ -82,7 +88,14 @@ def test_shapes_and_query_placement(word_tokenizer, tiny_llm_config):
     hid = branch.lm.hidden_size
     extra = branch._queries(tokens)
     assert extra.shape == (B, S + 1, hid) and tokens["frame_features"].shape == (B, S, C)
-    out = branch.lm(tokens["features"], tokens["mask"], _batch()["prompts"], _batch()["answers"], extra=extra, output_hidden_states=True)
+    out = branch.lm(
+        tokens["features"],
+        tokens["mask"],
+        _batch()["prompts"],
+        _batch()["answers"],
+        extra=extra,
+        output_hidden_states=True,
+    )
     assert len(out["hidden_states"]) == branch.lm.num_layers + 1
     assert torch.equal(out["hidden_states"][-1], out["hidden"])
     vi = out["inputs"]["visual_index"]
@@ -90,7 +103,9 @@ def test_shapes_and_query_placement(word_tokenizer, tiny_llm_config):
         row = vi[b]
         n3d = int(tokens["mask"][b].sum())
         pos = (row >= 0).nonzero(as_tuple=True)[0]
-        assert pos.numel() == n3d + S + 1 and torch.equal(pos, torch.arange(pos[0], pos[0] + pos.numel()))  # contiguous block
+        assert pos.numel() == n3d + S + 1 and torch.equal(
+            pos, torch.arange(pos[0], pos[0] + pos.numel())
+        )  # contiguous block
         assert row[pos[n3d:]].tolist() == list(range(m, m + S + 1))  # queries right after the 3D tokens, in order
     token_states = {layer: torch.randn(B, m, hid) for layer in set(aux.depth_layers) | set(aux.align_layers)}
     pred = aux.predict(token_states, torch.randn(B, S + 1, hid), S)
@@ -103,7 +118,9 @@ def test_shapes_and_query_placement(word_tokenizer, tiny_llm_config):
     assert target["geometry_tokens"].shape == (B, m, 2 * C) and target["scale"].shape == (B,)
     # only the camera head: S queries, no scale token; only the scale head: 1 query
     cam = _branch(word_tokenizer, tiny_llm_config, depth_weight=0, scale_weight=0, align_weight=0)
-    assert cam._queries(cam.tokens_3d(t_lang, geometry)).shape == (B, S, hid) and not hasattr(cam.geo_aux, "scale_token")
+    assert cam._queries(cam.tokens_3d(t_lang, geometry)).shape == (B, S, hid) and not hasattr(
+        cam.geo_aux, "scale_token"
+    )
     sc = _branch(word_tokenizer, tiny_llm_config, camera_weight=0, depth_weight=0, align_weight=0)
     assert sc._queries(sc.tokens_3d(t_lang, geometry)).shape == (B, 1, hid) and not hasattr(sc.geo_aux, "camera_head")
 
@@ -127,12 +144,18 @@ def test_losses_match_numpy():
 
     log_s, s = rng.normal(size=3), rng.random(3) + 0.5
     v = np.array([True, False, True])
-    np.testing.assert_allclose(scale_loss(torch.tensor(log_s), torch.tensor(s), torch.tensor(v)).item(), np.abs(log_s - np.log(s))[v].mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+        scale_loss(torch.tensor(log_s), torch.tensor(s), torch.tensor(v)).item(),
+        np.abs(log_s - np.log(s))[v].mean(),
+        rtol=1e-5,
+    )
 
     zs, g = [rng.normal(size=(2, 5, 6)) for _ in range(3)], rng.normal(size=(2, 5, 6))
     cos = [(z * g).sum(-1) / (np.linalg.norm(z, axis=-1) * np.linalg.norm(g, axis=-1)) for z in zs]
     ref = np.mean([(1 - c)[mask].mean() for c in cos])
-    np.testing.assert_allclose(alignment_loss([torch.tensor(z) for z in zs], torch.tensor(g), torch.tensor(mask)).item(), ref, rtol=1e-5)
+    np.testing.assert_allclose(
+        alignment_loss([torch.tensor(z) for z in zs], torch.tensor(g), torch.tensor(mask)).item(), ref, rtol=1e-5
+    )
 
     pts = rng.normal(size=(2, 6, 3))
     ok = rng.random((2, 6)) > 0.4
@@ -162,8 +185,12 @@ def test_targets_match_numpy(word_tokenizer, tiny_llm_config):
         # pose encoding: translation / s, rotation = identity quaternion, fov from fy / fx
         np.testing.assert_allclose(target["pose_enc"][b, :, :3].numpy(), ext[b, :, :, 3] / s, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(target["pose_enc"][b, :, 3:7].numpy(), np.tile([0, 0, 0, 1.0], (S, 1)), atol=1e-6)
-        np.testing.assert_allclose(target["pose_enc"][b, :, 7].numpy(), 2 * np.arctan((H / 2) / k[b, :, 1, 1]), rtol=1e-5)
-        np.testing.assert_allclose(target["pose_enc"][b, :, 8].numpy(), 2 * np.arctan((W / 2) / k[b, :, 0, 0]), rtol=1e-5)
+        np.testing.assert_allclose(
+            target["pose_enc"][b, :, 7].numpy(), 2 * np.arctan((H / 2) / k[b, :, 1, 1]), rtol=1e-5
+        )
+        np.testing.assert_allclose(
+            target["pose_enc"][b, :, 8].numpy(), 2 * np.arctan((W / 2) / k[b, :, 0, 0]), rtol=1e-5
+        )
         # voxel groups by floor(p / voxel): mean point (÷ s) and mean geometry token per occupied voxel
         keys = np.floor(pp[b][pv[b]] / branch.cfg.voxel_size).astype(np.int64)
         groups = {}
@@ -174,8 +201,15 @@ def test_targets_match_numpy(word_tokenizer, tiny_llm_config):
         for slot in slots:
             point = tokens["points"][b, slot].numpy()
             key = min(groups, key=lambda kk: np.abs(np.mean([p for p, _ in groups[kk]], 0) - point).sum())
-            np.testing.assert_allclose(target["points"][b, slot].numpy(), np.mean([p for p, _ in groups[key]], 0) / s, rtol=1e-4, atol=1e-5)
-            np.testing.assert_allclose(target["geometry_tokens"][b, slot].numpy(), np.mean([f for _, f in groups[key]], 0), rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(
+                target["points"][b, slot].numpy(), np.mean([p for p, _ in groups[key]], 0) / s, rtol=1e-4, atol=1e-5
+            )
+            np.testing.assert_allclose(
+                target["geometry_tokens"][b, slot].numpy(),
+                np.mean([f for _, f in groups[key]], 0),
+                rtol=1e-4,
+                atol=1e-5,
+            )
 
 
 # --------------------------------------------------------------------------- gradients
@@ -189,7 +223,9 @@ def test_forward_gradients_reach_heads_and_projector_one_way(word_tokenizer, tin
     names = ("geo_camera", "geo_depth", "geo_scale", "geo_align")
     assert all(torch.isfinite(out[k]) and out[k] > 0 for k in names)
     lm_only = out["lm"] + sum(out[k] for k in ("l1", "giou", "objectness"))
-    expected = lm_only + 1.0 * out["geo_camera"] + 1.0 * out["geo_depth"] + 1.0 * out["geo_scale"] + 0.5 * out["geo_align"]
+    expected = (
+        lm_only + 1.0 * out["geo_camera"] + 1.0 * out["geo_depth"] + 1.0 * out["geo_scale"] + 0.5 * out["geo_align"]
+    )
     torch.testing.assert_close(out["loss"], expected)
     out["loss"].backward()
     assert all(geometry[k].grad is None for k in ("depth", "extrinsic", "geometry_tokens"))  # one-way gradient
@@ -199,7 +235,12 @@ def test_forward_gradients_reach_heads_and_projector_one_way(word_tokenizer, tin
     assert branch.lm.projector[0].weight.grad.abs().sum() > 0 and t_lang.grad.abs().sum() > 0
 
     # each term alone reaches its own head and the projector
-    heads = {"geo_camera": aux.camera_head, "geo_depth": aux.depth_head, "geo_scale": aux.scale_head, "geo_align": aux.align_heads}
+    heads = {
+        "geo_camera": aux.camera_head,
+        "geo_depth": aux.depth_head,
+        "geo_scale": aux.scale_head,
+        "geo_align": aux.align_heads,
+    }
     for name in names:
         branch.zero_grad()
         branch(t_lang.detach(), geometry, _batch())[name].backward()
@@ -262,13 +303,17 @@ def test_shipped_config_trains_one_step_one_way(synthetic_root, teacher_files, t
     delta = OmegaConf.to_container(OmegaConf.load(CONFIG))
     delta.pop("defaults", None)
     overrides = micro_run_overrides(synthetic_root, teacher_files)
-    cfg = config_from_dict(overrides, source="test", base=config_from_dict(delta, source=str(CONFIG), base=micro_config()))
+    cfg = config_from_dict(
+        overrides, source="test", base=config_from_dict(delta, source=str(CONFIG), base=micro_config())
+    )
     torch.manual_seed(0)
     module = VidLLMModule(cfg, tokenizer)
     losses = module.stage2_losses(data_batch(cfg))
     names = [f"vl/geo_{k}" for k in ("camera", "depth", "scale", "align")]
     assert all(torch.isfinite(losses[k]) for k in names)
     sum(losses[k] for k in names).backward()
-    grads = {n.split(".", 1)[0] for n, p in module.model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    grads = {
+        n.split(".", 1)[0] for n, p in module.model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0
+    }
     assert "vl" in grads and not grads & {"aggregator", "camera_head", "depth_head", "metric_depth"}, grads
     assert all(p.grad is not None for p in module.model.vl.geo_aux.parameters())

@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from vl.boxes import giou_3d, giou_3d_pairwise, hungarian_match
-from vl.grounding import GroundingHead, boxes_in_model_frame, boxes_in_world_frame, points_in_world_frame, pool_tokens_in_boxes
+from vl.grounding import (
+    GroundingHead,
+    boxes_in_model_frame,
+    boxes_in_world_frame,
+    points_in_world_frame,
+    pool_tokens_in_boxes,
+)
 
 
 def _giou_numpy(a, b):
@@ -93,7 +99,9 @@ def test_proposal_scoring_and_cross_entropy():
 
 def test_world_model_frame_mapping_roundtrip():
     a = math.pi / 2
-    wfm = torch.tensor([[math.cos(a), -math.sin(a), 0, 1.0], [math.sin(a), math.cos(a), 0, 2.0], [0, 0, 1, 0.5], [0, 0, 0, 1]])
+    wfm = torch.tensor(
+        [[math.cos(a), -math.sin(a), 0, 1.0], [math.sin(a), math.cos(a), 0, 2.0], [0, 0, 1, 0.5], [0, 0, 0, 1]]
+    )
     world = torch.tensor([[1.0, 3.0, 1.5, 2.0, 1.0, 0.5]])
     model = boxes_in_model_frame(world, wfm)
     # hand: p_model = Rᵀ (p_world − t) = Rᵀ (0, 1, 1) = (1, 0, 1); the 90° turn swaps the x/y sizes
@@ -103,7 +111,9 @@ def test_world_model_frame_mapping_roundtrip():
 
 def _yaw_pose(deg: float, t=(1.0, 2.0, 0.5)) -> torch.Tensor:
     a = math.radians(deg)
-    return torch.tensor([[math.cos(a), -math.sin(a), 0, t[0]], [math.sin(a), math.cos(a), 0, t[1]], [0, 0, 1, t[2]], [0, 0, 0, 1.0]])
+    return torch.tensor(
+        [[math.cos(a), -math.sin(a), 0, t[0]], [math.sin(a), math.cos(a), 0, t[1]], [0, 0, 1, t[2]], [0, 0, 0, 1.0]]
+    )
 
 
 def test_world_frame_pooling_excludes_tokens_outside_the_world_box():
@@ -114,7 +124,7 @@ def test_world_frame_pooling_excludes_tokens_outside_the_world_box():
     box_model = boxes_in_model_frame(box_world, wfm)
     g = torch.Generator().manual_seed(0)
     lo, hi = box_model[0, :3] - box_model[0, 3:] / 2, box_model[0, :3] + box_model[0, 3:] / 2
-    points = (lo + (hi - lo) * torch.rand(1, 400, 3, generator=g))  # all inside the inflated model-frame box
+    points = lo + (hi - lo) * torch.rand(1, 400, 3, generator=g)  # all inside the inflated model-frame box
     tokens = torch.randn(1, 400, 4, generator=g)
     mask = torch.ones(1, 400, dtype=torch.bool)
     # independent computation: each point into the world with R p + t, then an explicit box test
@@ -141,7 +151,9 @@ def test_score_proposals_pools_in_the_world_frame_when_the_pose_is_given():
     box_model = boxes_in_model_frame(box_world[0], wfm[0])[None]
     h = torch.randn(1, 16)
     points = box_model[..., :3].expand(1, 2, 3).clone()
-    points[0, 1] = box_model[0, 0, :3] + box_model[0, 0, 3:] * 0.49  # a corner of the inflated box: outside the world box
+    points[0, 1] = (
+        box_model[0, 0, :3] + box_model[0, 0, 3:] * 0.49
+    )  # a corner of the inflated box: outside the world box
     tokens = torch.randn(1, 2, 8)
     mask = torch.ones(1, 2, dtype=torch.bool)
     world = head.score_proposals(h, tokens, points, mask, box_model, None, box_world, wfm)

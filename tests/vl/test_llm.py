@@ -6,7 +6,10 @@ import torch
 from vl.llm import LanguageModel
 from vl.tokenizer import TOKEN_3D
 
-PROMPTS = [f"{TOKEN_3D} question: what colour is the sofa ? answer:", f"{TOKEN_3D} find the object : the red chair answer:"]
+PROMPTS = [
+    f"{TOKEN_3D} question: what colour is the sofa ? answer:",
+    f"{TOKEN_3D} find the object : the red chair answer:",
+]
 
 
 def _visual(seed=0):
@@ -45,7 +48,10 @@ def test_splicing_and_labels(tiny_llm_config, word_tokenizer):
     assert first_label == n_prompt[0] + 3  # prompt tokens (minus the placeholder) + 3D tokens
     assert inp["attention_mask"][0].sum() == n_prompt[0] + 3 + len(ans0)
     left = lm.build_inputs(vis, mask, PROMPTS, None, left_pad=True)
-    assert left["attention_mask"][:, -1].all() and (left["position_ids"][0][left["attention_mask"][0] > 0] == torch.arange(n_prompt[0] + 3)).all()
+    assert (
+        left["attention_mask"][:, -1].all()
+        and (left["position_ids"][0][left["attention_mask"][0] > 0] == torch.arange(n_prompt[0] + 3)).all()
+    )
 
 
 def test_embedding_splice_uses_projected_tokens(tiny_llm_config, word_tokenizer):
@@ -66,8 +72,12 @@ def test_lm_loss_matches_full_logits_reference(tiny_llm_config, word_tokenizer):
     vis, mask = _visual()
     out = lm(vis, mask, PROMPTS, ["it is green .", "two"])
     inp = out["inputs"]
-    logits = lm.model(inputs_embeds=lm.embed(vis, inp), attention_mask=inp["attention_mask"], position_ids=inp["position_ids"]).logits
-    ref = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), inp["labels"][:, 1:].reshape(-1), ignore_index=-100)
+    logits = lm.model(
+        inputs_embeds=lm.embed(vis, inp), attention_mask=inp["attention_mask"], position_ids=inp["position_ids"]
+    ).logits
+    ref = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), inp["labels"][:, 1:].reshape(-1), ignore_index=-100
+    )
     torch.testing.assert_close(out["lm_loss"], ref, rtol=1e-5, atol=1e-5)
 
 
@@ -88,7 +98,10 @@ def test_batched_left_padded_generation_matches_single(tiny_llm_config, word_tok
 
 
 def test_lora_attaches_to_configured_modules(tiny_llm_config, saved_llm_dir):
-    lm = LanguageModel(tiny_llm_config(path=str(saved_llm_dir), finetune="lora", lora_r=4, lora_target_modules=["q_proj", "v_proj"]), vision_dim=16)
+    lm = LanguageModel(
+        tiny_llm_config(path=str(saved_llm_dir), finetune="lora", lora_r=4, lora_target_modules=["q_proj", "v_proj"]),
+        vision_dim=16,
+    )
     trainable = [n for n, p in lm.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in trainable} == {"q_proj", "v_proj"}
@@ -99,7 +112,9 @@ def test_lora_attaches_to_configured_modules(tiny_llm_config, saved_llm_dir):
     gen = lm.generate(vis, mask, PROMPTS, max_new_tokens=3)  # generation through the peft wrapper
     assert len(gen["text"]) == 2
     with pytest.raises(ValueError, match="lora_target_modules"):
-        LanguageModel(tiny_llm_config(path=str(saved_llm_dir), finetune="lora", lora_target_modules=["nope"]), vision_dim=16)
+        LanguageModel(
+            tiny_llm_config(path=str(saved_llm_dir), finetune="lora", lora_target_modules=["nope"]), vision_dim=16
+        )
 
 
 def test_frozen_and_errors(tiny_llm_config, word_tokenizer):
@@ -182,11 +197,17 @@ def test_grounding_query_depends_on_the_description(tiny_llm_config, word_tokeni
     """prompt_mask marks exactly the prompt's words; the <ground> query carries their mean state."""
     lm = LanguageModel(tiny_llm_config(), vision_dim=16, tokenizer=word_tokenizer).eval()
     vis, mask = _visual()
-    prompts = [f"{TOKEN_3D} find the object : the red chair answer:", f"{TOKEN_3D} find the object : the blue table answer:"]
+    prompts = [
+        f"{TOKEN_3D} find the object : the red chair answer:",
+        f"{TOKEN_3D} find the object : the blue table answer:",
+    ]
     inp = lm.build_inputs(vis, mask, prompts, ["<ground>", "<ground>"])
     n_words = [len(lm._prompt_ids(p)) - 1 for p in prompts]  # without the <3d> placeholder
     assert inp["prompt_mask"].sum(1).tolist() == n_words
-    assert not (inp["prompt_mask"] & (inp["visual_index"] >= 0)).any() and not (inp["prompt_mask"] & (inp["labels"] != -100)).any()
+    assert (
+        not (inp["prompt_mask"] & (inp["visual_index"] >= 0)).any()
+        and not (inp["prompt_mask"] & (inp["labels"] != -100)).any()
+    )
     with torch.no_grad():
         out = lm(vis, mask, prompts, ["<ground>", "<ground>"])
         hidden = out["hidden"]

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from vl.patches3d import MLPPositionEmbedding, SinCosPositionEmbedding, build_position_embedding, patch_depth, patch_world_points
+from vl.patches3d import (
+    MLPPositionEmbedding,
+    SinCosPositionEmbedding,
+    build_position_embedding,
+    patch_depth,
+    patch_world_points,
+)
 
 P = 14
 
@@ -97,6 +103,8 @@ def test_position_embeddings():
     out = sc(pts)[0]
     nf = 20 // 6
     lam = 0.05 * (20.0 / 0.05) ** (np.arange(nf) / (nf - 1))
-    ref = np.concatenate([np.concatenate([np.sin(2 * np.pi / lam * x), np.cos(2 * np.pi / lam * x)]) for x in (0.5, -1.0, 2.0)])
+    ref = np.concatenate(
+        [np.concatenate([np.sin(2 * np.pi / lam * x), np.cos(2 * np.pi / lam * x)]) for x in (0.5, -1.0, 2.0)]
+    )
     np.testing.assert_allclose(out[: 6 * nf].numpy(), ref, rtol=1e-5, atol=2e-5)
     assert torch.all(out[6 * nf :] == 0)

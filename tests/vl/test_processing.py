@@ -8,7 +8,11 @@ from vl.llm import LanguageModel
 from vl.processing import VidLLMProcessor, is_encoded, render_record
 from vl.tokenizer import TOKEN_3D, TOKEN_GROUND
 
-PROMPTS = [f"{TOKEN_3D} question: what colour is the sofa ? answer:", f"{TOKEN_3D} find the object : the red chair answer:", "how many chairs ?"]
+PROMPTS = [
+    f"{TOKEN_3D} question: what colour is the sofa ? answer:",
+    f"{TOKEN_3D} find the object : the red chair answer:",
+    "how many chairs ?",
+]
 ANSWERS = ["it is green .", TOKEN_GROUND, "two"]
 
 
@@ -31,7 +35,11 @@ def test_processor_matches_hand_tokenisation(lm):
     tok = lm.tokenizer
     enc = proc(PROMPTS, ANSWERS)
     bos, eos, pad, t3d = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, lm.token_3d_id
-    prompts = [[bos, t3d] + _hand(tok, PROMPTS[0][len(TOKEN_3D):]), [bos, t3d] + _hand(tok, PROMPTS[1][len(TOKEN_3D):]), [bos] + _hand(tok, PROMPTS[2])]
+    prompts = [
+        [bos, t3d] + _hand(tok, PROMPTS[0][len(TOKEN_3D) :]),
+        [bos, t3d] + _hand(tok, PROMPTS[1][len(TOKEN_3D) :]),
+        [bos] + _hand(tok, PROMPTS[2]),
+    ]
     answers = [_hand(tok, ANSWERS[0]) + [eos], [lm.token_ground_id, eos], _hand(tok, ANSWERS[2]) + [eos]]
     length = max(len(p) + len(a) for p, a in zip(prompts, answers))
     assert enc["input_ids"].shape == enc["labels"].shape == enc["attention_mask"].shape == (3, length)
@@ -67,7 +75,12 @@ def _reference_build_inputs(lm, visual_mask, prompts, answers, left_pad, num_ext
         t3 = visual_mask[b].nonzero(as_tuple=True)[0] if hit.numel() else extra[:0]
         last = extra_at_end or not hit.numel()
         neg = lambda n: torch.full((n,), -1, dtype=torch.long)  # noqa: E731
-        parts = [(p[:k], neg(k)), (neg(t3.numel()), t3), *([] if last else [(neg(num_extra), extra)]), (p[k + 1 :], neg(p[k + 1 :].numel()))]
+        parts = [
+            (p[:k], neg(k)),
+            (neg(t3.numel()), t3),
+            *([] if last else [(neg(num_extra), extra)]),
+            (p[k + 1 :], neg(p[k + 1 :].numel())),
+        ]
         parts += [*([(neg(num_extra), extra)] if last else []), (a, neg(a.numel()))]
         ids, vi = (torch.cat(c) for c in zip(*parts))
         after = torch.zeros(a.numel(), dtype=torch.bool)
@@ -79,8 +92,13 @@ def _reference_build_inputs(lm, visual_mask, prompts, answers, left_pad, num_ext
     length = max(s.numel() for s in seqs)
     pad = lm.tokenizer.pad_token_id
     bsz = len(prompts)
-    out = {"input_ids": torch.full((bsz, length), pad), "visual_index": torch.full((bsz, length), -1), "labels": torch.full((bsz, length), -100),
-           "attention_mask": torch.zeros(bsz, length, dtype=torch.long), "prompt_mask": torch.zeros(bsz, length, dtype=torch.bool)}
+    out = {
+        "input_ids": torch.full((bsz, length), pad),
+        "visual_index": torch.full((bsz, length), -1),
+        "labels": torch.full((bsz, length), -100),
+        "attention_mask": torch.zeros(bsz, length, dtype=torch.long),
+        "prompt_mask": torch.zeros(bsz, length, dtype=torch.bool),
+    }
     for b in range(bsz):
         n = seqs[b].numel()
         sl = slice(length - n, length) if left_pad else slice(0, n)
@@ -100,13 +118,17 @@ def test_splice_of_processor_output_equals_former_string_path(lm, left_pad, num_
     answers = ANSWERS if with_answers else None
     enc = lm.processor(PROMPTS, answers)
     got = lm.build_inputs(vis, mask, enc, left_pad=left_pad, num_extra=num_extra, extra_at_end=extra_at_end)
-    via_strings = lm.build_inputs(vis, mask, PROMPTS, answers, left_pad=left_pad, num_extra=num_extra, extra_at_end=extra_at_end)
+    via_strings = lm.build_inputs(
+        vis, mask, PROMPTS, answers, left_pad=left_pad, num_extra=num_extra, extra_at_end=extra_at_end
+    )
     want = _reference_build_inputs(lm, mask, PROMPTS, answers, left_pad, num_extra, extra_at_end)
     assert sorted(got) == sorted(want)
     for key in want:
         assert torch.equal(got[key], want[key]) and torch.equal(via_strings[key], want[key]), key
     out_enc, out_str = lm(vis, mask, lm.processor(PROMPTS, ANSWERS)), lm(vis, mask, PROMPTS, ANSWERS)
-    assert torch.equal(out_enc["lm_loss"], out_str["lm_loss"]) and torch.equal(out_enc["ground_state"], out_str["ground_state"])
+    assert torch.equal(out_enc["lm_loss"], out_str["lm_loss"]) and torch.equal(
+        out_enc["ground_state"], out_str["ground_state"]
+    )
 
 
 def test_truncation_matches_former_path(tiny_llm_config, word_tokenizer):
@@ -130,10 +152,23 @@ def test_encoded_text_is_not_retokenised_in_forward(lm, monkeypatch):
 
 
 def test_render_record_uses_the_templates():
-    rec = {"task": "caption", "question": "", "situation": "", "description": "", "answer": "a chair", "target_boxes_model": torch.tensor([[0.04, 1.0, -2.0, 1, 1, 1]])}
+    rec = {
+        "task": "caption",
+        "question": "",
+        "situation": "",
+        "description": "",
+        "answer": "a chair",
+        "target_boxes_model": torch.tensor([[0.04, 1.0, -2.0, 1, 1, 1]]),
+    }
     assert render_record(rec) == (f"{TOKEN_3D} describe the object at x 0.0 y 1.0 z -2.0 . answer:", "a chair")
-    assert render_record({**rec, "task": "grounding", "description": "the bed"}) == (f"{TOKEN_3D} find the object : the bed answer:", TOKEN_GROUND)
-    assert render_record({**rec, "task": "sqa", "question": "q ?", "situation": "s"})[0] == f"{TOKEN_3D} situation: s question: q ? answer:"
+    assert render_record({**rec, "task": "grounding", "description": "the bed"}) == (
+        f"{TOKEN_3D} find the object : the bed answer:",
+        TOKEN_GROUND,
+    )
+    assert (
+        render_record({**rec, "task": "sqa", "question": "q ?", "situation": "s"})[0]
+        == f"{TOKEN_3D} situation: s question: q ? answer:"
+    )
 
 
 def test_processor_needs_special_tokens(word_tokenizer):

@@ -12,7 +12,10 @@ from vl.prompts import render_prompts
 from vl.query_pool import DescriptionAttentionPool
 from vl.tokenizer import TOKEN_3D
 
-PROMPTS = [f"{TOKEN_3D} find the object : the red chair answer:", f"{TOKEN_3D} find the object : the blue table answer:"]
+PROMPTS = [
+    f"{TOKEN_3D} find the object : the red chair answer:",
+    f"{TOKEN_3D} find the object : the blue table answer:",
+]
 
 
 def _visual(seed=0):
@@ -64,9 +67,13 @@ def test_attention_query_is_the_ground_state_plus_the_pooled_words(tiny_llm_conf
         out = lm(vis, mask, PROMPTS, ["<ground>", "<ground>"])
         inp = out["inputs"]
         first = ((inp["input_ids"] == lm.token_ground_id) & (inp["labels"] != -100)).float().argmax(-1)
-        expected = out["hidden"][torch.arange(2), first] + lm.query_pool(out["hidden"], lm.embed(vis, inp), inp["prompt_mask"])
+        expected = out["hidden"][torch.arange(2), first] + lm.query_pool(
+            out["hidden"], lm.embed(vis, inp), inp["prompt_mask"]
+        )
     torch.testing.assert_close(out["ground_state"], expected)
-    assert not any(k.startswith("query_pool") for k in LanguageModel(tiny_llm_config(), 16, tokenizer=word_tokenizer).state_dict())
+    assert not any(
+        k.startswith("query_pool") for k in LanguageModel(tiny_llm_config(), 16, tokenizer=word_tokenizer).state_dict()
+    )
     with pytest.raises(ValueError, match="vl.grounding.query"):
         LanguageModel(tiny_llm_config(), 16, tokenizer=word_tokenizer, ground_query="mean")
     with pytest.raises(ValueError, match="vl.grounding.query"):
@@ -80,11 +87,20 @@ def _grounding_setup():
     k = torch.tensor([[20.0, 0, w / 2], [0, 20.0, h / 2], [0, 0, 1]]).expand(b, s, 3, 3).clone()
     g = torch.Generator().manual_seed(0)
     t_lang = torch.randn(1, s, 4, c, generator=g).expand(b, s, 4, c).clone()  # one clip, four queries
-    props = torch.tensor([[-0.5, -0.5, 2.0, 1.0, 1.0, 1.0], [0.5, -0.5, 2.0, 1.0, 1.0, 1.0], [-0.5, 0.5, 2.0, 1.0, 1.0, 1.0], [0.5, 0.5, 2.0, 1.0, 1.0, 1.0]])
+    props = torch.tensor(
+        [
+            [-0.5, -0.5, 2.0, 1.0, 1.0, 1.0],
+            [0.5, -0.5, 2.0, 1.0, 1.0, 1.0],
+            [-0.5, 0.5, 2.0, 1.0, 1.0, 1.0],
+            [0.5, 0.5, 2.0, 1.0, 1.0, 1.0],
+        ]
+    )
     words = ["red chair", "blue table", "green sofa", "red bed"]
     prompts = render_prompts(["ground"] * b, descriptions=[f"the {x}" for x in words])
     batch = {
-        "prompts": prompts, "answers": ["<ground>"] * b, "proposals": [props] * b,
+        "prompts": prompts,
+        "answers": ["<ground>"] * b,
+        "proposals": [props] * b,
         "proposal_positives": [torch.arange(4) == i for i in range(b)],
     }
     return t_lang, {"depth": depth, "extrinsic": ext, "intrinsic": k}, batch
@@ -106,5 +122,7 @@ def test_grounding_query_learns_to_depend_on_the_description(word_tokenizer, tin
     res = branch.ground(t_lang, geometry, batch["prompts"], batch["proposals"])
     assert res["proposal_best"].tolist() == [0, 1, 2, 3]
     with torch.no_grad():
-        q = torch.nn.functional.normalize(branch.grounding.query_proj(branch(t_lang, geometry, batch)["ground_state"]), dim=-1)
+        q = torch.nn.functional.normalize(
+            branch.grounding.query_proj(branch(t_lang, geometry, batch)["ground_state"]), dim=-1
+        )
     assert (q @ q.T - torch.eye(4)).max() < 0.9

@@ -49,7 +49,10 @@ def test_branch_with_readout_trains_and_places_tokens_last(word_tokenizer, tiny_
     geometry, t_lang = _clip()
     t_lang.requires_grad_()
     batch = _batch()
-    batch["object_boxes"] = [torch.tensor([[0.0, 0.0, 2.5, 4.0, 4.0, 3.0]]), torch.tensor([[0.0, 0.0, 2.0, 1.0, 1.0, 1.0]])]
+    batch["object_boxes"] = [
+        torch.tensor([[0.0, 0.0, 2.5, 4.0, 4.0, 3.0]]),
+        torch.tensor([[0.0, 0.0, 2.0, 1.0, 1.0, 1.0]]),
+    ]
     out = branch(t_lang, geometry, batch)
     assert torch.isfinite(out["localization"]) and float(out["localization"].detach()) > 0
     out["loss"].backward()
@@ -57,9 +60,13 @@ def test_branch_with_readout_trains_and_places_tokens_last(word_tokenizer, tiny_
     # the K readout tokens sit right before the answer
     tokens = branch.tokens_3d(t_lang.detach(), geometry)
     m = tokens["mask"].shape[1]
-    inputs = branch.lm.build_inputs(tokens["features"], tokens["mask"], batch["prompts"], batch["answers"], num_extra=2, extra_at_end=True)
+    inputs = branch.lm.build_inputs(
+        tokens["features"], tokens["mask"], batch["prompts"], batch["answers"], num_extra=2, extra_at_end=True
+    )
     for b in range(2):
-        first_answer = int((inputs["labels"][b] != -100).nonzero()[0]) - 1  # the position predicting the first answer token
+        first_answer = (
+            int((inputs["labels"][b] != -100).nonzero()[0]) - 1
+        )  # the position predicting the first answer token
         assert inputs["visual_index"][b, first_answer - 1 : first_answer + 1].tolist() == [m, m + 1]
     assert len(branch.generate(t_lang.detach(), geometry, batch["prompts"])) == 2
     assert branch.ground(t_lang.detach(), geometry, batch["prompts"])["box"].shape == (2, 6)
@@ -94,7 +101,10 @@ def test_proposal_term_is_log_mass_inside_each_proposal():
     torch.testing.assert_close(term[0], expected)
     wfm = torch.eye(4)[None].clone()
     wfm[0, 0, 3] = 6.0  # points move to x = 6, 7, 9: only the last proposal holds mass (0.3)
-    torch.testing.assert_close(mod.proposal_term(att, points, mask, props, wfm, eps=1e-3)[0], 2.0 * torch.log(torch.tensor([0.0, 0.0, 0.3]) + 1e-3))
+    torch.testing.assert_close(
+        mod.proposal_term(att, points, mask, props, wfm, eps=1e-3)[0],
+        2.0 * torch.log(torch.tensor([0.0, 0.0, 0.3]) + 1e-3),
+    )
 
 
 def test_branch_adds_the_readout_term_to_proposal_logits(word_tokenizer, tiny_llm_config):
@@ -135,7 +145,9 @@ def test_two_hop_readout_matches_a_direct_computation():
         p2 = torch.softmax(logits, 0)
         torch.testing.assert_close(att2[0, k, :3], p2, atol=1e-6, rtol=1e-5)
         assert att2[0, k, 3] == 0
-        torch.testing.assert_close(out[0, 2 + k], mod.out2((p2[:, None] * v[0, :3]).sum(0)) + summary, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(
+            out[0, 2 + k], mod.out2((p2[:, None] * v[0, :3]).sum(0)) + summary, atol=1e-6, rtol=1e-5
+        )
     with pytest.raises(ValueError, match="points"):
         mod(q, qm, v, vm)
     with pytest.raises(ValueError, match="vl.readout.hops"):
@@ -146,7 +158,10 @@ def test_branch_with_two_hops_trains_and_answers(word_tokenizer, tiny_llm_config
     branch = _branch(word_tokenizer, tiny_llm_config, readout=ReadoutConfig(enabled=True, num_tokens=2, hops=2))
     geometry, t_lang = _clip()
     batch = _batch()
-    batch["object_boxes"] = [torch.tensor([[0.0, 0.0, 2.5, 4.0, 4.0, 3.0]]), torch.tensor([[0.0, 0.0, 2.0, 1.0, 1.0, 1.0]])]
+    batch["object_boxes"] = [
+        torch.tensor([[0.0, 0.0, 2.5, 4.0, 4.0, 3.0]]),
+        torch.tensor([[0.0, 0.0, 2.0, 1.0, 1.0, 1.0]]),
+    ]
     out = branch(t_lang, geometry, batch)
     out["loss"].backward()
     assert branch.readout.relay.weight.grad is not None and branch.readout.distance_scale.grad is not None

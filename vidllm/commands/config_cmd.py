@@ -13,10 +13,18 @@ from vidllm.config import VidLLMConfig, iter_fields, load_config
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="*", help="YAML config file(s) to validate and print (the first is printed)")
-    parser.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help="dotted overrides, e.g. data.num_frames=16")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted overrides, e.g. data.num_frames=16",
+    )
     parser.add_argument("--list", action="store_true", help="list every option with its default and help text")
     parser.add_argument(
-        "--params", action="store_true",
+        "--params",
+        action="store_true",
         help="build the model of the (first) config on the meta device (no weights, no download) and print parameters per module, "
         "trainable/frozen per stage and the bytes of weights, gradients and AdamW state per stage in fp32 and bf16",
     )

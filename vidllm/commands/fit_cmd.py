@@ -32,7 +32,6 @@ import dataclasses
 import logging
 import pickle
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
@@ -62,7 +61,9 @@ def build_parser(mode: str = "fit"):
 
     jsonargparse.set_parsing_settings(docstring_parse_attribute_docstrings=True)
     parser = ArgumentParser(
-        prog=f"vidllm {mode}", exit_on_error=False, default_env=False,
+        prog=f"vidllm {mode}",
+        exit_on_error=False,
+        default_env=False,
         description=(
             f"vidllm {mode}: Lightning {'training' if mode == 'fit' else mode} of a stage. --config FILE is a model config "
             "(configs/*.yaml, `defaults:` layering) or a saved <out>/cli_config.yaml; repeat it to merge files in order "
@@ -70,20 +71,45 @@ def build_parser(mode: str = "fit"):
             "--train.lr_multipliers.DOTTED.MODULE V sets one multiplier."
         ),
     )
-    parser.add_argument("--config", action=ActionConfigFile, help="model config YAML (e.g. configs/tiny.yaml); repeatable, later files win")
-    parser.add_argument("--stage", type=Optional[int], default=None, help="training stage 1 or 2 (default: train.stage of the config); layers configs/stage<N>.yaml on the config files")
-    parser.add_argument("--out", type=Optional[str], default=None, help="run directory (default: outputs/stage<N>)")
-    parser.add_argument("--ckpt_path", type=Optional[str], default=None, help="Lightning checkpoint to resume the same stage from ('last' = <out>/checkpoints/last.ckpt)")
-    parser.add_argument("--seed", type=Optional[int], default=None, help="global seed (default: model.train.seed)")
-    parser.add_argument("--trainer_config", type=Optional[str], default=None, help="YAML of lightning.Trainer arguments, e.g. configs/strategies/fsdp.yaml (strategy {name, args}); --trainer.* still override it")
+    parser.add_argument(
+        "--config",
+        action=ActionConfigFile,
+        help="model config YAML (e.g. configs/tiny.yaml); repeatable, later files win",
+    )
+    parser.add_argument(
+        "--stage",
+        type=int | None,
+        default=None,
+        help="training stage 1 or 2 (default: train.stage of the config); layers configs/stage<N>.yaml on the config files",
+    )
+    parser.add_argument("--out", type=str | None, default=None, help="run directory (default: outputs/stage<N>)")
+    parser.add_argument(
+        "--ckpt_path",
+        type=str | None,
+        default=None,
+        help="Lightning checkpoint to resume the same stage from ('last' = <out>/checkpoints/last.ckpt)",
+    )
+    parser.add_argument("--seed", type=int | None, default=None, help="global seed (default: model.train.seed)")
+    parser.add_argument(
+        "--trainer_config",
+        type=str | None,
+        default=None,
+        help="YAML of lightning.Trainer arguments, e.g. configs/strategies/fsdp.yaml (strategy {name, args}); --trainer.* still override it",
+    )
     parser.add_class_arguments(VidLLMConfig, "model", fail_untyped=False)
     parser.add_class_arguments(L.Trainer, "trainer", skip=TRAINER_SKIP, fail_untyped=False)
     cuda = torch.cuda.is_available()
-    parser.set_defaults({  # what fit uses unless told otherwise; max_steps / gradient_clip_val null = model.train's
-        "trainer.max_steps": None, "trainer.gradient_clip_val": None, "trainer.devices": 1, "trainer.log_every_n_steps": 1,
-        "trainer.num_sanity_val_steps": 0, "trainer.enable_progress_bar": terminal_progress(),
-        "trainer.precision": "bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "32-true",
-    })
+    parser.set_defaults(
+        {  # what fit uses unless told otherwise; max_steps / gradient_clip_val null = model.train's
+            "trainer.max_steps": None,
+            "trainer.gradient_clip_val": None,
+            "trainer.devices": 1,
+            "trainer.log_every_n_steps": 1,
+            "trainer.num_sanity_val_steps": 0,
+            "trainer.enable_progress_bar": terminal_progress(),
+            "trainer.precision": "bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "32-true",
+        }
+    )
     return parser
 
 
@@ -137,7 +163,7 @@ def _rewrite_argv(argv: list[str]) -> list[str]:
                 name = "model.train.init_from"
             elif name.split(".", 1)[0] in GROUPS and "." in name:
                 name = "model." + name
-            arg = "--" + name + (arg[len(key):] if "=" in arg else "")
+            arg = "--" + name + (arg[len(key) :] if "=" in arg else "")
         out.append(arg)
         i += 1
     if not configs and not any(a in ("-h", "--help") for a in argv):
@@ -161,7 +187,10 @@ def _rewrite_argv(argv: list[str]) -> list[str]:
         stage_data = OmegaConf.to_container(OmegaConf.load(stage_file)) or {}
         config_from_dict(stage_data, source=str(stage_file), base=base)
         model, rest = layers[-1]
-        layers[-1] = (OmegaConf.to_container(OmegaConf.merge(model, stage_data, {"train": {"stage": stage}})), {**rest, "stage": stage})
+        layers[-1] = (
+            OmegaConf.to_container(OmegaConf.merge(model, stage_data, {"train": {"stage": stage}})),
+            {**rest, "stage": stage},
+        )
         for (position, _), (model, rest) in zip(configs, layers):
             out[position + 1] = yaml.safe_dump({**rest, "model": model}, sort_keys=False)
     return out
@@ -179,7 +208,7 @@ def parse_args(argv: list[str], mode: str = "fit") -> argparse.Namespace:
     i = 0
     while i < len(argv):  # lr_multipliers keys are dotted module paths: --train.lr_multipliers.vl.lm 2
         key = argv[i].split("=", 1)[0][2:]
-        key = key[len("model."):] if key.startswith("model.") else key
+        key = key[len("model.") :] if key.startswith("model.") else key
         if argv[i].startswith("--") and key.startswith(LR_MULTIPLIER_PREFIX):
             if "=" in argv[i]:
                 value = argv[i].split("=", 1)[1]
@@ -188,7 +217,7 @@ def parse_args(argv: list[str], mode: str = "fit") -> argparse.Namespace:
                 value = argv[i]
             else:
                 raise ConfigError(f"{argv[i]} needs a value")
-            multipliers[key[len(LR_MULTIPLIER_PREFIX):]] = yaml.safe_load(value)
+            multipliers[key[len(LR_MULTIPLIER_PREFIX) :]] = yaml.safe_load(value)
         else:
             kept.append(argv[i])
         i += 1
@@ -203,12 +232,24 @@ def parse_args(argv: list[str], mode: str = "fit") -> argparse.Namespace:
     cfg = config_from_dict(model, source="command-line arguments")
     defaults = parser.get_defaults().trainer.as_dict()
     given = {k: v for k, v in ns.trainer.as_dict().items() if v != defaults.get(k)}
-    statics = {k: v for k, v in defaults.items() if k in ("devices", "log_every_n_steps", "num_sanity_val_steps", "enable_progress_bar", "precision")}
+    statics = {
+        k: v
+        for k, v in defaults.items()
+        if k in ("devices", "log_every_n_steps", "num_sanity_val_steps", "enable_progress_bar", "precision")
+    }
     resolved = {k: v for k, v in ns.as_dict().items() if k not in ("config", "__path__")}
     resolved["model"] = dataclasses.asdict(cfg)
     return argparse.Namespace(
-        command=mode, cfg=cfg, stage=cfg.train.stage, out=ns.out, ckpt_path=ns.ckpt_path, seed=ns.seed,
-        trainer_config=ns.trainer_config, trainer_defaults=statics, trainer=given, cli_config=yaml.safe_dump(resolved, sort_keys=False),
+        command=mode,
+        cfg=cfg,
+        stage=cfg.train.stage,
+        out=ns.out,
+        ckpt_path=ns.ckpt_path,
+        seed=ns.seed,
+        trainer_config=ns.trainer_config,
+        trainer_defaults=statics,
+        trainer=given,
+        cli_config=yaml.safe_dump(resolved, sort_keys=False),
     )
 
 
@@ -239,9 +280,19 @@ def default_trainer_kwargs(cfg: VidLLMConfig, out: Path) -> dict:
         "accelerator": "auto",
         "devices": 1,
         "log_every_n_steps": 1,
-        "logger": [CSVLogger(str(out), name="csv", version=""), TensorBoardLogger(str(out), name="tensorboard", version="")],
-        "callbacks": [ModelCheckpoint(dirpath=str(out / "checkpoints"), save_last=True, every_n_train_steps=max(1, min(500, cfg.train.max_steps // 4 or 1))), LearningRateMonitor("step"),
-                      *([] if terminal_progress() else [LineProgress(60.0, f"stage {cfg.train.stage}")])],
+        "logger": [
+            CSVLogger(str(out), name="csv", version=""),
+            TensorBoardLogger(str(out), name="tensorboard", version=""),
+        ],
+        "callbacks": [
+            ModelCheckpoint(
+                dirpath=str(out / "checkpoints"),
+                save_last=True,
+                every_n_train_steps=max(1, min(500, cfg.train.max_steps // 4 or 1)),
+            ),
+            LearningRateMonitor("step"),
+            *([] if terminal_progress() else [LineProgress(60.0, f"stage {cfg.train.stage}")]),
+        ],
         "num_sanity_val_steps": 0,
         **({} if cfg.train.validate else {"limit_val_batches": 0}),
         "enable_progress_bar": terminal_progress(),  # a log file gets the CSV/TensorBoard logs, not bar refreshes
@@ -282,7 +333,9 @@ def teachers_to_build(cfg: VidLLMConfig) -> list[str]:
     d = cfg.train.distill
     needed = []
     if cfg.train.stage == 1:
-        needed += [v for k, v in (("geometry", d.geometry_teacher), ("semantic", d.semantic_teacher)) if k in d.teachers and v]
+        needed += [
+            v for k, v in (("geometry", d.geometry_teacher), ("semantic", d.semantic_teacher)) if k in d.teachers and v
+        ]
     if cfg.recon.vggt_checkpoint and not cfg.train.init_from:
         needed.append(cfg.recon.vggt_checkpoint)
     missing = [v for v in needed if not Path(v).exists()]
@@ -310,7 +363,10 @@ def ensure_teachers(cfg: VidLLMConfig) -> None:
     from vidllm.teachers.build import build_teachers
 
     out = _teacher_dir(missing)
-    print(f"vidllm fit: teacher files not found; training the tiny synthetic teachers into {out} (vidllm teachers)", flush=True)
+    print(
+        f"vidllm fit: teacher files not found; training the tiny synthetic teachers into {out} (vidllm teachers)",
+        flush=True,
+    )
     build_teachers(cfg, out)
 
 
@@ -341,7 +397,13 @@ def run(args: argparse.Namespace) -> int:
         ckpt = str(out / "checkpoints" / "last.ckpt")
         if not Path(ckpt).is_file():
             raise ConfigError(f"--ckpt_path last: {ckpt} does not exist (nothing to resume in {out})")
-    elif ckpt is not None and ckpt not in ("best", "hpc") and not ckpt.startswith("registry") and "://" not in ckpt and not Path(ckpt).exists():
+    elif (
+        ckpt is not None
+        and ckpt not in ("best", "hpc")
+        and not ckpt.startswith("registry")
+        and "://" not in ckpt
+        and not Path(ckpt).exists()
+    ):
         raise ConfigError(f"--ckpt_path {ckpt}: no such checkpoint file")
     if ckpt is not None and Path(ckpt).is_file() and not _looks_like_torch_file(Path(ckpt)):
         raise CheckpointError(f"--ckpt_path {ckpt}: not a torch checkpoint (empty, truncated or another format)")
@@ -386,12 +448,17 @@ def run(args: argparse.Namespace) -> int:
             f"could run code ({str(err).splitlines()[0]})"
         ) from None
     except EOFError:  # an empty or truncated file (torch.load reports other corruption as RuntimeError)
-        raise CheckpointError(f"--ckpt_path {ckpt}: not a readable checkpoint (the file is empty or truncated)") from None
+        raise CheckpointError(
+            f"--ckpt_path {ckpt}: not a readable checkpoint (the file is empty or truncated)"
+        ) from None
     if mode == "fit" and trainer.is_global_zero:
         module.model.save_pretrained(out / "model")
         from vidllm.evaluation.report import write_json
 
         # how far training got: a run can end before max_steps (--trainer.max_time, max_epochs)
-        write_json(out / "model" / "fit_state.json", {"global_step": int(trainer.global_step), "max_steps": int(trainer.max_steps), "stage": cfg.train.stage})
+        write_json(
+            out / "model" / "fit_state.json",
+            {"global_step": int(trainer.global_step), "max_steps": int(trainer.max_steps), "stage": cfg.train.stage},
+        )
         print(f"vidllm fit: saved the trained model to {out / 'model'} after {trainer.global_step} steps", flush=True)
     return 0

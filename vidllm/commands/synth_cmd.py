@@ -11,7 +11,9 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="output directory (scans/, annotations/, splits/ are written under it)")
+    parser.add_argument(
+        "--out", required=True, help="output directory (scans/, annotations/, splits/ are written under it)"
+    )
     parser.add_argument("--scenes", type=int, default=50, help="number of scenes")
     parser.add_argument("--seed", type=int, default=0, help="random seed (each scene is a function of seed and index)")
     parser.add_argument("--frames", type=int, default=32, help="frames per scene")
@@ -19,12 +21,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--height", type=int, default=168, help="colour frame height")
     parser.add_argument("--depth-width", type=int, default=None, help="depth frame width (default 5/7 of --width)")
     parser.add_argument("--depth-height", type=int, default=None, help="depth frame height (default 5/7 of --height)")
-    parser.add_argument("--trajectory", choices=("loop", "walk"), default="loop",
-                        help="camera path: 'loop' (360° sweep, per-frame jitter) or 'walk' (smooth hand-held walk, as in vidllm demo)")
+    parser.add_argument(
+        "--trajectory",
+        choices=("loop", "walk"),
+        default="loop",
+        help="camera path: 'loop' (360° sweep, per-frame jitter) or 'walk' (smooth hand-held walk, as in vidllm demo)",
+    )
     parser.add_argument("--arc-degrees", type=float, default=120.0, help="arc of the 'walk' trajectory in degrees")
     parser.add_argument("--hfov", type=float, default=70.0, help="horizontal field of view of the camera in degrees")
-    parser.add_argument("--clip-frames", type=int, default=8,
-                        help="frames of the model's uniform clip (data.num_frames): language is generated only about objects visible in them")
+    parser.add_argument(
+        "--clip-frames",
+        type=int,
+        default=8,
+        help="frames of the model's uniform clip (data.num_frames): language is generated only about objects visible in them",
+    )
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
     parser.add_argument("--force", action="store_true", help="write into a non-empty --out")
 

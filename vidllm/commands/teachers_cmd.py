@@ -13,14 +13,22 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="configs/tiny.yaml", help="student model config (sizes of the geometry teacher, data settings)")
-    parser.add_argument("--data", default=None, help="synthetic dataset root (default: data.root of the config; generated when empty)")
+    parser.add_argument(
+        "--config",
+        default="configs/tiny.yaml",
+        help="student model config (sizes of the geometry teacher, data settings)",
+    )
+    parser.add_argument(
+        "--data", default=None, help="synthetic dataset root (default: data.root of the config; generated when empty)"
+    )
     parser.add_argument("--out", default="outputs/teachers", help="output directory")
     parser.add_argument("--steps", type=int, default=None, help="most steps of each teacher")
     parser.add_argument("--minutes", type=float, default=None, help="time budget of each teacher in minutes")
     parser.add_argument("--seed", type=int, default=0, help="seed")
     parser.add_argument(
-        "--semantic-dense-weight", type=float, default=0.0,
+        "--semantic-dense-weight",
+        type=float,
+        default=0.0,
         help="weight of the semantic teacher's dense patch–name term (0 = frame-level CLIP loss only)",
     )
 

@@ -18,7 +18,9 @@ from vl.grounding import boxes_in_model_frame
 __all__ = ["export_and_answer"]
 
 
-def export_and_answer(model, cfg: VidLLMConfig, out: Path, questions: list[str] | None = None, max_boxes: int = 4) -> dict:
+def export_and_answer(
+    model, cfg: VidLLMConfig, out: Path, questions: list[str] | None = None, max_boxes: int = 4
+) -> dict:
     """Reconstruct, ground and answer on the first held-out scene; writes ``out/scene.{ply,cameras.json,png}``,
     ``out/boxes.json`` (model frame) and ``out/answers.json``. Returns what the report shows."""
     from vidllm.viz import render_pointcloud
@@ -33,12 +35,23 @@ def export_and_answer(model, cfg: VidLLMConfig, out: Path, questions: list[str] 
     world_from_model = torch.as_tensor(scene.aligned_c2w[first], dtype=torch.float32)
 
     val_ids = set((root / "splits" / "val.txt").read_text().split())
-    refer = [r for r in read_scanrefer(root / "annotations" / "ScanRefer_filtered_val.json", label_map=read_label_map(cfg.data.label_map),
-                                       scene_ids=val_ids) if r.scene_id == scene_id][:max_boxes]
+    refer = [
+        r
+        for r in read_scanrefer(
+            root / "annotations" / "ScanRefer_filtered_val.json",
+            label_map=read_label_map(cfg.data.label_map),
+            scene_ids=val_ids,
+        )
+        if r.scene_id == scene_id
+    ][:max_boxes]
     grounded = model.ground_many(video, [r.description for r in refer]) if refer else []
     pred_boxes = np.stack([g.box for g in grounded]) if grounded else np.zeros((0, 6))
-    gt_world = torch.as_tensor(np.stack([scene.objects.boxes[scene.objects.index_of(r.object_id)] for r in refer]) if refer else np.zeros((0, 6)),
-                               dtype=torch.float32)
+    gt_world = torch.as_tensor(
+        np.stack([scene.objects.boxes[scene.objects.index_of(r.object_id)] for r in refer])
+        if refer
+        else np.zeros((0, 6)),
+        dtype=torch.float32,
+    )
     gt_boxes = boxes_in_model_frame(gt_world, world_from_model).numpy() if len(gt_world) else np.zeros((0, 6))
 
     out.mkdir(parents=True, exist_ok=True)
@@ -46,23 +59,55 @@ def export_and_answer(model, cfg: VidLLMConfig, out: Path, questions: list[str] 
     ply = kept.save(out / "scene.ply")
     write_json(out / "scene.cameras.json", kept.cameras_dict())
     boxes_path = write_json(out / "boxes.json", {"pred": pred_boxes.tolist(), "gt": gt_boxes.tolist()})
-    preview = render_pointcloud(out / "scene.png", kept.points, kept.colors, [(pred_boxes, "red", "predicted"), (gt_boxes, "lime", "GT")],
-                                kept.camera_centers, title=f"{scene_id}: {len(kept)} points, scale {rec.scale:.2f}", up_axis=1)
+    preview = render_pointcloud(
+        out / "scene.png",
+        kept.points,
+        kept.colors,
+        [(pred_boxes, "red", "predicted"), (gt_boxes, "lime", "GT")],
+        kept.camera_centers,
+        title=f"{scene_id}: {len(kept)} points, scale {rec.scale:.2f}",
+        up_axis=1,
+    )
 
-    qa = [r for r in read_scanqa(root / "annotations" / "ScanQA_v1.0_val.json", scene_ids=val_ids) if r.scene_id == scene_id]
+    qa = [
+        r
+        for r in read_scanqa(root / "annotations" / "ScanQA_v1.0_val.json", scene_ids=val_ids)
+        if r.scene_id == scene_id
+    ]
     asked = list(questions) if questions else [r.question for r in qa[:3]]
     refs = {r.question: list(r.answers) for r in qa}
     answers = model.answer_many(video, asked)
-    qa_rows = [{"question": q, "answer": a.text, "reference": refs.get(q, []), "boxes": a.boxes.round(3).tolist()} for q, a in zip(asked, answers)]
+    qa_rows = [
+        {"question": q, "answer": a.text, "reference": refs.get(q, []), "boxes": a.boxes.round(3).tolist()}
+        for q, a in zip(asked, answers)
+    ]
     write_json(out / "answers.json", qa_rows)
-    descriptions = [{"description": r.description, "object_id": r.object_id, "pred_box": p.round(3).tolist(), "gt_box": g.round(3).tolist()}
-                    for r, p, g in zip(refer, pred_boxes, gt_boxes)]
+    descriptions = [
+        {
+            "description": r.description,
+            "object_id": r.object_id,
+            "pred_box": p.round(3).tolist(),
+            "gt_box": g.round(3).tolist(),
+        }
+        for r, p, g in zip(refer, pred_boxes, gt_boxes)
+    ]
     depth_figure = _depth_figure(model, cfg, scene_id, out / "depth.png")
     frames_dir = root / "scans" / scene_id / "color"
-    command = (f"python tools/export_pointcloud.py --checkpoint {Path(cfg.data.root).parent / 'stage2' / 'model'} --video {frames_dir} "
-               f"--out {out / 'scene.ply'} --conf-threshold 0.1 --boxes {boxes_path}")
-    return {"scene_id": scene_id, "points": len(kept), "scale": rec.scale, "ply": str(ply), "preview": str(preview), "answers": qa_rows,
-            "grounding": descriptions, "depth_figure": str(depth_figure), "command": command}
+    command = (
+        f"python tools/export_pointcloud.py --checkpoint {Path(cfg.data.root).parent / 'stage2' / 'model'} --video {frames_dir} "
+        f"--out {out / 'scene.ply'} --conf-threshold 0.1 --boxes {boxes_path}"
+    )
+    return {
+        "scene_id": scene_id,
+        "points": len(kept),
+        "scale": rec.scale,
+        "ply": str(ply),
+        "preview": str(preview),
+        "answers": qa_rows,
+        "grounding": descriptions,
+        "depth_figure": str(depth_figure),
+        "command": command,
+    }
 
 
 def _depth_figure(model, cfg: VidLLMConfig, scene_id: str, path: Path) -> Path:

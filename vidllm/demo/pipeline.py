@@ -42,9 +42,14 @@ class Timer:
         print(f"\n[{k}/{len(STEPS)}] {name}: {what}{' (reused from the earlier run)' if reused else ''}", flush=True)
         t0 = time.perf_counter()
         yield
-        self.seconds[name] = self.recorded[name] if reused and name in self.recorded else round(time.perf_counter() - t0, 1)
+        self.seconds[name] = (
+            self.recorded[name] if reused and name in self.recorded else round(time.perf_counter() - t0, 1)
+        )
         write_json(self.path, self.seconds)
-        print(f"[{k}/{len(STEPS)}] {name}: done in {self.seconds[name]:.0f} s (total {time.perf_counter() - self.start:.0f} s)", flush=True)
+        print(
+            f"[{k}/{len(STEPS)}] {name}: done in {self.seconds[name]:.0f} s (total {time.perf_counter() - self.start:.0f} s)",
+            flush=True,
+        )
 
 
 def demo_config(settings: DemoSettings, out: Path) -> VidLLMConfig:
@@ -59,7 +64,13 @@ def demo_config(settings: DemoSettings, out: Path) -> VidLLMConfig:
     overrides = {
         "data": data,
         "recon": {"vggt_checkpoint": str(teachers / "geometry" / "model.pt")},
-        "train": {"seed": settings.seed, "distill": {"geometry_teacher": str(teachers / "geometry" / "model.pt"), "semantic_teacher": str(teachers / "semantic")}},
+        "train": {
+            "seed": settings.seed,
+            "distill": {
+                "geometry_teacher": str(teachers / "geometry" / "model.pt"),
+                "semantic_teacher": str(teachers / "semantic"),
+            },
+        },
     }
     return config_from_dict(overrides, source="vidllm demo", base=cfg)
 
@@ -67,10 +78,25 @@ def demo_config(settings: DemoSettings, out: Path) -> VidLLMConfig:
 def _fit(config_path: Path, stage: int, out: Path, steps: int, seed: int, extra: list[str]) -> None:
     from vidllm.commands import fit_cmd
 
-    args = fit_cmd.parse_args([
-        "--config", str(config_path), "--stage", str(stage), "--out", str(out), "--seed", str(seed),
-        "--trainer.max_steps", str(steps), "--train.max_steps", str(steps), "--trainer.log_every_n_steps", "5", *extra,
-    ])
+    args = fit_cmd.parse_args(
+        [
+            "--config",
+            str(config_path),
+            "--stage",
+            str(stage),
+            "--out",
+            str(out),
+            "--seed",
+            str(seed),
+            "--trainer.max_steps",
+            str(steps),
+            "--train.max_steps",
+            str(steps),
+            "--trainer.log_every_n_steps",
+            "5",
+            *extra,
+        ]
+    )
     fit_cmd.run(args)
 
 
@@ -124,10 +150,16 @@ def _finished(settings: DemoSettings, out: Path) -> dict[str, bool]:
     r = settings.resume
     stage = {n: r and (out / n / "model" / "model.safetensors").is_file() for n in ("stage1", "stage2")}
     return {
-        "teachers": r and (out / "teachers" / "geometry" / "meta.json").is_file() and (out / "teachers" / "semantic" / "meta.json").is_file(),
+        "teachers": r
+        and (out / "teachers" / "geometry" / "meta.json").is_file()
+        and (out / "teachers" / "semantic" / "meta.json").is_file(),
         "stage1": stage["stage1"],
         "stage2": stage["stage1"] and stage["stage2"],
-        "evaluate": r and stage["stage2"] and all((out / "eval" / run / t / "metrics.json").is_file() for run in ("trained", "untrained") for t in EVAL_TASKS),
+        "evaluate": r
+        and stage["stage2"]
+        and all(
+            (out / "eval" / run / t / "metrics.json").is_file() for run in ("trained", "untrained") for t in EVAL_TASKS
+        ),
     }
 
 
@@ -139,8 +171,12 @@ def _qa_baselines(cfg: VidLLMConfig) -> dict:
     ann = Path(cfg.data.root) / "annotations"
     train = read_scanqa(ann / "ScanQA_v1.0_train.json")
     val = read_scanqa(ann / "ScanQA_v1.0_val.json")
-    majority = majority_answer_baseline([r.answers[0] for r in train if r.answers], {str(r.question_id): list(r.answers) for r in val})
-    prior = type_prior_baseline([(r.question, list(r.answers)) for r in train], {str(r.question_id): (r.question, list(r.answers)) for r in val})
+    majority = majority_answer_baseline(
+        [r.answers[0] for r in train if r.answers], {str(r.question_id): list(r.answers) for r in val}
+    )
+    prior = type_prior_baseline(
+        [(r.question, list(r.answers)) for r in train], {str(r.question_id): (r.question, list(r.answers)) for r in val}
+    )
     return {"majority_answer": majority, "type_prior": prior}
 
 
@@ -168,34 +204,68 @@ def run_demo(settings: DemoSettings) -> dict:
     from vidllm.data.synthetic import is_generated
 
     data_reused = settings.resume and is_generated(cfg.data.root)
-    with timer.step("data", f"{cfg.data.synthetic_scenes} synthetic scenes ({cfg.data.synthetic_trajectory} videos) in {cfg.data.root}", data_reused):
+    with timer.step(
+        "data",
+        f"{cfg.data.synthetic_scenes} synthetic scenes ({cfg.data.synthetic_trajectory} videos) in {cfg.data.root}",
+        data_reused,
+    ):
         ensure_synthetic(cfg.data)
-        commands["data"] = f"vidllm synth --out {cfg.data.root} --scenes {cfg.data.synthetic_scenes} --seed {settings.seed}"
+        commands["data"] = (
+            f"vidllm synth --out {cfg.data.root} --scenes {cfg.data.synthetic_scenes} --seed {settings.seed}"
+        )
 
     done = _finished(settings, out)
-    with timer.step("teachers", "geometry (VGGT-style) and semantic (CLIP-style) teachers trained on the training scenes", done["teachers"]):
+    with timer.step(
+        "teachers",
+        "geometry (VGGT-style) and semantic (CLIP-style) teachers trained on the training scenes",
+        done["teachers"],
+    ):
         minutes = settings.teacher_minutes * s
         tcfg = TeacherTrainConfig(
-            seed=settings.seed, geometry_steps=max(4, round(settings.teacher_steps * s)), semantic_steps=max(4, round(settings.teacher_steps * s)),
-            geometry_minutes=0.6 * minutes, semantic_minutes=0.4 * minutes, clip_frames=4, clip_span=cfg.data.synthetic_frames,
-            reverse_prob=0.5, eval_clip_frames=cfg.data.num_frames, eval_clips_per_scene=1,  # one window: clip_span covers the scene
+            seed=settings.seed,
+            geometry_steps=max(4, round(settings.teacher_steps * s)),
+            semantic_steps=max(4, round(settings.teacher_steps * s)),
+            geometry_minutes=0.6 * minutes,
+            semantic_minutes=0.4 * minutes,
+            clip_frames=4,
+            clip_span=cfg.data.synthetic_frames,
+            reverse_prob=0.5,
+            eval_clip_frames=cfg.data.num_frames,
+            eval_clips_per_scene=1,  # one window: clip_span covers the scene
             semantic_dense_weight=settings.semantic_dense_weight,
         )
         if not done["teachers"]:
             build_teachers(cfg, out / "teachers", tcfg=tcfg)
         dense = f" --semantic-dense-weight {settings.semantic_dense_weight:g}" if settings.semantic_dense_weight else ""
-        commands["teachers"] = f"vidllm teachers --config {config_path} --out {out / 'teachers'} --seed {settings.seed}{dense}"
+        commands["teachers"] = (
+            f"vidllm teachers --config {config_path} --out {out / 'teachers'} --seed {settings.seed}{dense}"
+        )
 
-    with timer.step("stage1", f"dual-teacher distillation, {steps['stage1']} steps (vidllm fit --stage 1)", done["stage1"]):
+    with timer.step(
+        "stage1", f"dual-teacher distillation, {steps['stage1']} steps (vidllm fit --stage 1)", done["stage1"]
+    ):
         if not done["stage1"]:
             _fit(config_path, 1, out / "stage1", steps["stage1"], settings.seed, [])
-        commands["stage1"] = f"vidllm fit --stage 1 --config {config_path} --out {out / 'stage1'} --trainer.max_steps {steps['stage1']} --train.max_steps {steps['stage1']} --trainer.log_every_n_steps 5"
+        commands["stage1"] = (
+            f"vidllm fit --stage 1 --config {config_path} --out {out / 'stage1'} --trainer.max_steps {steps['stage1']} --train.max_steps {steps['stage1']} --trainer.log_every_n_steps 5"
+        )
 
     stage2_seconds = round(stage2_time_limit(settings, time.perf_counter() - timer.start))
     max_time = f"{{seconds: {stage2_seconds}}}"  # the same argument runs and is reported
-    with timer.step("stage2", f"joint training, {steps['stage2']} steps or {stage2_seconds} s (vidllm fit --stage 2)", done["stage2"]):
+    with timer.step(
+        "stage2",
+        f"joint training, {steps['stage2']} steps or {stage2_seconds} s (vidllm fit --stage 2)",
+        done["stage2"],
+    ):
         if not done["stage2"]:
-            _fit(config_path, 2, out / "stage2", steps["stage2"], settings.seed, ["--model.init_from", str(out / "stage1" / "model"), "--trainer.max_time", max_time])
+            _fit(
+                config_path,
+                2,
+                out / "stage2",
+                steps["stage2"],
+                settings.seed,
+                ["--model.init_from", str(out / "stage1" / "model"), "--trainer.max_time", max_time],
+            )
         steps["stage2_run"] = steps_run(out / "stage2")
         commands["stage2"] = (
             f"vidllm fit --stage 2 --config {config_path} --out {out / 'stage2'} --model.init_from {out / 'stage1' / 'model'} "
@@ -203,23 +273,38 @@ def run_demo(settings: DemoSettings) -> dict:
             f"--trainer.max_time '{max_time}'"
         )
 
-    with timer.step("evaluate", "held-out scenes: grounding, QA, depth, poses, point clouds (trained and untrained model)", done["evaluate"]):
+    with timer.step(
+        "evaluate",
+        "held-out scenes: grounding, QA, depth, poses, point clouds (trained and untrained model)",
+        done["evaluate"],
+    ):
         trained = VidLLM.from_pretrained(out / "stage2" / "model", device="cpu")
         torch.manual_seed(settings.seed)
         untrained = VidLLM(trained.config, trained.vl.lm.tokenizer).eval()
         evaluation = {
-            "trained": _load_evaluation(out / "eval" / "trained") if done["evaluate"] else _evaluate(trained, cfg, out / "eval" / "trained", settings.eval_limit),
-            "untrained": _load_evaluation(out / "eval" / "untrained") if done["evaluate"] else _evaluate(untrained, cfg, out / "eval" / "untrained", settings.eval_limit),
+            "trained": _load_evaluation(out / "eval" / "trained")
+            if done["evaluate"]
+            else _evaluate(trained, cfg, out / "eval" / "trained", settings.eval_limit),
+            "untrained": _load_evaluation(out / "eval" / "untrained")
+            if done["evaluate"]
+            else _evaluate(untrained, cfg, out / "eval" / "untrained", settings.eval_limit),
             **_qa_baselines(cfg),
         }
         model_dir = out / "stage2" / "model"
         commands["evaluate"] = "\n".join(
-            [f"python tools/eval_scanrefer.py --checkpoint {model_dir} --data {cfg.data.root} --split val --proposals {p} --out {out / 'eval' / 'trained' / f'scanrefer_{p}'}" for p in ("gt", "none")]
-            + [f"python tools/eval_qa.py --checkpoint {model_dir} --data {cfg.data.root} --split val --no-captions --out {out / 'eval' / 'trained' / 'scanqa'}",
-               f"python tools/eval_recon.py --checkpoint {model_dir} --data {cfg.data.root} --split val --out {out / 'eval' / 'trained' / 'recon'}"]
+            [
+                f"python tools/eval_scanrefer.py --checkpoint {model_dir} --data {cfg.data.root} --split val --proposals {p} --out {out / 'eval' / 'trained' / f'scanrefer_{p}'}"
+                for p in ("gt", "none")
+            ]
+            + [
+                f"python tools/eval_qa.py --checkpoint {model_dir} --data {cfg.data.root} --split val --no-captions --out {out / 'eval' / 'trained' / 'scanqa'}",
+                f"python tools/eval_recon.py --checkpoint {model_dir} --data {cfg.data.root} --split val --out {out / 'eval' / 'trained' / 'recon'}",
+            ]
         )
 
-    with timer.step("export", "point cloud of a held-out scene (PLY + preview) and three questions through the Python API"):
+    with timer.step(
+        "export", "point cloud of a held-out scene (PLY + preview) and three questions through the Python API"
+    ):
         exported = export_and_answer(trained, cfg, out / "export", settings.questions)
         commands["export"] = exported.pop("command")
 

@@ -18,8 +18,16 @@ from vl.prompts import render_prompt
 __all__ = ["evaluate_scan2cap"]
 
 
-def evaluate_scan2cap(predictor, clips: SceneClips, proposals: str = "gt", limit: int | None = None, iou_threshold: float = 0.5,
-                      max_new_tokens: int | None = None, scorer=None, progress: bool = True) -> tuple[list[dict], dict]:
+def evaluate_scan2cap(
+    predictor,
+    clips: SceneClips,
+    proposals: str = "gt",
+    limit: int | None = None,
+    iou_threshold: float = 0.5,
+    max_new_tokens: int | None = None,
+    scorer=None,
+    progress: bool = True,
+) -> tuple[list[dict], dict]:
     """Caption every object with ScanRefer descriptions.
 
     Each GT object is matched to the proposal with the highest IoU (``proposals``: 'gt' or a
@@ -33,7 +41,9 @@ def evaluate_scan2cap(predictor, clips: SceneClips, proposals: str = "gt", limit
     if limit:
         objects = objects[:limit]
     if not objects:
-        raise DataError(f"{clips.cfg.root}: no ScanRefer descriptions (Scan2Cap references) in split '{clips.dataset.split}'")
+        raise DataError(
+            f"{clips.cfg.root}: no ScanRefer descriptions (Scan2Cap references) in split '{clips.dataset.split}'"
+        )
     groups: dict[str, list] = defaultdict(list)
     for (scene_id, object_id), refs in objects:
         groups[scene_id].append((object_id, refs))
@@ -55,8 +65,17 @@ def evaluate_scan2cap(predictor, clips: SceneClips, proposals: str = "gt", limit
             prompts.append(render_prompt("caption", center=predictor.model_frame_center(torch.as_tensor(box))))
             rows.append((object_id, refs, box, float(ious[best]) if best >= 0 else 0.0))
         for (object_id, refs, box, iou), text in zip(rows, predictor.generate(prompts, max_new_tokens)):
-            predictions.append({"key": scan2cap_key(scene_id, object_id), "scene_id": scene_id, "object_id": str(object_id), "caption": text,
-                                "box": box.tolist(), "iou": iou, "references": list(refs)})
+            predictions.append(
+                {
+                    "key": scan2cap_key(scene_id, object_id),
+                    "scene_id": scene_id,
+                    "object_id": str(object_id),
+                    "caption": text,
+                    "box": box.tolist(),
+                    "iou": iou,
+                    "references": list(refs),
+                }
+            )
         bar.update(len(items))
     bar.close()
     preds = {p["key"]: p["caption"] for p in predictions}
@@ -65,5 +84,9 @@ def evaluate_scan2cap(predictor, clips: SceneClips, proposals: str = "gt", limit
     try:
         metrics = scan2cap_metrics(preds, ious, refs, iou_threshold, scorer=scorer)
     except MissingExtraError as err:
-        metrics = {"count": len(preds), "matched": int(sum(v >= iou_threshold for v in ious.values())), "unavailable": {"captions": str(err)}}
+        metrics = {
+            "count": len(preds),
+            "matched": int(sum(v >= iou_threshold for v in ious.values())),
+            "unavailable": {"captions": str(err)},
+        }
     return predictions, metrics

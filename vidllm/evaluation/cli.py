@@ -17,18 +17,38 @@ __all__ = ["eval_parser", "load_model_and_clips", "run_tool"]
 def eval_parser(description: str, proposals: bool = False) -> argparse.ArgumentParser:
     """The common options: ``--checkpoint --data --split --limit --batch-size --out --device --frames``."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--checkpoint", required=True, type=Path, help="model directory written by save_pretrained / vidllm fit (<run>/model)")
-    p.add_argument("--data", required=True, type=Path, help="data root: <data>/scans/<scene_id>/, <data>/annotations/, <data>/splits/")
-    p.add_argument("--split", default="val", help="split name (split list <data>/splits/<split>.txt and the annotation files of that split)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        type=Path,
+        help="model directory written by save_pretrained / vidllm fit (<run>/model)",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="data root: <data>/scans/<scene_id>/, <data>/annotations/, <data>/splits/",
+    )
+    p.add_argument(
+        "--split",
+        default="val",
+        help="split name (split list <data>/splits/<split>.txt and the annotation files of that split)",
+    )
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N queries / scenes")
     p.add_argument("--batch-size", type=int, default=8, help="queries per language-model forward")
     p.add_argument("--out", required=True, type=Path, help="output directory (predictions.json, metrics.json)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--dtype", default=None, help="compute dtype, e.g. bfloat16 on GPU (default float32)")
-    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: the model config's data.num_frames)")
+    p.add_argument(
+        "--frames", type=int, default=None, help="frames per clip (default: the model config's data.num_frames)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     if proposals:
-        p.add_argument("--proposals", default="gt", help="'gt' (GT object boxes), 'none' (box regression) or a directory of <scene_id>.npy [Q, 6] AABBs")
+        p.add_argument(
+            "--proposals",
+            default="gt",
+            help="'gt' (GT object boxes), 'none' (box regression) or a directory of <scene_id>.npy [Q, 6] AABBs",
+        )
     return p
 
 
@@ -40,7 +60,9 @@ def load_model_and_clips(args: argparse.Namespace, tasks: list[str], grounding_s
     from vidllm.model import VidLLM
 
     if not args.checkpoint.is_dir():
-        raise VidLLMError(f"--checkpoint {args.checkpoint}: not a model directory (expected config.yaml + model.safetensors)")
+        raise VidLLMError(
+            f"--checkpoint {args.checkpoint}: not a model directory (expected config.yaml + model.safetensors)"
+        )
     model = VidLLM.from_pretrained(args.checkpoint, device=args.device, dtype=args.dtype)
     cfg = eval_data_config(model.config.data, args.data, args.frames)
     if grounding_source:

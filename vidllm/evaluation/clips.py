@@ -21,7 +21,9 @@ def eval_data_config(model_data: DataConfig, data_root: str | Path, num_frames: 
     """The model's data settings (frames, size, sampling) pointed at ``data_root`` (annotation dirs reset to its default layout)."""
     root = Path(data_root)
     if not (root / "scans").is_dir():
-        raise DataError(f"--data {root}: no 'scans/' folder (expected <root>/scans/<scene_id>/ and <root>/annotations/)")
+        raise DataError(
+            f"--data {root}: no 'scans/' folder (expected <root>/scans/<scene_id>/ and <root>/annotations/)"
+        )
     return dataclasses.replace(
         model_data,
         root=str(root),
@@ -63,7 +65,9 @@ class SceneClips:
         if self._cached is None or self._cached[0] != key:
             scene = self.scene(scene_id)
             indices = self.dataset.frame_indices(scene, 0)
-            item = load_clip(scene, indices[::-1].copy() if reverse else indices, self.cfg.image_size, self.cfg.resize_side)
+            item = load_clip(
+                scene, indices[::-1].copy() if reverse else indices, self.cfg.image_size, self.cfg.resize_side
+            )
             self._cached = (key, item)
         return self._cached[1]
 
@@ -95,5 +99,7 @@ def load_proposals(source: str, scene, proposal_dir: Path | None = None) -> torc
         raise DataError(f"--proposals {source}: no proposal file {path} for scene {scene.scene_id}")
     arr = np.load(path, allow_pickle=False)
     if arr.ndim != 2 or arr.shape[1] < 6 or not np.isfinite(arr[:, :6]).all():
-        raise DataError(f"{path}: proposals must be a finite [Q, 6] array (cx, cy, cz, dx, dy, dz), got shape {arr.shape}")
+        raise DataError(
+            f"{path}: proposals must be a finite [Q, 6] array (cx, cy, cz, dx, dy, dz), got shape {arr.shape}"
+        )
     return torch.as_tensor(arr[:, :6], dtype=torch.float32)

@@ -31,7 +31,9 @@ def _gt_box(scene, object_id: int, where: str) -> np.ndarray:
     return np.asarray(scene.objects.boxes[row], dtype=np.float64)
 
 
-def evaluate_scanrefer(predictor, clips: SceneClips, proposals: str = "gt", limit: int | None = None, progress: bool = True) -> tuple[list[dict], dict]:
+def evaluate_scanrefer(
+    predictor, clips: SceneClips, proposals: str = "gt", limit: int | None = None, progress: bool = True
+) -> tuple[list[dict], dict]:
     """Ground every ScanRefer query of the split.
 
     Args:
@@ -67,12 +69,25 @@ def evaluate_scanrefer(predictor, clips: SceneClips, proposals: str = "gt", limi
             gt = _gt_box(scene, rec.object_id, f"ScanRefer record {scene_id}|{rec.object_id}|{rec.ann_id}")
             best = int(pred.get("proposal_best", -1))
             # a ScanRefer query always has a target: with proposals, the best real proposal is the prediction
-            box = props[best].numpy().astype(np.float64) if props is not None and best >= 0 else np.asarray(pred["box"], dtype=np.float64)
+            box = (
+                props[best].numpy().astype(np.float64)
+                if props is not None and best >= 0
+                else np.asarray(pred["box"], dtype=np.float64)
+            )
             iou = float(box_iou(box, gt))
             predictions.append(
-                {"scene_id": scene_id, "object_id": str(rec.object_id), "ann_id": str(rec.ann_id), "eval_type": rec.eval_type,
-                 "description": rec.description, "pred_box": box.tolist(), "gt_box": gt.tolist(), "iou": iou,
-                 "proposal_index": best if props is not None else -1, "target_visible": int(rec.object_id) in visible}
+                {
+                    "scene_id": scene_id,
+                    "object_id": str(rec.object_id),
+                    "ann_id": str(rec.ann_id),
+                    "eval_type": rec.eval_type,
+                    "description": rec.description,
+                    "pred_box": box.tolist(),
+                    "gt_box": gt.tolist(),
+                    "iou": iou,
+                    "proposal_index": best if props is not None else -1,
+                    "target_visible": int(rec.object_id) in visible,
+                }
             )
             if props is not None and len(props):
                 ious = box_iou(props.numpy().astype(np.float64), gt[None].repeat(len(props), 0))
@@ -88,7 +103,9 @@ def evaluate_scanrefer(predictor, clips: SceneClips, proposals: str = "gt", limi
         metrics[f"chance@{k:g}"] = float(np.mean(chance[k])) if chance[k] else None
     metrics["chance"] = float(np.mean(chance["uniform"])) if chance["uniform"] else None
     seen = [p for p in predictions if p["target_visible"]]
-    metrics["visible"] = scanrefer_accuracy(seen)["overall"] if seen else {"acc@0.25": None, "acc@0.5": None, "count": 0}
+    metrics["visible"] = (
+        scanrefer_accuracy(seen)["overall"] if seen else {"acc@0.25": None, "acc@0.5": None, "count": 0}
+    )
     for k in (0.25, 0.5):
         metrics["visible"][f"chance@{k:g}"] = float(np.mean(chance_visible[k])) if chance_visible[k] else None
     metrics["visible"]["chance"] = float(np.mean(chance_visible["uniform"])) if chance_visible["uniform"] else None
@@ -96,7 +113,9 @@ def evaluate_scanrefer(predictor, clips: SceneClips, proposals: str = "gt", limi
     return predictions, metrics
 
 
-def evaluate_multi3drefer(predictor, clips: SceneClips, limit: int | None = None, score_threshold: float | None = None, progress: bool = True) -> tuple[list[dict], dict]:
+def evaluate_multi3drefer(
+    predictor, clips: SceneClips, limit: int | None = None, score_threshold: float | None = None, progress: bool = True
+) -> tuple[list[dict], dict]:
     """Multi3DRefer: the regressed slots whose objectness exceeds ``score_threshold`` (default: the
     model's ``vl.grounding.score_threshold``, else 0.5) are the predicted boxes — none for a
     zero-target prediction. Returns predictions (``pred_boxes``, ``gt_boxes`` aligned world) and F1 metrics."""
@@ -104,7 +123,9 @@ def evaluate_multi3drefer(predictor, clips: SceneClips, limit: int | None = None
     if limit:
         records = records[:limit]
     if not records:
-        raise DataError(f"{clips.cfg.root}: no Multi3DRefer records in split '{clips.dataset.split}' (set grounding_source)")
+        raise DataError(
+            f"{clips.cfg.root}: no Multi3DRefer records in split '{clips.dataset.split}' (set grounding_source)"
+        )
     if score_threshold is None:
         model = getattr(predictor, "model", None)
         score_threshold = model.config.vl.grounding.score_threshold if model is not None else 0.5
@@ -117,10 +138,19 @@ def evaluate_multi3drefer(predictor, clips: SceneClips, limit: int | None = None
         for rec, pred in zip(recs, preds):
             keep = torch.as_tensor(pred["scores"]) > score_threshold
             pred_boxes = torch.as_tensor(pred["boxes"])[keep].reshape(-1, 6).tolist()
-            gt = [_gt_box(scene, oid, f"Multi3DRefer record {scene_id}|{rec.ann_id}").tolist() for oid in rec.object_ids]
+            gt = [
+                _gt_box(scene, oid, f"Multi3DRefer record {scene_id}|{rec.ann_id}").tolist() for oid in rec.object_ids
+            ]
             predictions.append(
-                {"scene_id": scene_id, "ann_id": str(rec.ann_id), "eval_type": rec.eval_type, "description": rec.description,
-                 "object_ids": [str(o) for o in rec.object_ids], "pred_boxes": pred_boxes, "gt_boxes": gt}
+                {
+                    "scene_id": scene_id,
+                    "ann_id": str(rec.ann_id),
+                    "eval_type": rec.eval_type,
+                    "description": rec.description,
+                    "object_ids": [str(o) for o in rec.object_ids],
+                    "pred_boxes": pred_boxes,
+                    "gt_boxes": gt,
+                }
             )
         bar.update(len(recs))
     bar.close()

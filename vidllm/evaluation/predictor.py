@@ -45,7 +45,11 @@ class ModelPredictor:
         """Encode and reconstruct one clip (``images [S, 3, H, W]``) with one ``VidLLM.forward`` (via ``model.vl_inputs``);
         returns its :class:`~vidllm.modeling_outputs.VidLLMOutput` (batch 1),
         or None when the clip's encoding comes from the cache (only the VL inputs are kept, not the dense outputs)."""
-        key = (clip.get("scene_id"), tuple(clip["frame_ids"].tolist()) if "frame_ids" in clip else None, tuple(clip["images"].shape))
+        key = (
+            clip.get("scene_id"),
+            tuple(clip["frame_ids"].tolist()) if "frame_ids" in clip else None,
+            tuple(clip["images"].shape),
+        )
         cacheable = self.cache_clips > 0 and key[0] is not None and key[1] is not None
         if cacheable and key in self._cache:
             t_lang, geometry = self._cache[key]
@@ -67,7 +71,9 @@ class ModelPredictor:
         st = self._state
         if st is None:
             raise RuntimeError("ModelPredictor: call prepare(clip) before querying")
-        return st["t_lang"].expand(n, *st["t_lang"].shape[1:]), {k: v.expand(n, *v.shape[1:]) for k, v in st["geometry"].items()}
+        return st["t_lang"].expand(n, *st["t_lang"].shape[1:]), {
+            k: v.expand(n, *v.shape[1:]) for k, v in st["geometry"].items()
+        }
 
     @torch.no_grad()
     def ground(self, descriptions: list[str], proposals: Tensor | None) -> list[dict]:
@@ -83,11 +89,18 @@ class ModelPredictor:
             t_lang, geometry = self._inputs(b - a)
             props = None if proposals is None else [proposals.to(self.device)] * (b - a)
             with self.model.autocast():
-                res = self.model.vl.ground(t_lang, geometry, self.processor.grounding(descriptions[a:b]), props, wfm[None].expand(b - a, 4, 4))
+                res = self.model.vl.ground(
+                    t_lang, geometry, self.processor.grounding(descriptions[a:b]), props, wfm[None].expand(b - a, 4, 4)
+                )
             for i in range(b - a):
                 results.append(
-                    {"box": res["box"][i].float().cpu(), "boxes": res["boxes"][i].float().cpu(), "scores": res["scores"][i].float().cpu(),
-                     "proposal_index": int(res["proposal_index"][i]), "proposal_best": int(res["proposal_best"][i])}
+                    {
+                        "box": res["box"][i].float().cpu(),
+                        "boxes": res["boxes"][i].float().cpu(),
+                        "scores": res["scores"][i].float().cpu(),
+                        "proposal_index": int(res["proposal_index"][i]),
+                        "proposal_best": int(res["proposal_best"][i]),
+                    }
                 )
         return results
 

@@ -11,7 +11,14 @@ from vidllm.metrics.qa import clean_answer, qa_exact_match, qa_metrics
 from vidllm.progress import progress_bar
 from vl.prompts import render_prompt
 
-__all__ = ["evaluate_qa", "em_by_question_type", "majority_answer_baseline", "question_type", "type_prior_baseline", "visible_color_em"]
+__all__ = [
+    "evaluate_qa",
+    "em_by_question_type",
+    "majority_answer_baseline",
+    "question_type",
+    "type_prior_baseline",
+    "visible_color_em",
+]
 
 
 def majority_answer_baseline(train_answers: list[str], references: dict) -> dict:
@@ -33,8 +40,13 @@ def em_by_question_type(predictions: dict, references: dict, questions: dict) ->
     groups: dict[str, list] = defaultdict(list)
     for q in references:
         groups[question_type(questions[q])].append(q)
-    return {t: {"em@1": qa_exact_match({q: predictions[q] for q in ids}, {q: references[q] for q in ids})["em@1"], "count": len(ids)}
-            for t, ids in sorted(groups.items())}
+    return {
+        t: {
+            "em@1": qa_exact_match({q: predictions[q] for q in ids}, {q: references[q] for q in ids})["em@1"],
+            "count": len(ids),
+        }
+        for t, ids in sorted(groups.items())
+    }
 
 
 def type_prior_baseline(train: list[tuple[str, list[str]]], val: dict[str, tuple[str, list[str]]]) -> dict:
@@ -63,12 +75,23 @@ def type_prior_baseline(train: list[tuple[str, list[str]]], val: dict[str, tuple
     refs = {q: answers for q, (_, answers) in val.items()}
     res = qa_exact_match(preds, refs)
     by_type = em_by_question_type(preds, refs, {q: question for q, (question, _) in val.items()})
-    return {"em@1": res["em@1"], "refined_em": res["refined_em"], "answers": dict(sorted(chosen.items())),
-            "em@1_by_type": {t: v["em@1"] for t, v in by_type.items()}}
+    return {
+        "em@1": res["em@1"],
+        "refined_em": res["refined_em"],
+        "answers": dict(sorted(chosen.items())),
+        "em@1_by_type": {t: v["em@1"] for t, v in by_type.items()},
+    }
 
 
-def evaluate_qa(predictor, clips: SceneClips, task: str = "qa", limit: int | None = None, captions: bool = True, max_new_tokens: int | None = None,
-                progress: bool = True) -> tuple[list[dict], dict]:
+def evaluate_qa(
+    predictor,
+    clips: SceneClips,
+    task: str = "qa",
+    limit: int | None = None,
+    captions: bool = True,
+    max_new_tokens: int | None = None,
+    progress: bool = True,
+) -> tuple[list[dict], dict]:
     """Answer every question of the split (``task``: 'qa' = ScanQA, 'sqa' = SQA3D).
 
     Returns ``predictions`` (per question: ``question_id, scene_id, question, prediction, answers`` and
@@ -94,14 +117,24 @@ def evaluate_qa(predictor, clips: SceneClips, task: str = "qa", limit: int | Non
         prompts = [render_prompt(task, r.question, situation=getattr(r, "situation", "")) for r in recs]
         for rec, text in zip(recs, predictor.generate(prompts, max_new_tokens)):
             ids = [int(i) for i in getattr(rec, "object_ids", None) or []]
-            predictions.append({"question_id": str(rec.question_id), "scene_id": scene_id, "question": rec.question, "prediction": text,
-                                "answers": list(rec.answers), "targets_visible": all(i in visible for i in ids) if ids else None})
+            predictions.append(
+                {
+                    "question_id": str(rec.question_id),
+                    "scene_id": scene_id,
+                    "question": rec.question,
+                    "prediction": text,
+                    "answers": list(rec.answers),
+                    "targets_visible": all(i in visible for i in ids) if ids else None,
+                }
+            )
         bar.update(len(recs))
     bar.close()
     preds = {p["question_id"]: p["prediction"] for p in predictions}
     refs = {p["question_id"]: p["answers"] for p in predictions if p["answers"]}
     if not refs:
-        raise DataError(f"{clips.cfg.root}: the {task} records of split '{clips.dataset.split}' have no reference answers")
+        raise DataError(
+            f"{clips.cfg.root}: the {task} records of split '{clips.dataset.split}' have no reference answers"
+        )
     try:
         metrics = qa_metrics(preds, refs, with_captions=captions)
     except MissingExtraError as err:
@@ -120,8 +153,12 @@ def visible_color_em(predictions: list[dict], qtype: str = "what color") -> dict
     Returns:
         ``{"em@1": float | None, "count": int}`` (None when no such question).
     """
-    rows = [p for p in predictions if p.get("targets_visible") and p["answers"] and question_type(p["question"]) == qtype]
+    rows = [
+        p for p in predictions if p.get("targets_visible") and p["answers"] and question_type(p["question"]) == qtype
+    ]
     if not rows:
         return {"em@1": None, "count": 0}
-    res = qa_exact_match({str(k): p["prediction"] for k, p in enumerate(rows)}, {str(k): p["answers"] for k, p in enumerate(rows)})
+    res = qa_exact_match(
+        {str(k): p["prediction"] for k, p in enumerate(rows)}, {str(k): p["answers"] for k, p in enumerate(rows)}
+    )
     return {"em@1": res["em@1"], "count": len(rows)}

@@ -58,7 +58,9 @@ def visible_mesh_points(points_world: np.ndarray, clip: dict, tolerance: float =
         cam = p_model @ ext[i, :, :3].T + ext[i, :, 3]
         z = cam[:, 2]
         front = z > 1e-6
-        uv = cam[:, :2] / np.where(front, z, 1.0)[:, None] * np.array([k[i, 0, 0], k[i, 1, 1]]) + np.array([k[i, 0, 2], k[i, 1, 2]])
+        uv = cam[:, :2] / np.where(front, z, 1.0)[:, None] * np.array([k[i, 0, 0], k[i, 1, 1]]) + np.array(
+            [k[i, 0, 2], k[i, 1, 2]]
+        )
         u, v = np.round(uv[:, 0]).astype(np.int64), np.round(uv[:, 1]).astype(np.int64)
         inside = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
         d = np.zeros(len(z))
@@ -82,8 +84,14 @@ def predicted_world_points(out: dict, clip: dict, conf_quantile: float = 0.0) ->
     return (p_cam0 @ wfm[:3, :3].T + wfm[:3, 3]).cpu().numpy()
 
 
-def evaluate_recon(model, clips: SceneClips, limit: int | None = None, pointcloud: bool = True, conf_quantile: float = 0.0,
-                   progress: bool = True) -> tuple[list[dict], dict]:
+def evaluate_recon(
+    model,
+    clips: SceneClips,
+    limit: int | None = None,
+    pointcloud: bool = True,
+    conf_quantile: float = 0.0,
+    progress: bool = True,
+) -> tuple[list[dict], dict]:
     """Reconstruct one clip per scene of the split and score it.
 
     Returns per-scene records (``scene_id``, ``scale``, the per-scene pose figures ``pose`` (forwards),
@@ -149,8 +157,15 @@ def evaluate_recon(model, clips: SceneClips, limit: int | None = None, pointclou
         both_pred = np.stack(pred_ext["forward"] + pred_ext["reversed"])
         both_gt = np.stack(gt_ext["forward"] + gt_ext["reversed"])
         metrics["pose"] = pose_metrics(both_pred, both_gt)
-        metrics["pose_by_order"] = {k: pose_metrics(np.stack(pred_ext[k]), np.stack(gt_ext[k])) for k in ("forward", "reversed")}
-        metrics["pose_static_baseline"] = {"rra@15": static(both_gt), "by_order": {k: {"rra@15": static(np.stack(gt_ext[k]))} for k in gt_ext}}
+        metrics["pose_by_order"] = {
+            k: pose_metrics(np.stack(pred_ext[k]), np.stack(gt_ext[k])) for k in ("forward", "reversed")
+        }
+        metrics["pose_static_baseline"] = {
+            "rra@15": static(both_gt),
+            "by_order": {k: {"rra@15": static(np.stack(gt_ext[k]))} for k in gt_ext},
+        }
     if clouds:
-        metrics["pointcloud"] = {k: float(np.mean([c[k] for c in clouds])) for k in clouds[0] if isinstance(clouds[0][k], float)}
+        metrics["pointcloud"] = {
+            k: float(np.mean([c[k] for c in clouds])) for k in clouds[0] if isinstance(clouds[0][k], float)
+        }
     return records, metrics

@@ -37,7 +37,9 @@ def format_table(metrics: dict, title: str = "") -> str:
     """A plain-text table of ``{row: {column: value}}`` (nested) or ``{name: value}`` (flat) metrics."""
     notes = metrics.get("unavailable") or {}
     metrics = {k: v for k, v in metrics.items() if k != "unavailable"}
-    rows = {k: v for k, v in metrics.items() if isinstance(v, dict) and all(not isinstance(x, dict) for x in v.values())}
+    rows = {
+        k: v for k, v in metrics.items() if isinstance(v, dict) and all(not isinstance(x, dict) for x in v.values())
+    }
     flat = {k: v for k, v in metrics.items() if not isinstance(v, (dict, list))}
     lines = [title] if title else []
     if rows:

@@ -9,7 +9,14 @@
 Rates are fractions in ``[0, 1]``.
 """
 
-from vidllm.metrics.captions import CAPTION_METRICS, CaptionScorer, CaptionScores, MissingExtraError, caption_metrics, simple_tokenize
+from vidllm.metrics.captions import (
+    CAPTION_METRICS,
+    CaptionScorer,
+    CaptionScores,
+    MissingExtraError,
+    caption_metrics,
+    simple_tokenize,
+)
 from vidllm.metrics.grounding import (
     MULTI3DREFER_EVAL_TYPES,
     SCANREFER_EVAL_TYPES,

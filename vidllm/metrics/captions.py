@@ -90,9 +90,13 @@ def _validate(preds: Mapping, refs: Mapping) -> None:
         if key not in preds:
             raise ValueError(f"vidllm/metrics/captions.py: no candidate caption for id {key!r}")
         if not isinstance(preds[key], str):
-            raise ValueError(f"vidllm/metrics/captions.py: candidate for id {key!r} is {type(preds[key]).__name__}, expected str")
+            raise ValueError(
+                f"vidllm/metrics/captions.py: candidate for id {key!r} is {type(preds[key]).__name__}, expected str"
+            )
         if isinstance(ref_list, str) or not isinstance(ref_list, Sequence) or len(ref_list) == 0:
-            raise ValueError(f"vidllm/metrics/captions.py: references for id {key!r} must be a non-empty list of strings")
+            raise ValueError(
+                f"vidllm/metrics/captions.py: references for id {key!r} must be a non-empty list of strings"
+            )
         if not all(isinstance(r, str) for r in ref_list):
             raise ValueError(f"vidllm/metrics/captions.py: references for id {key!r} must all be strings")
 
@@ -156,11 +160,16 @@ def caption_metrics(
                 res = tokenizer.tokenize({k: [{"caption": cand[k]}] for k in keys})
             tokenized = (gts, res)
         except Exception as exc:  # any Java/subprocess failure: fall back to Python tokenization
-            unavailable["ptb_tokenizer"] = f"Java PTB tokenizer failed ({type(exc).__name__}: {exc}); used the Python tokenizer"
+            unavailable["ptb_tokenizer"] = (
+                f"Java PTB tokenizer failed ({type(exc).__name__}: {exc}); used the Python tokenizer"
+            )
     else:
         unavailable["ptb_tokenizer"] = "no java executable; used the Python tokenizer"
     if tokenized is None:
-        tokenized = ({k: [simple_tokenize(c) for c in ref[k]] for k in keys}, {k: [simple_tokenize(cand[k])] for k in keys})
+        tokenized = (
+            {k: [simple_tokenize(c) for c in ref[k]] for k in keys},
+            {k: [simple_tokenize(cand[k])] for k in keys},
+        )
     gts, res = tokenized
 
     overall: dict[str, float] = {}

@@ -46,11 +46,15 @@ def _as_boxes(boxes, what: str, allow_empty: bool = False) -> np.ndarray:
     try:
         arr = np.asarray(boxes, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"vidllm/metrics/grounding.py: {what} is not a numeric array of boxes [..., 6] ({exc})") from exc
+        raise ValueError(
+            f"vidllm/metrics/grounding.py: {what} is not a numeric array of boxes [..., 6] ({exc})"
+        ) from exc
     if allow_empty and arr.size == 0:
         return np.zeros((0, 6), dtype=np.float64)
     if arr.ndim == 0 or arr.shape[-1] != 6:
-        raise ValueError(f"vidllm/metrics/grounding.py: {what} has shape {tuple(arr.shape)}; expected [..., 6] = [cx, cy, cz, dx, dy, dz]")
+        raise ValueError(
+            f"vidllm/metrics/grounding.py: {what} has shape {tuple(arr.shape)}; expected [..., 6] = [cx, cy, cz, dx, dy, dz]"
+        )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"vidllm/metrics/grounding.py: {what} holds non-finite values")
     return arr
@@ -90,7 +94,9 @@ def box_iou_matrix(pred, gt) -> np.ndarray:
 
 def _field(record: Mapping, key: str, index: int):
     if key not in record:
-        raise ValueError(f"vidllm/metrics/grounding.py: prediction record {index} has no field '{key}' (fields: {sorted(record)})")
+        raise ValueError(
+            f"vidllm/metrics/grounding.py: prediction record {index} has no field '{key}' (fields: {sorted(record)})"
+        )
     return record[key]
 
 
@@ -191,7 +197,9 @@ def multi3drefer_query_f1(pred_boxes, gt_boxes, thresholds: Sequence[float] = (0
     return {k: f1_from_iou_matrix(iou, k) for k in thresholds}
 
 
-def multi3drefer_f1(records: Iterable[Mapping], thresholds: Sequence[float] = (0.25, 0.5)) -> dict[str, dict[str, float | int | None]]:
+def multi3drefer_f1(
+    records: Iterable[Mapping], thresholds: Sequence[float] = (0.25, 0.5)
+) -> dict[str, dict[str, float | int | None]]:
     """Multi3DRefer F1@k averaged over queries, per eval type and overall.
 
     Args:

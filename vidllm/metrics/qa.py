@@ -121,7 +121,9 @@ def clean_answer(text: str) -> str:
 
 def _check_refs(references: Sequence[str], where: str) -> None:
     if isinstance(references, str) or not isinstance(references, Sequence):
-        raise ValueError(f"vidllm/metrics/qa.py: {where}: references must be a list of strings, got {type(references).__name__}")
+        raise ValueError(
+            f"vidllm/metrics/qa.py: {where}: references must be a list of strings, got {type(references).__name__}"
+        )
 
 
 def exact_match(prediction: str, references: Sequence[str]) -> bool:
@@ -185,7 +187,9 @@ def qa_exact_match(predictions: Mapping, references: Mapping, groups: Mapping | 
     """
     missing = [qid for qid in references if qid not in predictions]
     if missing:
-        raise ValueError(f"vidllm/metrics/qa.py: {len(missing)} question(s) have no prediction, e.g. question_id={missing[0]!r}")
+        raise ValueError(
+            f"vidllm/metrics/qa.py: {len(missing)} question(s) have no prediction, e.g. question_id={missing[0]!r}"
+        )
     tallies: dict[str, list[int]] = {}
     em = refined = 0
     for qid, refs in references.items():
@@ -199,9 +203,15 @@ def qa_exact_match(predictions: Mapping, references: Mapping, groups: Mapping | 
             tally[1] += hit_refined
             tally[2] += 1
     count = len(references)
-    result: dict = {"em@1": em / count if count else 0.0, "refined_em": refined / count if count else 0.0, "count": count}
+    result: dict = {
+        "em@1": em / count if count else 0.0,
+        "refined_em": refined / count if count else 0.0,
+        "count": count,
+    }
     if groups is not None:
-        result["by_group"] = {g: {"em@1": t[0] / t[2], "refined_em": t[1] / t[2], "count": t[2]} for g, t in sorted(tallies.items())}
+        result["by_group"] = {
+            g: {"em@1": t[0] / t[2], "refined_em": t[1] / t[2], "count": t[2]} for g, t in sorted(tallies.items())
+        }
     return result
 
 

@@ -74,7 +74,9 @@ def _safe(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None) -> tuple[n
     return np.where(valid, pred, 1.0), np.where(valid, gt, 1.0)
 
 
-def delta_accuracy(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None, threshold: float = 1.25, axis=None):
+def delta_accuracy(
+    pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None = None, threshold: float = 1.25, axis=None
+):
     """δ: fraction of valid pixels with ``max(d/g, g/d) < threshold`` (δ1: threshold 1.25).
 
     Args:
@@ -116,7 +118,9 @@ def align_depth_scale(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, mode:
     if mode == "median":
         with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            scale = np.nanmedian(np.where(valid, gt, np.nan), axis=(-2, -1)) / np.nanmedian(np.where(valid, pred, np.nan), axis=(-2, -1))
+            scale = np.nanmedian(np.where(valid, gt, np.nan), axis=(-2, -1)) / np.nanmedian(
+                np.where(valid, pred, np.nan), axis=(-2, -1)
+            )
     elif mode == "scale":
         num = np.where(valid, pred * gt, 0.0).sum(axis=(-2, -1))
         den = np.where(valid, pred * pred, 0.0).sum(axis=(-2, -1))
@@ -161,7 +165,9 @@ def depth_metrics(
     pred = _np(pred, "pred depth")
     gt = _np(gt, "gt depth")
     if pred.shape != gt.shape or pred.ndim < 2:
-        raise ValueError(f"vidllm/metrics/recon.py: pred depth {pred.shape} and gt depth {gt.shape} must have the same shape [..., H, W]")
+        raise ValueError(
+            f"vidllm/metrics/recon.py: pred depth {pred.shape} and gt depth {gt.shape} must have the same shape [..., H, W]"
+        )
     valid = np.isfinite(gt) & (gt > max(min_depth, 0.0))
     if max_depth is not None:
         valid &= gt <= max_depth
@@ -294,7 +300,9 @@ def pointcloud_metrics(pred, gt, threshold: float = 0.05, voxel_size: float | No
 def _extrinsics(x, what: str) -> torch.Tensor:
     arr = _np(x, what)
     if arr.ndim != 3 or arr.shape[-2:] not in ((3, 4), (4, 4)):
-        raise ValueError(f"vidllm/metrics/recon.py: {what} has shape {arr.shape}; expected [S, 3, 4] or [S, 4, 4] world→camera")
+        raise ValueError(
+            f"vidllm/metrics/recon.py: {what} has shape {arr.shape}; expected [S, 3, 4] or [S, 4, 4] world→camera"
+        )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"vidllm/metrics/recon.py: {what} holds non-finite values")
     return to_homogeneous(torch.from_numpy(arr))
@@ -324,7 +332,9 @@ def rotation_angle_deg(rot_a: np.ndarray, rot_b: np.ndarray) -> np.ndarray:
     return np.degrees(np.arctan2(sin, cos))
 
 
-def translation_angle_deg(t_a: np.ndarray, t_b: np.ndarray, sign_ambiguity: bool = True, eps: float = 1e-12) -> np.ndarray:
+def translation_angle_deg(
+    t_a: np.ndarray, t_b: np.ndarray, sign_ambiguity: bool = True, eps: float = 1e-12
+) -> np.ndarray:
     """Angle (degrees) between translation directions ``[..., 3]``.
 
     With ``sign_ambiguity`` (VGGT / PoseDiffusion) the angle is ``min(θ, 180° − θ)``. A zero-length
@@ -354,7 +364,9 @@ def relative_pose_errors(pred_extrinsics, gt_extrinsics, sign_ambiguity: bool = 
     pred = relative_poses(pred_extrinsics)
     gt = relative_poses(gt_extrinsics)
     if pred.shape != gt.shape:
-        raise ValueError(f"vidllm/metrics/recon.py: pred has {pred.shape[0]} frame pairs, gt {gt.shape[0]}: frame counts differ")
+        raise ValueError(
+            f"vidllm/metrics/recon.py: pred has {pred.shape[0]} frame pairs, gt {gt.shape[0]}: frame counts differ"
+        )
     rot = rotation_angle_deg(gt[:, :3, :3], pred[:, :3, :3])
     trans = translation_angle_deg(gt[:, :3, 3], pred[:, :3, 3], sign_ambiguity)
     return rot, trans
@@ -377,7 +389,9 @@ def pose_auc(rot_err, trans_err, max_threshold: int = 30) -> float:
     return float(np.mean(np.cumsum(hist / len(max_err))))
 
 
-def pose_metrics_from_errors(rot_err, trans_err, thresholds: Sequence[float] = (15.0,), auc_threshold: int = 30) -> dict[str, float | int]:
+def pose_metrics_from_errors(
+    rot_err, trans_err, thresholds: Sequence[float] = (15.0,), auc_threshold: int = 30
+) -> dict[str, float | int]:
     """RRA@k / RTA@k (fraction of pairs with error < k degrees) and AUC@auc_threshold from pooled pair errors.
 
     Returns:
@@ -416,11 +430,15 @@ def pose_metrics(
     pred = _np(pred_extrinsics, "pred extrinsics")
     gt = _np(gt_extrinsics, "gt extrinsics")
     if pred.shape != gt.shape:
-        raise ValueError(f"vidllm/metrics/recon.py: pred extrinsics {pred.shape} and gt extrinsics {gt.shape} differ in shape")
+        raise ValueError(
+            f"vidllm/metrics/recon.py: pred extrinsics {pred.shape} and gt extrinsics {gt.shape} differ in shape"
+        )
     if pred.ndim == 3:
         pred, gt = pred[None], gt[None]
     if pred.ndim != 4 or pred.shape[1] < 2:
-        raise ValueError(f"vidllm/metrics/recon.py: extrinsics shape {pred.shape}; expected [S, 3, 4] or [B, S, 3, 4] with S ≥ 2")
+        raise ValueError(
+            f"vidllm/metrics/recon.py: extrinsics shape {pred.shape}; expected [S, 3, 4] or [B, S, 3, 4] with S ≥ 2"
+        )
     errors = [relative_pose_errors(p, g, sign_ambiguity) for p, g in zip(pred, gt)]
     rot = np.concatenate([e[0] for e in errors])
     trans = np.concatenate([e[1] for e in errors])

@@ -20,7 +20,12 @@ def default_teacher_paths(out: str | Path) -> dict[str, Path]:
     return {"geometry": out / "geometry" / "model.pt", "semantic": out / "semantic"}
 
 
-def build_teachers(config: str | Path | VidLLMConfig, out: str | Path, data_root: str | Path | None = None, tcfg: TeacherTrainConfig | None = None) -> dict[str, Path]:
+def build_teachers(
+    config: str | Path | VidLLMConfig,
+    out: str | Path,
+    data_root: str | Path | None = None,
+    tcfg: TeacherTrainConfig | None = None,
+) -> dict[str, Path]:
     """Train the geometry and semantic teachers on synthetic scenes and save them under ``out``."""
     from dataclasses import replace
 
@@ -34,5 +39,7 @@ def build_teachers(config: str | Path | VidLLMConfig, out: str | Path, data_root
     paths = default_teacher_paths(out)
     log = _log.info if _log.isEnabledFor(logging.INFO) else print
     train_geometry_teacher(root, paths["geometry"].parent, cfg, tcfg, log=log)
-    train_semantic_teacher(root, paths["semantic"], cfg.data.image_size, tcfg, log=log, resize_side=cfg.data.resize_side)
+    train_semantic_teacher(
+        root, paths["semantic"], cfg.data.image_size, tcfg, log=log, resize_side=cfg.data.resize_side
+    )
     return paths

@@ -92,13 +92,35 @@ class TeacherTrainConfig:
 
     def __post_init__(self) -> None:
         for name in (
-            "geometry_steps", "semantic_steps", "eval_every", "clip_frames", "clip_span", "geometry_batch", "eval_clips_per_scene",
-            "semantic_batch", "vision_hidden", "vision_layers", "vision_heads", "vision_patch", "vision_image_size", "text_hidden",
-            "text_layers", "text_heads", "text_max_length", "projection_dim",
+            "geometry_steps",
+            "semantic_steps",
+            "eval_every",
+            "clip_frames",
+            "clip_span",
+            "geometry_batch",
+            "eval_clips_per_scene",
+            "semantic_batch",
+            "vision_hidden",
+            "vision_layers",
+            "vision_heads",
+            "vision_patch",
+            "vision_image_size",
+            "text_hidden",
+            "text_layers",
+            "text_heads",
+            "text_max_length",
+            "projection_dim",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"teachers.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("geometry_minutes", "semantic_minutes", "geometry_weight_decay", "semantic_weight_decay", "grad_clip", "threads"):
+        for name in (
+            "geometry_minutes",
+            "semantic_minutes",
+            "geometry_weight_decay",
+            "semantic_weight_decay",
+            "grad_clip",
+            "threads",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"teachers.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("geometry_lr", "semantic_lr"):
@@ -107,21 +129,36 @@ class TeacherTrainConfig:
         if not 0.0 <= self.reverse_prob <= 1.0:
             raise ValueError(f"teachers.reverse_prob must be in [0, 1], got {self.reverse_prob}")
         if self.eval_clip_frames == 1 or self.eval_clip_frames < 0:
-            raise ValueError(f"teachers.eval_clip_frames must be 0 (= clip_frames) or >= 2, got {self.eval_clip_frames}")
+            raise ValueError(
+                f"teachers.eval_clip_frames must be 0 (= clip_frames) or >= 2, got {self.eval_clip_frames}"
+            )
         if self.clip_frames < 2:
-            raise ValueError(f"teachers.clip_frames must be >= 2 (camera poses are relative to the first frame), got {self.clip_frames}")
+            raise ValueError(
+                f"teachers.clip_frames must be >= 2 (camera poses are relative to the first frame), got {self.clip_frames}"
+            )
         if self.clip_span < self.clip_frames:
-            raise ValueError(f"teachers.clip_span ({self.clip_span}) must be >= teachers.clip_frames ({self.clip_frames})")
+            raise ValueError(
+                f"teachers.clip_span ({self.clip_span}) must be >= teachers.clip_frames ({self.clip_frames})"
+            )
         if self.semantic_batch < 2:
             raise ValueError(f"teachers.semantic_batch must be >= 2 (contrastive negatives), got {self.semantic_batch}")
         if self.semantic_dense_weight < 0:
             raise ValueError(f"teachers.semantic_dense_weight must be >= 0, got {self.semantic_dense_weight}")
         if not 0 < self.semantic_dense_min_share <= 1:
-            raise ValueError(f"teachers.semantic_dense_min_share must be in (0, 1], got {self.semantic_dense_min_share}")
+            raise ValueError(
+                f"teachers.semantic_dense_min_share must be in (0, 1], got {self.semantic_dense_min_share}"
+            )
         if not 0 <= self.min_object_fraction < 1:
             raise ValueError(f"teachers.min_object_fraction must be in [0, 1), got {self.min_object_fraction}")
-        for width, heads, owner in ((self.vision_hidden, self.vision_heads, "vision"), (self.text_hidden, self.text_heads, "text")):
+        for width, heads, owner in (
+            (self.vision_hidden, self.vision_heads, "vision"),
+            (self.text_hidden, self.text_heads, "text"),
+        ):
             if width % heads:
-                raise ValueError(f"teachers.{owner}_hidden ({width}) must be divisible by teachers.{owner}_heads ({heads})")
+                raise ValueError(
+                    f"teachers.{owner}_hidden ({width}) must be divisible by teachers.{owner}_heads ({heads})"
+                )
         if self.vision_image_size % self.vision_patch:
-            raise ValueError(f"teachers.vision_image_size ({self.vision_image_size}) must be a multiple of teachers.vision_patch ({self.vision_patch})")
+            raise ValueError(
+                f"teachers.vision_image_size ({self.vision_image_size}) must be a multiple of teachers.vision_patch ({self.vision_patch})"
+            )

@@ -39,7 +39,16 @@ from vidllm.teachers.config import TeacherTrainConfig
 from vidllm.teachers.loop import train_loop
 from vidllm.teachers.scenes import SceneFrames, clip_windows, load_split_scenes
 
-__all__ = ["geometry_configs", "vggt_overrides", "sample_clips", "reverse_clips", "eval_clips", "evaluate_geometry", "train_geometry_teacher", "GEOMETRY_FILE"]
+__all__ = [
+    "geometry_configs",
+    "vggt_overrides",
+    "sample_clips",
+    "reverse_clips",
+    "eval_clips",
+    "evaluate_geometry",
+    "train_geometry_teacher",
+    "GEOMETRY_FILE",
+]
 
 GEOMETRY_FILE = "model.pt"
 
@@ -47,8 +56,12 @@ GEOMETRY_FILE = "model.pt"
 def geometry_configs(cfg: VidLLMConfig) -> tuple[EncoderConfig, ReconConfig]:
     """The teacher's encoder and branch configs: the student's sizes, a freshly built DINOv2 encoder."""
     if cfg.encoder.kind != "dinov2":
-        raise ValueError(f"geometry teacher: encoder.kind = {cfg.encoder.kind!r}; the teacher needs 'dinov2' (its patch_embed is the DINOv2 teacher)")
-    return replace(cfg.encoder, pretrained_path=None, gradient_checkpointing=False), replace(cfg.recon, vggt_checkpoint=None)
+        raise ValueError(
+            f"geometry teacher: encoder.kind = {cfg.encoder.kind!r}; the teacher needs 'dinov2' (its patch_embed is the DINOv2 teacher)"
+        )
+    return replace(cfg.encoder, pretrained_path=None, gradient_checkpointing=False), replace(
+        cfg.recon, vggt_checkpoint=None
+    )
 
 
 def vggt_overrides(encoder: EncoderConfig, recon: ReconConfig) -> dict:
@@ -67,13 +80,23 @@ def vggt_overrides(encoder: EncoderConfig, recon: ReconConfig) -> dict:
 def _stack(scenes: list[SceneFrames], picks: list[tuple[int, np.ndarray]]) -> dict[str, Tensor]:
     shapes = {tuple(scenes[i].images.shape[1:]) for i, _ in picks}
     if len(shapes) > 1:
-        raise ValueError(f"geometry teacher: scenes have different image sizes {sorted(shapes)}; generate them with one --width/--height")
+        raise ValueError(
+            f"geometry teacher: scenes have different image sizes {sorted(shapes)}; generate them with one --width/--height"
+        )
     idx = [(scenes[i], torch.as_tensor(f)) for i, f in picks]
-    return {key: torch.stack([getattr(s, key)[f] for s, f in idx]) for key in ("images", "depth", "extrinsics", "intrinsics")}
+    return {
+        key: torch.stack([getattr(s, key)[f] for s, f in idx])
+        for key in ("images", "depth", "extrinsics", "intrinsics")
+    }
 
 
 def sample_clips(
-    scenes: list[SceneFrames], rng: np.random.Generator, batch: int, clip_frames: int, span: int, reverse_prob: float = 0.0
+    scenes: list[SceneFrames],
+    rng: np.random.Generator,
+    batch: int,
+    clip_frames: int,
+    span: int,
+    reverse_prob: float = 0.0,
 ) -> dict[str, Tensor]:
     """A random training batch: ``batch`` clips, each ``clip_frames`` sorted random frames of a random
     window of ``span`` consecutive frames of a random scene, played reversed (descending frame order)
@@ -88,7 +111,9 @@ def sample_clips(
         i = int(rng.integers(len(scenes)))
         n = scenes[i].num_frames
         if n < clip_frames:
-            raise ValueError(f"geometry teacher: scene {scenes[i].scene_id} has {n} valid frames < teachers.clip_frames = {clip_frames}")
+            raise ValueError(
+                f"geometry teacher: scene {scenes[i].scene_id} has {n} valid frames < teachers.clip_frames = {clip_frames}"
+            )
         width = min(span, n)
         start = int(rng.integers(n - width + 1))
         frames = np.sort(start + rng.choice(width, clip_frames, replace=False))
@@ -119,8 +144,13 @@ def evaluate_geometry(model: ReconstructionModel, clips: dict[str, Tensor], chun
     fwd = _evaluate_order(model, clips, chunk)
     rev = _evaluate_order(model, reverse_clips(clips), chunk)
     return {
-        "abs_rel": fwd["abs_rel"], "delta1": fwd["delta1"], "rot_err_deg": fwd["rot_err_deg"], "rra@15": fwd["rra@15"],
-        "rot_err_deg_reversed": rev["rot_err_deg"], "rra@15_reversed": rev["rra@15"], "rra@15_mean": (fwd["rra@15"] + rev["rra@15"]) / 2,
+        "abs_rel": fwd["abs_rel"],
+        "delta1": fwd["delta1"],
+        "rot_err_deg": fwd["rot_err_deg"],
+        "rra@15": fwd["rra@15"],
+        "rot_err_deg_reversed": rev["rot_err_deg"],
+        "rra@15_reversed": rev["rra@15"],
+        "rra@15_mean": (fwd["rra@15"] + rev["rra@15"]) / 2,
         "rra@15_static": fwd["rra@15_static"],
     }
 
@@ -141,7 +171,10 @@ def _evaluate_order(model: ReconstructionModel, clips: dict[str, Tensor], chunk:
     identity[:, :, :3] = torch.eye(3)
     static = np.concatenate([relative_pose_errors(identity.numpy(), g.numpy())[0] for g in clips["extrinsics"]])
     return {
-        "abs_rel": float(dm["abs_rel"]), "delta1": float(dm["delta1"]), "rot_err_deg": float(rot.mean()), "rra@15": float(pm["rra@15"]),
+        "abs_rel": float(dm["abs_rel"]),
+        "delta1": float(dm["delta1"]),
+        "rot_err_deg": float(rot.mean()),
+        "rra@15": float(pm["rra@15"]),
         "rra@15_static": float(np.mean(static < 15.0)),
     }
 
@@ -161,26 +194,47 @@ def train_geometry_teacher(
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     image_size = model_cfg.data.image_size
-    train_scenes = train_scenes if train_scenes is not None else load_split_scenes(data_root, "train", image_size, model_cfg.data.resize_side)
-    val_scenes = val_scenes if val_scenes is not None else load_split_scenes(data_root, "val", image_size, model_cfg.data.resize_side)
+    train_scenes = (
+        train_scenes
+        if train_scenes is not None
+        else load_split_scenes(data_root, "train", image_size, model_cfg.data.resize_side)
+    )
+    val_scenes = (
+        val_scenes
+        if val_scenes is not None
+        else load_split_scenes(data_root, "val", image_size, model_cfg.data.resize_side)
+    )
     enc_cfg, recon_cfg = geometry_configs(model_cfg)
     torch.manual_seed(tcfg.seed)
     model = ReconstructionModel(enc_cfg, recon_cfg)
     loss_module = ReconLoss(recon_cfg.loss)
     rng = np.random.default_rng([tcfg.seed, 1])
-    held_out = eval_clips(val_scenes, tcfg.eval_clip_frames or tcfg.clip_frames, tcfg.clip_span, tcfg.eval_clips_per_scene)
+    held_out = eval_clips(
+        val_scenes, tcfg.eval_clip_frames or tcfg.clip_frames, tcfg.clip_span, tcfg.eval_clips_per_scene
+    )
     model.eval()
     untrained = evaluate_geometry(model, held_out)
     log(f"[geometry teacher] untrained: held-out {', '.join(f'{k} {v:.4g}' for k, v in untrained.items())}")
 
     def step_loss(_step: int) -> dict[str, Tensor]:
-        batch = sample_clips(train_scenes, rng, tcfg.geometry_batch, tcfg.clip_frames, tcfg.clip_span, tcfg.reverse_prob)
+        batch = sample_clips(
+            train_scenes, rng, tcfg.geometry_batch, tcfg.clip_frames, tcfg.clip_span, tcfg.reverse_prob
+        )
         return loss_module(model(batch["images"]), batch)
 
     history = train_loop(
-        model, step_loss, lambda: evaluate_geometry(model, held_out),
-        max_steps=tcfg.geometry_steps, minutes=tcfg.geometry_minutes, lr=tcfg.geometry_lr, weight_decay=tcfg.geometry_weight_decay,
-        warmup=tcfg.geometry_warmup, grad_clip=tcfg.grad_clip, eval_every=tcfg.eval_every, name="geometry", log=log,
+        model,
+        step_loss,
+        lambda: evaluate_geometry(model, held_out),
+        max_steps=tcfg.geometry_steps,
+        minutes=tcfg.geometry_minutes,
+        lr=tcfg.geometry_lr,
+        weight_decay=tcfg.geometry_weight_decay,
+        warmup=tcfg.geometry_warmup,
+        grad_clip=tcfg.grad_clip,
+        eval_every=tcfg.eval_every,
+        name="geometry",
+        log=log,
     )
     model.eval()
     path = save_vggt_state_dict(model, out_dir / GEOMETRY_FILE)
@@ -196,7 +250,7 @@ def train_geometry_teacher(
         "train_seconds": round(history["seconds"], 1),
         "seconds": round(time.perf_counter() - t0, 1),
         "first_loss": history["losses"][0],
-        "final_loss": float(np.mean(history["losses"][-min(20, len(history["losses"])):])),
+        "final_loss": float(np.mean(history["losses"][-min(20, len(history["losses"])) :])),
         "final_loss_terms": history["final_terms"],
         "loss_curve": history["losses"],
         "held_out": {"untrained": untrained, "trained": final, "history": history["evals"]},

@@ -99,12 +99,21 @@ def train_loop(
     return {"steps": budget.steps, "seconds": budget.elapsed(), "losses": losses, "evals": evals, "final_terms": terms}
 
 
-def _eval(model: nn.Module, evaluate: Callable[[], dict[str, float]], budget: StepBudget, losses: list[float], name: str, log) -> dict:
+def _eval(
+    model: nn.Module, evaluate: Callable[[], dict[str, float]], budget: StepBudget, losses: list[float], name: str, log
+) -> dict:
     model.eval()
     metrics = evaluate()
     model.train()
-    recent = losses[-min(len(losses), 20):]
-    row = {"step": budget.steps, "seconds": round(budget.elapsed(), 1), "train_loss": sum(recent) / len(recent), **metrics}
+    recent = losses[-min(len(losses), 20) :]
+    row = {
+        "step": budget.steps,
+        "seconds": round(budget.elapsed(), 1),
+        "train_loss": sum(recent) / len(recent),
+        **metrics,
+    }
     shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float))
-    log(f"[{name} teacher] step {budget.steps} ({row['seconds']:.0f} s): train loss {row['train_loss']:.4f}; held-out {shown}")
+    log(
+        f"[{name} teacher] step {budget.steps} ({row['seconds']:.0f} s): train loss {row['train_loss']:.4f}; held-out {shown}"
+    )
     return row

@@ -31,7 +31,14 @@ from vidllm.data.scannet import load_scannet_scene
 from vidllm.data.visibility import box_pixel_counts, frame_box_masks
 from vidllm.errors import DataError
 
-__all__ = ["SceneFrames", "load_split_scenes", "object_pixel_counts", "pixel_object_index", "patch_object_labels", "clip_windows"]
+__all__ = [
+    "SceneFrames",
+    "load_split_scenes",
+    "object_pixel_counts",
+    "pixel_object_index",
+    "patch_object_labels",
+    "clip_windows",
+]
 
 
 @dataclass
@@ -66,18 +73,24 @@ def _generator_objects(root: Path, scene_id: str, required: bool) -> tuple[list[
     path = root / "synthetic_gt" / f"{scene_id}.json"
     if not path.is_file():
         if required:
-            raise DataError(f"{path}: generator ground truth not found; the semantic teacher needs the synthetic scenes' object colours")
+            raise DataError(
+                f"{path}: generator ground truth not found; the semantic teacher needs the synthetic scenes' object colours"
+            )
         return [], torch.zeros(0, 6)
     try:
         objects = json.loads(path.read_text())["objects"]
         names = [f"{o['color']} {o['raw_category']}" for o in objects]
         boxes = torch.tensor([o["box"] for o in objects], dtype=torch.float32).reshape(-1, 6)
     except (KeyError, TypeError, ValueError) as err:
-        raise DataError(f"{path}: malformed generator ground truth ({err}); expected objects[] with 'color', 'raw_category', 'box'") from None
+        raise DataError(
+            f"{path}: malformed generator ground truth ({err}); expected objects[] with 'color', 'raw_category', 'box'"
+        ) from None
     return names, boxes
 
 
-def load_split_scenes(root: str | Path, split: str, image_size: int, resize_side: str = "shorter", require_objects: bool = False) -> list[SceneFrames]:
+def load_split_scenes(
+    root: str | Path, split: str, image_size: int, resize_side: str = "shorter", require_objects: bool = False
+) -> list[SceneFrames]:
     """Every scene of ``split`` (``<root>/splits/<split>.txt``) with all its valid frames.
 
     Args:
@@ -118,7 +131,9 @@ def object_pixel_counts(scene: SceneFrames, margin: float = 0.02) -> Tensor:
         scene: the scene (depth, poses, intrinsics, object boxes).
         margin: metres added on every side of a box (surface points lie on its faces).
     """
-    return box_pixel_counts(scene.depth, scene.extrinsics, scene.intrinsics, scene.world_from_model, scene.object_boxes, margin)
+    return box_pixel_counts(
+        scene.depth, scene.extrinsics, scene.intrinsics, scene.world_from_model, scene.object_boxes, margin
+    )
 
 
 def pixel_object_index(scene: SceneFrames, margin: float = 0.02) -> Tensor:
@@ -131,7 +146,9 @@ def pixel_object_index(scene: SceneFrames, margin: float = 0.02) -> Tensor:
         return torch.full((f, h, w), -1, dtype=torch.long)
     volume = (boxes[:, 3:] + 2 * margin).prod(-1)  # [O] of the grown boxes
     index = []
-    for inside in frame_box_masks(scene.depth, scene.extrinsics, scene.intrinsics, scene.world_from_model, boxes, margin):  # [HW, O]
+    for inside in frame_box_masks(
+        scene.depth, scene.extrinsics, scene.intrinsics, scene.world_from_model, boxes, margin
+    ):  # [HW, O]
         best = torch.where(inside, volume, torch.full_like(volume, float("inf"))).argmin(-1)
         index.append(torch.where(inside.any(-1), best, torch.full_like(best, -1)))
     return torch.stack(index).view(f, h, w)

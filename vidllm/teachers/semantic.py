@@ -40,7 +40,13 @@ from torch import Tensor, nn
 from vidllm.io import atomic_write
 from vidllm.teachers.config import TeacherTrainConfig
 from vidllm.teachers.loop import train_loop
-from vidllm.teachers.scenes import SceneFrames, load_split_scenes, object_pixel_counts, patch_object_labels, pixel_object_index
+from vidllm.teachers.scenes import (
+    SceneFrames,
+    load_split_scenes,
+    object_pixel_counts,
+    patch_object_labels,
+    pixel_object_index,
+)
 from vidllm.training.teachers import SEMANTIC_FEATURE_LAYER, clip_input_size, clip_pixel_values
 
 __all__ = ["visible_objects", "build_clip_model", "evaluate_semantic", "train_semantic_teacher", "SEMANTIC_DIR"]
@@ -93,7 +99,9 @@ def _encode_text(model, tokenizer, names: list[str], max_length: int) -> Tensor:
 
 def _encode_images(model, pixels: Tensor, dense_head: nn.Module | None = None) -> tuple[Tensor, Tensor | None]:
     """Frame embeddings ``[N, D]`` and, with ``dense_head``, patch embeddings ``[N, P, D]`` of the feature layer."""
-    out = model.vision_model(pixel_values=pixels, output_hidden_states=dense_head is not None, interpolate_pos_encoding=True)
+    out = model.vision_model(
+        pixel_values=pixels, output_hidden_states=dense_head is not None, interpolate_pos_encoding=True
+    )
     frames = F.normalize(model.visual_projection(out.pooler_output), dim=-1)
     if dense_head is None:
         return frames, None
@@ -108,8 +116,14 @@ def scene_patch_labels(scene: SceneFrames, tcfg: TeacherTrainConfig) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate_semantic(model, tokenizer, scenes: list[SceneFrames], tcfg: TeacherTrainConfig, dense_head: nn.Module | None = None,
-                      patch_labels: list[Tensor] | None = None) -> dict[str, float]:
+def evaluate_semantic(
+    model,
+    tokenizer,
+    scenes: list[SceneFrames],
+    tcfg: TeacherTrainConfig,
+    dense_head: nn.Module | None = None,
+    patch_labels: list[Tensor] | None = None,
+) -> dict[str, float]:
     """Image→text accuracy over all names of ``scenes`` and its chance level; with ``dense_head`` and
     ``patch_labels`` (``[F, P]`` per scene) also the patch name / category accuracy (see the module docstring)."""
     names = sorted({n for s in scenes for n in s.object_names})
@@ -126,7 +140,9 @@ def evaluate_semantic(model, tokenizer, scenes: list[SceneFrames], tcfg: Teacher
             continue
         # one pass per scene: every frame with the dense head (patch figures), else only the frames that show an object
         images = scene.images if dense else scene.images[keep]
-        frames, patches = _encode_images(model, clip_pixel_values(images, tcfg.vision_image_size, tcfg.vision_patch), dense_head if dense else None)
+        frames, patches = _encode_images(
+            model, clip_pixel_values(images, tcfg.vision_image_size, tcfg.vision_patch), dense_head if dense else None
+        )
         if dense:
             frames, labels = frames[keep], patch_labels[k]
             labelled = labels >= 0
@@ -146,11 +162,17 @@ def evaluate_semantic(model, tokenizer, scenes: list[SceneFrames], tcfg: Teacher
         total += int(best.shape[0])
     out = {"i2t_acc": correct / max(total, 1), "chance": chance / max(total, 1), "frames": float(total)}
     if dense:
-        out |= {"patch_name_acc": name_hits / max(patches_seen, 1), "patch_category_acc": category_hits / max(patches_seen, 1), "patches": float(patches_seen)}
+        out |= {
+            "patch_name_acc": name_hits / max(patches_seen, 1),
+            "patch_category_acc": category_hits / max(patches_seen, 1),
+            "patches": float(patches_seen),
+        }
     return out
 
 
-def _dense_name_loss(model, tokenizer, patches: Tensor, patch_names: list[list[str | None]], scale: Tensor, max_length: int) -> Tensor:
+def _dense_name_loss(
+    model, tokenizer, patches: Tensor, patch_names: list[list[str | None]], scale: Tensor, max_length: int
+) -> Tensor:
     """Cross-entropy of each labelled patch ``[N, P, D]`` against the names of the batch's labelled patches."""
     flat = [name for row in patch_names for name in row]
     candidates = sorted({n for n in flat if n is not None})
@@ -202,11 +224,14 @@ def train_semantic_teacher(
         raise ValueError(f"{data_root}: no training frame shows an object (semantic teacher)")
     rng = np.random.default_rng([tcfg.seed, 2])
     model.eval()
+
     def evaluate() -> dict[str, float]:
         return evaluate_semantic(model, tokenizer, val_scenes, tcfg, dense_head, val_labels)
 
     untrained = evaluate()
-    log(f"[semantic teacher] untrained: held-out image→text accuracy {untrained['i2t_acc']:.3f} (chance {untrained['chance']:.3f})")
+    log(
+        f"[semantic teacher] untrained: held-out image→text accuracy {untrained['i2t_acc']:.3f} (chance {untrained['chance']:.3f})"
+    )
 
     def step_loss(_step: int) -> dict[str, Tensor]:
         picks = rng.choice(len(frames), size=min(tcfg.semantic_batch, len(frames)), replace=False)
@@ -227,16 +252,28 @@ def train_semantic_teacher(
         # several frames may share a caption: every frame whose caption equals column j is a positive
         same = torch.tensor([[a == b for b in texts] for a in texts], dtype=torch.float32)
         targets = same / same.sum(dim=1, keepdim=True)
-        loss = 0.5 * (torch.sum(-targets * logits.log_softmax(dim=1), dim=1).mean() + torch.sum(-targets * logits.T.log_softmax(dim=1), dim=1).mean())
+        loss = 0.5 * (
+            torch.sum(-targets * logits.log_softmax(dim=1), dim=1).mean()
+            + torch.sum(-targets * logits.T.log_softmax(dim=1), dim=1).mean()
+        )
         if dense_head is None:
             return {"loss": loss}
         dense = _dense_name_loss(model, tokenizer, patches, patch_names, scale, tcfg.text_max_length)
         return {"loss": loss + tcfg.semantic_dense_weight * dense, "clip": loss.detach(), "dense": dense.detach()}
 
     history = train_loop(
-        trainable, step_loss, evaluate,
-        max_steps=tcfg.semantic_steps, minutes=tcfg.semantic_minutes, lr=tcfg.semantic_lr, weight_decay=tcfg.semantic_weight_decay,
-        warmup=tcfg.semantic_warmup, grad_clip=tcfg.grad_clip, eval_every=tcfg.eval_every, name="semantic", log=log,
+        trainable,
+        step_loss,
+        evaluate,
+        max_steps=tcfg.semantic_steps,
+        minutes=tcfg.semantic_minutes,
+        lr=tcfg.semantic_lr,
+        weight_decay=tcfg.semantic_weight_decay,
+        warmup=tcfg.semantic_warmup,
+        grad_clip=tcfg.grad_clip,
+        eval_every=tcfg.eval_every,
+        name="semantic",
+        log=log,
     )
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -250,7 +287,7 @@ def train_semantic_teacher(
         "train_seconds": round(history["seconds"], 1),
         "seconds": round(time.perf_counter() - t0, 1),
         "first_loss": history["losses"][0],
-        "final_loss": float(np.mean(history["losses"][-min(20, len(history["losses"])):])),
+        "final_loss": float(np.mean(history["losses"][-min(20, len(history["losses"])) :])),
         "loss_curve": history["losses"],
         "final_terms": history["final_terms"],
         "held_out": {"untrained": untrained, "trained": final, "history": history["evals"]},

@@ -57,7 +57,9 @@ def geometry_distill_loss(student: Tensor, teacher: Tensor) -> Tensor:
         scalar.
     """
     if student.shape != teacher.shape:
-        raise ValueError(f"geometry distillation needs equal shapes, got student {tuple(student.shape)} and teacher {tuple(teacher.shape)}")
+        raise ValueError(
+            f"geometry distillation needs equal shapes, got student {tuple(student.shape)} and teacher {tuple(teacher.shape)}"
+        )
     diff = l2_normalize(student.float()) - l2_normalize(teacher.float())
     return diff.pow(2).sum(-1).mean()
 
@@ -71,7 +73,9 @@ def semantic_distill_loss(student: Tensor, teacher: Tensor) -> Tensor:
         scalar.
     """
     if student.shape[0] != teacher.shape[0] or student.shape[-1] != teacher.shape[-1]:
-        raise ValueError(f"semantic distillation needs matching frames and widths, got {tuple(student.shape)} and {tuple(teacher.shape)}")
+        raise ValueError(
+            f"semantic distillation needs matching frames and widths, got {tuple(student.shape)} and {tuple(teacher.shape)}"
+        )
     cos = F.cosine_similarity(student.float().mean(1), teacher.float().mean(1), dim=-1, eps=1e-8)
     return (1.0 - cos).mean()
 
@@ -97,7 +101,9 @@ def structural_consistency_loss(stu_geom: Tensor, stu_lang: Tensor, tea_geom: Te
     n, p = stu_geom.shape[:2]
     for name, t in (("student lang", stu_lang), ("teacher geom", tea_geom), ("teacher lang", tea_lang)):
         if t.shape[:2] != (n, p):
-            raise ValueError(f"structural consistency needs [N={n}, P={p}, C] tokens; {name} has shape {tuple(t.shape)}")
+            raise ValueError(
+                f"structural consistency needs [N={n}, P={p}, C] tokens; {name} has shape {tuple(t.shape)}"
+            )
     sg, sl = l2_normalize(stu_geom.double()), l2_normalize(stu_lang.double())
     tg, tl = l2_normalize(tea_geom.double()), l2_normalize(tea_lang.double())
     m = 2 * p

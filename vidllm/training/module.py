@@ -34,6 +34,7 @@ __all__ = ["VidLLMModule", "vl_batch_from_batch", "VL_TASKS"]
 
 _log = logging.getLogger(__name__)
 
+
 def _record_boxes(rec: dict, gt_ids: Tensor) -> tuple[Tensor, Tensor]:
     """Target boxes ``[T, 6]`` (aligned world; none unless grounding) and proposal positives ``[N]`` of one text
     record (``rec``: the text keys of a batch row plus unpadded ``target_*``)."""
@@ -107,10 +108,12 @@ class DistillHeads(nn.ModuleDict):
     """
 
     def __init__(self, dim: int, teacher_widths: dict[str, int], identity_when_equal: bool = False) -> None:
-        super().__init__({
-            name: nn.Identity() if identity_when_equal and width == dim else nn.Linear(dim, width)
-            for name, width in teacher_widths.items()
-        })
+        super().__init__(
+            {
+                name: nn.Identity() if identity_when_equal and width == dim else nn.Linear(dim, width)
+                for name, width in teacher_widths.items()
+            }
+        )
 
 
 class VidLLMModule(L.LightningModule):
@@ -157,7 +160,9 @@ class VidLLMModule(L.LightningModule):
         for name in d.teachers:
             key, value = f"{name}_teacher", paths[name]
             if not value:
-                raise ConfigError(f"stage 1 needs train.distill.{key} (geometry: VGGT model.pt or DINOv2 dir; semantic: CLIP dir)")
+                raise ConfigError(
+                    f"stage 1 needs train.distill.{key} (geometry: VGGT model.pt or DINOv2 dir; semantic: CLIP dir)"
+                )
             if not Path(value).exists():
                 raise ConfigError(
                     f"train.distill.{key} = {value!r} does not exist; point it at real teacher weights, or make the tiny "
@@ -182,7 +187,12 @@ class VidLLMModule(L.LightningModule):
         if any(k.startswith("model.") for k in sd):  # a Lightning checkpoint of this module
             sd = strip_prefix(sd, "model.")
         report = self.model.load_weights(sd)
-        _log.info("initialised from %s (%d missing, %d unexpected keys)", path, len(report["missing"]), len(report["unexpected"]))
+        _log.info(
+            "initialised from %s (%d missing, %d unexpected keys)",
+            path,
+            len(report["missing"]),
+            len(report["unexpected"]),
+        )
 
     def load_vggt_initialisation(self, path: str) -> None:
         """Initialise the shared encoder and the reconstruction branch from a VGGT checkpoint
@@ -197,7 +207,12 @@ class VidLLMModule(L.LightningModule):
                 f"tiny synthetic teachers with `vidllm teachers --out outputs/teachers`"
             )
         report = load_vggt_weights(self.model, load_state_dict(path), strict=False)
-        _log.info("initialised encoder + reconstruction branch from %s (%d missing, %d unexpected keys)", path, len(report.missing), len(report.unexpected))
+        _log.info(
+            "initialised encoder + reconstruction branch from %s (%d missing, %d unexpected keys)",
+            path,
+            len(report.missing),
+            len(report.unexpected),
+        )
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Teachers are frozen copies of files on disk: keep them out of checkpoints.
@@ -212,7 +227,9 @@ class VidLLMModule(L.LightningModule):
         optimizer = build_optimizer(self.model, t.lr, t.weight_decay, t.betas, t.lr_multipliers)
         head_params = list(self.distill_heads.parameters()) if self.distill_heads is not None else []
         if head_params:  # none when every teacher is distilled without projection
-            optimizer.add_param_group({"name": "distill_heads", "params": head_params, "lr": t.lr, "weight_decay": t.weight_decay})
+            optimizer.add_param_group(
+                {"name": "distill_heads", "params": head_params, "lr": t.lr, "weight_decay": t.weight_decay}
+            )
         # The schedule's length is train.max_steps (the run's plan), not the Trainer's stopping step,
         # so a run stopped early and resumed follows the same learning-rate curve.
         scheduler = build_scheduler(optimizer, t.warmup_steps, t.max_steps)
@@ -229,12 +246,21 @@ class VidLLMModule(L.LightningModule):
             tea_geo = self.teachers["geometry"](images)
             tea_lang, tea_grid = self.teachers["semantic"](images)
             return distillation_loss(
-                self.distill_heads["geometry"](t_geom), self.distill_heads["semantic"](t_lang), t_geom, t_lang,
-                tea_geo.to(t_geom.dtype), tea_lang.to(t_geom.dtype), streams["grid_hw"], tea_grid, self.config.train.distill.lambda_sc,
+                self.distill_heads["geometry"](t_geom),
+                self.distill_heads["semantic"](t_lang),
+                t_geom,
+                t_lang,
+                tea_geo.to(t_geom.dtype),
+                tea_lang.to(t_geom.dtype),
+                streams["grid_hw"],
+                tea_grid,
+                self.config.train.distill.lambda_sc,
             )
         # one-teacher ablation: only that teacher's term (L_sc compares both streams with both teachers)
         if "geometry" in self.teachers:
-            geo = geometry_distill_loss(self.distill_heads["geometry"](t_geom), self.teachers["geometry"](images).to(t_geom.dtype))
+            geo = geometry_distill_loss(
+                self.distill_heads["geometry"](t_geom), self.teachers["geometry"](images).to(t_geom.dtype)
+            )
             return {"loss": geo, "geo": geo}
         tea_lang, _ = self.teachers["semantic"](images)
         lang = semantic_distill_loss(self.distill_heads["semantic"](t_lang), tea_lang.to(t_lang.dtype))
@@ -243,7 +269,9 @@ class VidLLMModule(L.LightningModule):
     def stage2_losses(self, batch: dict) -> dict[str, Tensor]:
         """Eq. 8: ``L_recon + L_MD`` on every clip plus ``L_VL`` on the VL samples, from one :meth:`VidLLM.forward`
         (the VL pass reads ``T'_lang`` and the detached geometry of the rows ``vl_index``)."""
-        index, vl_batch = vl_batch_from_batch(batch, self.model.vl.lm.processor)  # text encoded here unless the collate did
+        index, vl_batch = vl_batch_from_batch(
+            batch, self.model.vl.lm.processor
+        )  # text encoded here unless the collate did
         out = self.model(batch["images"], vl_batch, vl_index=index if vl_batch is not None else None)
         gt = {"depth": batch["depth"], "extrinsics": batch["extrinsics"], "intrinsics": batch["intrinsics"]}
         losses = {f"recon/{k}": v for k, v in self.model.recon_losses(out, gt).items()}
@@ -276,4 +304,7 @@ class VidLLMModule(L.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         out = self.model(batch["images"])
-        return {k: getattr(out, k) for k in ("pose_enc", "depth_metric", "depth_conf", "extrinsic_metric", "intrinsic", "scale")}
+        return {
+            k: getattr(out, k)
+            for k in ("pose_enc", "depth_metric", "depth_conf", "extrinsic_metric", "intrinsic", "scale")
+        }

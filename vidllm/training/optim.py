@@ -43,7 +43,9 @@ def match_multiplier(name: str, paths) -> str | None:
     return best
 
 
-def param_groups(model: nn.Module, lr: float, weight_decay: float, lr_multipliers: dict[str, float] | None = None) -> list[dict]:
+def param_groups(
+    model: nn.Module, lr: float, weight_decay: float, lr_multipliers: dict[str, float] | None = None
+) -> list[dict]:
     """Optimizer parameter groups keyed by (learning-rate path, decay/no-decay).
 
     Args:
@@ -81,7 +83,9 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float, lr_multiplier
     return list(groups.values())
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.05, betas=(0.9, 0.999), lr_multipliers=None) -> torch.optim.AdamW:
+def build_optimizer(
+    model: nn.Module, lr: float, weight_decay: float = 0.05, betas=(0.9, 0.999), lr_multipliers=None
+) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups` (raises if nothing is trainable)."""
     groups = param_groups(model, lr, weight_decay, lr_multipliers)
     if not groups:
@@ -100,4 +104,6 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: flo
 
 def build_scheduler(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.0):
     """A per-step ``LambdaLR`` applying :func:`warmup_cosine` to every group."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine(step, warmup_steps, total_steps, min_ratio))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, warmup_steps, total_steps, min_ratio)
+    )

@@ -40,7 +40,9 @@ def missing_checkpoints(cfg: VidLLMConfig, will_create: tuple[str, ...] = ()) ->
     """The entries of :func:`checkpoint_paths` that do not exist, except paths in ``will_create``
     (files the run makes itself, e.g. the tiny synthetic teachers)."""
     made = {str(Path(p)) for p in will_create}
-    return [(key, path) for key, path in checkpoint_paths(cfg) if not Path(path).exists() and str(Path(path)) not in made]
+    return [
+        (key, path) for key, path in checkpoint_paths(cfg) if not Path(path).exists() and str(Path(path)) not in made
+    ]
 
 
 def check_checkpoints(cfg: VidLLMConfig, will_create: tuple[str, ...] = ()) -> None:

@@ -31,7 +31,7 @@ def trainable_modules(stage: int) -> tuple[str, ...]:
 
 
 def _llm_param_trains(name: str, finetune: str) -> bool:
-    local = name[len(_LLM_PREFIX):]
+    local = name[len(_LLM_PREFIX) :]
     if finetune == "full":
         return True
     if finetune == "frozen":

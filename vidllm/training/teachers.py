@@ -32,7 +32,14 @@ from vidllm.io import load_state_dict
 SEMANTIC_FEATURE_LAYER = -2
 """Hidden state of the CLIP vision tower whose patch tokens are the semantic teacher's features (penultimate layer)."""
 
-__all__ = ["SEMANTIC_FEATURE_LAYER", "FrozenTeacher", "GeometryTeacher", "SemanticTeacher", "load_geometry_teacher", "load_semantic_teacher"]
+__all__ = [
+    "SEMANTIC_FEATURE_LAYER",
+    "FrozenTeacher",
+    "GeometryTeacher",
+    "SemanticTeacher",
+    "load_geometry_teacher",
+    "load_semantic_teacher",
+]
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -107,12 +114,18 @@ class SemanticTeacher(FrozenTeacher):
             images = images.flatten(0, 1)
         size = self.input_size(*images.shape[-2:])
         x = clip_pixel_values(images, self.image_size, self.patch_size)
-        out = self.model(pixel_values=x.to(next(self.model.parameters()).dtype), output_hidden_states=True, interpolate_pos_encoding=True)
+        out = self.model(
+            pixel_values=x.to(next(self.model.parameters()).dtype),
+            output_hidden_states=True,
+            interpolate_pos_encoding=True,
+        )
         tokens = out.hidden_states[self.layer][:, 1:]
         return tokens, (size[0] // self.patch_size, size[1] // self.patch_size)
 
 
-def load_geometry_teacher(path: str | Path, encoder_cfg: EncoderConfig | None = None, **vggt_overrides) -> GeometryTeacher:
+def load_geometry_teacher(
+    path: str | Path, encoder_cfg: EncoderConfig | None = None, **vggt_overrides
+) -> GeometryTeacher:
     """Geometry teacher from a VGGT checkpoint file or a local HF DINOv2 directory.
 
     Args:
@@ -139,16 +152,23 @@ def load_geometry_teacher(path: str | Path, encoder_cfg: EncoderConfig | None = 
         vggt_overrides = {**json.loads(meta.read_text()).get("vggt_overrides", {}), **vggt_overrides}
         vggt_overrides = {k: v for k, v in vggt_overrides.items() if k == "encoder_num_heads"}
     if not any(k.startswith("aggregator.patch_embed.") for k in sd):
-        raise CheckpointError(f"{path}: no 'aggregator.patch_embed.*' weights — not a VGGT checkpoint, so it cannot give a geometry teacher")
-    enc_cfg, _ = infer_configs({k: v for k, v in sd.items() if not k.startswith(("camera_head.", "depth_head."))} | _stub_keys(sd), **vggt_overrides)
+        raise CheckpointError(
+            f"{path}: no 'aggregator.patch_embed.*' weights — not a VGGT checkpoint, so it cannot give a geometry teacher"
+        )
+    enc_cfg, _ = infer_configs(
+        {k: v for k, v in sd.items() if not k.startswith(("camera_head.", "depth_head."))} | _stub_keys(sd),
+        **vggt_overrides,
+    )
     encoder = SharedEncoder(enc_cfg)
     holder = nn.Module()
     holder.encoder = encoder
     converted, _, _ = vggt_to_branch({k: v for k, v in sd.items() if k.startswith("aggregator.patch_embed.")}, holder)
-    enc_sd = {k[len("encoder."):]: v for k, v in converted.items() if k.startswith("encoder.")}
+    enc_sd = {k[len("encoder.") :]: v for k, v in converted.items() if k.startswith("encoder.")}
     missing, unexpected = encoder.load_state_dict(enc_sd, strict=False)
     if missing or unexpected:
-        raise CheckpointError(f"{path}: geometry teacher weights do not match: missing {missing[:8]}, unexpected {unexpected[:8]}")
+        raise CheckpointError(
+            f"{path}: geometry teacher weights do not match: missing {missing[:8]}, unexpected {unexpected[:8]}"
+        )
     return GeometryTeacher(encoder)
 
 
@@ -180,7 +200,9 @@ def load_semantic_teacher(path: str | Path, layer: int = SEMANTIC_FEATURE_LAYER)
         cfg = CLIPVisionConfig.from_pretrained(path, local_files_only=True)
         model = CLIPVisionModel.from_pretrained(path, config=cfg, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as err:
-        raise CheckpointError(f"semantic teacher: cannot load a CLIP vision model from {path}: {str(err).splitlines()[0]}") from None
+        raise CheckpointError(
+            f"semantic teacher: cannot load a CLIP vision model from {path}: {str(err).splitlines()[0]}"
+        ) from None
     finally:
         hf_logging.set_verbosity(verbosity)
     return SemanticTeacher(model, layer)
