@@ -165,16 +165,6 @@ class LanguageModel(nn.Module):
         return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
 
     # ------------------------------------------------------------------ text
-    def format_prompt(self, user_text: str) -> str:
-        """Wrap a user prompt with the tokenizer's chat template (:meth:`vl.processing.VidLLMProcessor.format_prompt`)."""
-        return self.processor.format_prompt(user_text)
-
-    def _prompt_ids(self, prompt: str) -> list[int]:
-        return self.processor.prompt_ids(prompt)
-
-    def _answer_ids(self, answer: str) -> list[int]:
-        return self.processor.answer_ids(answer)
-
     def encode_text(self, prompts, answers: list[str] | None = None) -> dict[str, Tensor]:
         """The processor output for ``prompts``: returned as is when already encoded; B strings (and answers) are
         tokenised here by :attr:`processor` — the compatibility path for callers that still pass raw strings

@@ -37,7 +37,7 @@ def test_splicing_and_labels(tiny_llm_config, word_tokenizer):
     lm = LanguageModel(tiny_llm_config(), vision_dim=16, tokenizer=word_tokenizer)
     vis, mask = _visual()
     inp = lm.build_inputs(vis, mask, PROMPTS, ["it is green .", "<ground>"])
-    n_prompt = [len(lm._prompt_ids(p)) - 1 for p in PROMPTS]
+    n_prompt = [len(lm.processor.prompt_ids(p)) - 1 for p in PROMPTS]
     # sample 0: 3 spliced 3D tokens, sample 1: 5
     assert (inp["visual_index"][0] >= 0).sum() == 3 and (inp["visual_index"][1] >= 0).sum() == 5
     assert inp["visual_index"][0][inp["visual_index"][0] >= 0].tolist() == [0, 1, 2]
@@ -202,7 +202,7 @@ def test_grounding_query_depends_on_the_description(tiny_llm_config, word_tokeni
         f"{TOKEN_3D} find the object : the blue table answer:",
     ]
     inp = lm.build_inputs(vis, mask, prompts, ["<ground>", "<ground>"])
-    n_words = [len(lm._prompt_ids(p)) - 1 for p in prompts]  # without the <3d> placeholder
+    n_words = [len(lm.processor.prompt_ids(p)) - 1 for p in prompts]  # without the <3d> placeholder
     assert inp["prompt_mask"].sum(1).tolist() == n_words
     assert (
         not (inp["prompt_mask"] & (inp["visual_index"] >= 0)).any()
