@@ -15,7 +15,7 @@ from torch.utils.checkpoint import checkpoint
 
 from recon.config import AggregatorConfig
 from recon.layers.block import Block
-from recon.layers.rope import RotaryEmbedding2D, patch_positions
+from recon.layers.rope import RopePositions, RotaryEmbedding2D, patch_positions
 
 
 def frame_slot_tokens(table: Tensor, batch: int, frames: int) -> Tensor:
@@ -59,7 +59,7 @@ class Aggregator(nn.Module):
                 f"recon.aggregator: requested layers {bad} out of range for recon.aggregator.depth = {cfg.depth}"
             )
 
-    def _run(self, block: Block, x: Tensor, pos: Tensor | None) -> Tensor:
+    def _run(self, block: Block, x: Tensor, pos: RopePositions | None) -> Tensor:
         if self.cfg.gradient_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(block, x, pos, use_reentrant=False)
         return block(x, pos)
@@ -80,9 +80,10 @@ class Aggregator(nn.Module):
         tokens = torch.cat([special.to(patch_tokens.dtype), patch_tokens.reshape(b * s, p, c)], dim=1)
         n = tokens.shape[1]
         pos_frame = pos_global = None
-        if self.rope is not None:
-            pos_frame = patch_positions(*grid_hw, self.patch_start_idx, device=tokens.device)[None]
-            pos_global = pos_frame.repeat(1, s, 1)
+        if self.rope is not None:  # rotation tables built once for all frame / all global blocks
+            positions = patch_positions(*grid_hw, self.patch_start_idx, device=tokens.device)[None]
+            pos_frame = RopePositions(positions)
+            pos_global = RopePositions(positions.repeat(1, s, 1))
         out: dict[int, Tensor] = {}
         last = max(keep) if keep else -1
         for i in range(self.cfg.depth):

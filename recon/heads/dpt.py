@@ -6,15 +6,46 @@ shared LayerNorm → per-layer 1×1 projection → UV position embedding → res
 ``output_conv1`` → bilinear resize to exactly H×W → UV position embedding again.
 :class:`DPTHead` adds ``output_conv2`` (3×3 → ReLU → 1×1 to 2 channels), the activations and the
 per-frame chunking. Parameter names follow VGGT's ``depth_head.*`` layout.
+
+The feature maps are kept channels-last (NHWC memory, NCHW shape) from the token projection on:
+the tokens ``[N, P, C]`` already are pixels × channels, oneDNN's channels-last convolutions skip
+the layout reorders of every call, and the kernel = stride transposed convolutions of the resize
+path are one matrix product each (:func:`patch_conv_transpose`). Results equal the contiguous
+computation up to float rounding.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recon.heads.fusion import FeatureFusionBlock, interpolate_bilinear
 from recon.layers.pos_embed import add_uv_embedding
+
+
+def patch_conv_transpose(x: Tensor, layer: nn.Module) -> Tensor:
+    """Apply ``layer`` to ``x [N, C, h, w]``; a ``ConvTranspose2d`` whose kernel equals its stride
+    (no padding, dilation or groups: every input pixel writes its own ``k×k`` output block) runs as
+    one matrix product ``[N·h·w, C] @ [C, O·k·k]`` and returns a channels-last ``[N, O, h·k, w·k]``."""
+    if not (
+        isinstance(layer, nn.ConvTranspose2d)
+        and layer.kernel_size == layer.stride
+        and layer.padding == (0, 0)
+        and layer.output_padding == (0, 0)
+        and layer.dilation == (1, 1)
+        and layer.groups == 1
+    ):
+        return layer(x)
+    n, c, h, w = x.shape
+    kh, kw = layer.kernel_size
+    o = layer.out_channels
+    pixels = x.permute(0, 2, 3, 1).reshape(n * h * w, c)  # free for a channels-last x
+    blocks = (pixels @ layer.weight.reshape(c, o * kh * kw)).view(n, h, w, o, kh, kw)
+    out = blocks.permute(0, 1, 4, 2, 5, 3).reshape(n, h * kh, w * kw, o)
+    if layer.bias is not None:
+        out = out + layer.bias
+    return out.permute(0, 3, 1, 2)
 
 
 class DPTDecoder(nn.Module):
@@ -68,11 +99,12 @@ class DPTDecoder(nn.Module):
             n, p, c = tokens.shape
             if p != h * w:
                 raise ValueError(f"DPTDecoder: layer {i} has {p} tokens, expected grid {h}x{w} = {h * w}")
-            x = self.norm(tokens).transpose(1, 2).reshape(n, c, h, w)
-            x = self.projects[i](x)
+            proj = self.projects[i]  # 1×1 conv = a linear map of every token; the result is channels-last
+            x = F.linear(self.norm(tokens), proj.weight.flatten(1), proj.bias)
+            x = x.view(n, h, w, -1).permute(0, 3, 1, 2)
             if self.pos_embed:
                 x = add_uv_embedding(x, image_hw)
-            feats.append(self.resize_layers[i](x))
+            feats.append(patch_conv_transpose(x, self.resize_layers[i]))
         s = self.scratch
         l1, l2, l3, l4 = (getattr(s, f"layer{k}_rn")(f) for k, f in enumerate(feats, start=1))
         out = s.refinenet4(l4, size=l3.shape[2:])

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from recon.attention import attention
-from recon.layers.rope import RotaryEmbedding2D
+from recon.layers.rope import RopePositions, RotaryEmbedding2D
 
 
 class LayerScale(nn.Module):
@@ -62,15 +62,18 @@ class Attention(nn.Module):
         self.rope = rope
         self.attention_backend: str | None = None  # None = the process default (recon.attention)
 
-    def forward(self, x: Tensor, pos: Tensor | None = None) -> Tensor:
-        """x ``[B, N, C]``; pos ``[B, N, 2]`` integer (y, x) positions (needed when RoPE is on)."""
+    def forward(self, x: Tensor, pos: Tensor | RopePositions | None = None) -> Tensor:
+        """x ``[B, N, C]``; pos ``[B, N, 2]`` integer (y, x) positions, or the same wrapped in
+        :class:`~recon.layers.rope.RopePositions` to share the rotation tables between layers
+        (needed when RoPE is on)."""
         b, n, c = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
             if pos is None:
                 raise ValueError("Attention: RoPE is enabled but no token positions were given")
-            q, k = self.rope(q, pos), self.rope(k, pos)
+            tables = self.rope.prepare(pos, self.head_dim, q.device, q.dtype)  # one gather for q and k
+            q, k = self.rope.apply(q, tables), self.rope.apply(k, tables)
         out = attention(q, k, v, backend=self.attention_backend)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
@@ -96,6 +99,7 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.ls2 = LayerScale(dim, init_value)
 
-    def forward(self, x: Tensor, pos: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, pos: Tensor | RopePositions | None = None) -> Tensor:
+        """x ``[B, N, C]``; pos: token positions (see :class:`Attention`)."""
         x = x + self.ls1(self.attn(self.norm1(x), pos))
         return x + self.ls2(self.mlp(self.norm2(x)))

@@ -1,7 +1,14 @@
-"""Sinusoidal UV position embedding of VGGT's DPT head (aspect-ratio aware, scaled by 0.1)."""
+"""Sinusoidal UV position embedding of VGGT's DPT head (aspect-ratio aware, scaled by 0.1).
+
+The scaled embedding depends only on the map size, channels, aspect ratio, dtype and device, so
+:func:`add_uv_embedding` reads it from a small cache (:func:`scaled_uv_embedding`) instead of
+evaluating ``h·w·C`` float64 sines and cosines on every call (the DPT head adds it five times per
+forward, once at full resolution).
+"""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -42,7 +49,32 @@ def uv_position_embedding(
     return emb.reshape(height, width, channels).permute(2, 0, 1)
 
 
+@functools.lru_cache(maxsize=16)
+def scaled_uv_embedding(
+    height: int,
+    width: int,
+    channels: int,
+    aspect_ratio: float,
+    ratio: float,
+    dtype: torch.dtype,
+    device: torch.device,
+    channels_last: bool = False,
+) -> Tensor:
+    """``ratio · UV embedding`` as ``[1, channels, height, width]`` in ``dtype`` on ``device`` (cached).
+
+    The values are exactly those of ``ratio * uv_position_embedding(...).to(dtype)``; ``channels_last``
+    only picks the memory layout (the one of the map it is added to, so the addition streams both).
+    The returned tensor is shared between calls: never modify it in place.
+    """
+    emb = ratio * uv_position_embedding(height, width, channels, aspect_ratio, device=device).to(dtype)[None]
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return emb.contiguous(memory_format=fmt)
+
+
 def add_uv_embedding(x: Tensor, image_hw: tuple[int, int], ratio: float = 0.1) -> Tensor:
     """``x [N, C, h, w] + ratio · UV embedding`` for an image of size ``image_hw`` (H, W)."""
-    emb = uv_position_embedding(x.shape[-2], x.shape[-1], x.shape[1], image_hw[1] / image_hw[0], device=x.device)
-    return x + ratio * emb.to(x.dtype)[None]
+    channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+    emb = scaled_uv_embedding(
+        x.shape[-2], x.shape[-1], x.shape[1], image_hw[1] / image_hw[0], ratio, x.dtype, x.device, channels_last
+    )
+    return x + emb
