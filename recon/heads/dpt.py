@@ -114,7 +114,7 @@ class DPTDecoder(nn.Module):
         out = s.output_conv1(out)
         out = interpolate_bilinear(out, image_hw)
         if self.pos_embed:
-            out = add_uv_embedding(out, image_hw)
+            out = add_uv_embedding(out, image_hw, inplace=True)
         return out
 
 

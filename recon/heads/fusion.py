@@ -34,7 +34,8 @@ class ResidualConvUnit(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu(x)
-        return x + self.conv2(F.relu(self.conv1(x)))
+        # in place on fresh convolution outputs (their backward does not read them): no extra maps
+        return self.conv2(F.relu(self.conv1(x), inplace=True)).add_(x)
 
 
 class FeatureFusionBlock(nn.Module):
@@ -59,7 +60,7 @@ class FeatureFusionBlock(nn.Module):
         if self.has_residual:
             if x1 is None:
                 raise ValueError("FeatureFusionBlock: this block needs the skip input x1")
-            out = out + self.resConfUnit1(x1)
+            out = self.resConfUnit1(x1).add_(out)  # a fresh map: add in place
         out = self.out_conv(self.resConfUnit2(out))
         size = (2 * out.shape[-2], 2 * out.shape[-1]) if size is None else tuple(size)
         return interpolate_bilinear(out, size)

@@ -71,10 +71,13 @@ def scaled_uv_embedding(
     return emb.contiguous(memory_format=fmt)
 
 
-def add_uv_embedding(x: Tensor, image_hw: tuple[int, int], ratio: float = 0.1) -> Tensor:
-    """``x [N, C, h, w] + ratio · UV embedding`` for an image of size ``image_hw`` (H, W)."""
+def add_uv_embedding(x: Tensor, image_hw: tuple[int, int], ratio: float = 0.1, inplace: bool = False) -> Tensor:
+    """``x [N, C, h, w] + ratio · UV embedding`` for an image of size ``image_hw`` (H, W).
+
+    ``inplace`` adds into ``x`` (for a fresh map that nothing else holds; saves one map of memory).
+    """
     channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
     emb = scaled_uv_embedding(
         x.shape[-2], x.shape[-1], x.shape[1], image_hw[1] / image_hw[0], ratio, x.dtype, x.device, channels_last
     )
-    return x + emb
+    return x.add_(emb) if inplace else x + emb
