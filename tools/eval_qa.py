@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vidllm.evaluation.cli import eval_parser, load_model_and_clips, run_tool  # noqa: E402
+from vidllm.evaluation.cli import eval_parser, load_pipeline_and_clips, run_tool  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,9 +35,9 @@ def main(argv: list[str] | None = None) -> int:
         from vidllm.evaluation.report import format_table, write_outputs
 
         task = "qa" if args.task == "scanqa" else "sqa"
-        model, clips = load_model_and_clips(args, [task])
+        pipeline, clips = load_pipeline_and_clips(args, [task])
         preds, metrics = evaluate_qa(
-            ModelPredictor(model, args.batch_size),
+            ModelPredictor(pipeline, args.batch_size),
             clips,
             task,
             args.limit,

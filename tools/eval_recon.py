@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vidllm.evaluation.cli import eval_parser, load_model_and_clips, run_tool  # noqa: E402
+from vidllm.evaluation.cli import eval_parser, load_pipeline_and_clips, run_tool  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         from vidllm.evaluation.recon import evaluate_recon
         from vidllm.evaluation.report import format_table, write_outputs
 
-        model, clips = load_model_and_clips(args, ["recon"])
+        pipeline, clips = load_pipeline_and_clips(args, ["recon"])
         records, metrics = evaluate_recon(
-            model, clips, args.limit, not args.no_pointcloud, args.conf_quantile, progress=not args.quiet
+            pipeline, clips, args.limit, not args.no_pointcloud, args.conf_quantile, progress=not args.quiet
         )
         write_outputs(args.out, records, metrics)
         table = {**{f"depth/{k}": v for k, v in metrics["depth"].items()}}

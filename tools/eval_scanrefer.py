@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vidllm.evaluation.cli import eval_parser, load_model_and_clips, run_tool  # noqa: E402
+from vidllm.evaluation.cli import eval_parser, load_pipeline_and_clips, run_tool  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         from vidllm.evaluation.predictor import ModelPredictor
         from vidllm.evaluation.report import format_table, write_outputs
 
-        model, clips = load_model_and_clips(args, ["grounding"], grounding_source=args.task)
-        predictor = ModelPredictor(model, args.batch_size)
+        pipeline, clips = load_pipeline_and_clips(args, ["grounding"], grounding_source=args.task)
+        predictor = ModelPredictor(pipeline, args.batch_size)
         if args.task == "scanrefer":
             preds, metrics = evaluate_scanrefer(predictor, clips, args.proposals, args.limit, progress=not args.quiet)
         else:

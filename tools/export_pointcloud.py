@@ -118,23 +118,23 @@ def export(args: argparse.Namespace) -> dict:
     """Run the export; returns a summary (point count, files)."""
     import torch
 
-    from vidllm.api import frames_to_tensor, reconstruction_from_outputs
+    from vidllm.api import frames_to_tensor
     from vidllm.errors import DataError
     from vidllm.evaluation.report import write_json
     from vidllm.io import atomic_write
     from vidllm.progress import progress_bar
+    from vidllm.results import reconstruction_from_outputs
     from vidllm.viz import render_pointcloud
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     steps = progress_bar(total=5, desc="export", unit="step")
     if args.checkpoint is not None:
-        from vidllm.model import VidLLM
+        from vidllm.api import VidLLMPipeline
 
-        model = VidLLM.from_pretrained(args.checkpoint, device=device)
-        images, frames = model.load_video(args.video, args.max_frames, args.frame_sampling)
+        pipeline = VidLLMPipeline.from_pretrained(args.checkpoint, device=device)
+        images, frames = pipeline.load_video(args.video, args.max_frames, args.frame_sampling)
         steps.update(1)
-        with torch.no_grad():
-            _, out = model.forward_geometry(images[None])
+        out = pipeline.forward_geometry(images[None])
     else:
         from recon.vggt_loader import from_vggt_checkpoint
         from vidllm.video import read_frames

@@ -12,6 +12,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "VidLLM",
+    "VidLLMPipeline",
+    "Reconstruction",
+    "Answer",
+    "Grounding",
     "VidLLMConfig",
     "load_config",
     "save_config",
@@ -24,14 +28,18 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """``vidllm.VidLLM`` (and the API result types) are imported on first use, so ``import vidllm``
-    and ``vidllm --help`` stay fast."""
+    """``vidllm.VidLLM`` (the model), ``vidllm.VidLLMPipeline`` (the Python API around it) and the API's
+    result types are imported on first use, so ``import vidllm`` and ``vidllm --help`` stay fast."""
     if name == "VidLLM":
         from vidllm.model import VidLLM
 
         return VidLLM
-    if name in ("Reconstruction", "Answer", "Grounding"):
-        from vidllm import api
+    if name == "VidLLMPipeline":
+        from vidllm.api import VidLLMPipeline
 
-        return getattr(api, name)
+        return VidLLMPipeline
+    if name in ("Reconstruction", "Answer", "Grounding"):
+        from vidllm import results
+
+        return getattr(results, name)
     raise AttributeError(f"module 'vidllm' has no attribute {name!r}")

@@ -13,6 +13,9 @@ VL branch, the CTA and the encoder, never the aggregator or the reconstruction h
 :meth:`VidLLM.forward` is the only place that chains the parts (``encode_streams`` →
 ``reconstruct_streams`` → ``language_stream`` / ``geometry_for_vl`` → ``vl``) and returns a typed
 :class:`~vidllm.modeling_outputs.VidLLMOutput`; training, the API, evaluation and the benchmarks call it.
+
+The model is an ``nn.Module`` only (tensors in, tensors out, losses, weights I/O). Decoding videos,
+autocast and the result types are :class:`vidllm.api.VidLLMPipeline`'s, which wraps a ``VidLLM``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from recon.attention import use_attention_backend
 from recon.losses import ReconLoss, metric_depth_loss
 from recon.metric_depth import MetricDepthModel
 from recon.model import ReconstructionModel
-from vidllm.api import InferenceMixin
 from vidllm.config import VidLLMConfig, load_config, save_config
 from vidllm.errors import CheckpointError
 from vidllm.io import atomic_dir, load_state_dict, save_safetensors
@@ -46,7 +48,7 @@ FUSION_MODES = ("add", "xattn_fusion")
 geometry tokens (VG-LLM / VLM-3R style) after the reconstruction branch has run."""
 
 
-class VidLLM(InferenceMixin, ReconstructionModel):
+class VidLLM(ReconstructionModel):
     """Vid-LLM built from a :class:`~vidllm.config.VidLLMConfig`.
 
     Args:
@@ -260,15 +262,16 @@ class VidLLM(InferenceMixin, ReconstructionModel):
         cls,
         directory: str | Path,
         device: str | torch.device | None = None,
-        dtype: torch.dtype | str | None = None,
         strict: bool = True,
     ) -> VidLLM:
         """Rebuild a model written by :meth:`save_pretrained` (weights via safetensors only), in eval mode.
 
         Args:
             device: where to put the model (default: CUDA when available, else CPU).
-            dtype: compute dtype of the inference methods (``torch.bfloat16`` / ``"bfloat16"`` →
-                autocast); weights stay float32 so training can resume from the same model.
+            strict: every weight the model expects must be in the file.
+
+        For inference on videos (and a low-precision compute dtype) wrap it:
+        :meth:`vidllm.api.VidLLMPipeline.from_pretrained`.
         """
         directory = Path(directory)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -291,13 +294,6 @@ class VidLLM(InferenceMixin, ReconstructionModel):
             raise CheckpointError(
                 f"{directory / 'model.safetensors'}: missing keys {report['missing'][:10]}, unexpected keys {report['unexpected'][:10]}"
             )
-        if isinstance(dtype, str):
-            if not hasattr(torch, dtype) or not isinstance(getattr(torch, dtype), torch.dtype):
-                raise ValueError(
-                    f"from_pretrained: dtype {dtype!r} is not a torch dtype (use 'float32', 'bfloat16' or 'float16')"
-                )
-            dtype = getattr(torch, dtype)
-        model.inference_dtype = dtype
         return model.to(device).eval()
 
     def load_weights(self, state_dict: dict[str, Tensor], strict: bool = False) -> dict[str, list[str]]:

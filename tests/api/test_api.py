@@ -1,4 +1,5 @@
-"""The Python API (vidllm/api.py): every accepted ``video`` form, every result field, PLY round trip."""
+"""The Python API (vidllm/api.py, ``VidLLMPipeline`` around the model): every accepted ``video`` form, every
+result field, PLY round trip."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ def saved_model(tmp_path_factory, tokenizer):
 
 
 @pytest.fixture(scope="module")
-def model(saved_model):
+def pipe(saved_model):
     import vidllm
 
-    return vidllm.VidLLM.from_pretrained(saved_model, device="cpu")
+    return vidllm.VidLLMPipeline.from_pretrained(saved_model, device="cpu")
 
 
 @pytest.fixture(scope="module")
@@ -65,14 +66,35 @@ def _check_reconstruction(rec, frames=3):
     np.testing.assert_allclose((rec.intrinsics[0] @ cam)[:2] / cam[2], [u, v], atol=1e-2)
 
 
-def test_from_pretrained_is_eval_and_exported(model):
+def test_from_pretrained_wraps_an_eval_model_and_is_exported(pipe, saved_model):
     import vidllm
 
-    assert isinstance(model, vidllm.VidLLM) and not model.training
-    assert model.compute_dtype == torch.float32
+    assert isinstance(pipe, vidllm.VidLLMPipeline) and isinstance(pipe.model, vidllm.VidLLM)
+    assert not pipe.model.training and pipe.compute_dtype == torch.float32 and pipe.device.type == "cpu"
+    assert not hasattr(pipe.model, "reconstruct")  # the API wraps the model; it is not mixed into it
+    half = vidllm.VidLLMPipeline.from_pretrained(saved_model, device="cpu", dtype="bfloat16")
+    assert half.compute_dtype == torch.bfloat16 and next(half.model.parameters()).dtype == torch.float32
+    with pytest.raises(ValueError, match="'bfloat' is not a torch dtype"):
+        vidllm.VidLLMPipeline.from_pretrained(saved_model, device="cpu", dtype="bfloat")
+    from vidllm.results import Reconstruction
+
+    assert vidllm.Reconstruction is Reconstruction
 
 
-def test_reconstruct_every_video_form(model, frame_files, tmp_path):
+def test_pipeline_runs_the_models_own_forward(pipe, frame_files):
+    """The pipeline adds no computation of its own: its reconstruction is the model's forward on the loaded frames."""
+    from vidllm.results import reconstruction_from_outputs
+
+    images, frames = pipe.load_video(frame_files)
+    with torch.no_grad():
+        direct = reconstruction_from_outputs(pipe.model(images[None]), images, 0, frames)
+    rec = pipe.reconstruct(frame_files)
+    for field in ("points", "colors", "confidence", "depth", "extrinsics", "intrinsics", "images"):
+        np.testing.assert_array_equal(getattr(rec, field), getattr(direct, field), err_msg=field)
+    assert rec.frame_names == direct.frame_names and rec.scale == direct.scale
+
+
+def test_reconstruct_every_video_form(pipe, frame_files, tmp_path):
     pil = [Image.open(p).convert("RGB") for p in sorted(frame_files.iterdir())]
     forms = {
         "folder": frame_files,
@@ -83,19 +105,19 @@ def test_reconstruct_every_video_form(model, frame_files, tmp_path):
         "mp4": _video_file(tmp_path),
     }
     for name, video in forms.items():
-        rec = model.reconstruct(video)
+        rec = pipe.reconstruct(video)
         _check_reconstruction(rec)
         assert len(rec.frame_indices) == 3, name
 
 
-def test_scannet_scene_folder(model, synthetic_root):
+def test_scannet_scene_folder(pipe, synthetic_root):
     scene = next(p for p in sorted((synthetic_root / "scans").iterdir()) if p.is_dir())
-    rec = model.reconstruct(scene)
+    rec = pipe.reconstruct(scene)
     _check_reconstruction(rec)
     assert all(n.endswith(".jpg") for n in rec.frame_names)
 
 
-def test_frames_sorted_numerically_and_mixed_sizes(model, tmp_path):
+def test_frames_sorted_numerically_and_mixed_sizes(pipe, tmp_path):
     from vidllm.api import frames_to_tensor
     from vidllm.video import read_frames
 
@@ -108,40 +130,40 @@ def test_frames_sorted_numerically_and_mixed_sizes(model, tmp_path):
     folder.mkdir()
     for i in (10, 2, 1):
         Image.fromarray(np.full((60, 80, 3), i, np.uint8)).save(folder / f"{i}.png")
-    rec = model.reconstruct(folder, num_frames=3)
+    rec = pipe.reconstruct(folder, num_frames=3)
     assert rec.frame_names == ["1.png", "2.png", "10.png"]
     assert [int(rec.images[i, 0, 0, 0]) for i in range(3)] == [1, 2, 10]
 
 
-def test_answer_and_ground_fields(model, frame_files):
-    ans = model.answer(frame_files, "what color is the chair")
+def test_answer_and_ground_fields(pipe, frame_files):
+    ans = pipe.answer(frame_files, "what color is the chair")
     assert isinstance(ans.text, str)
     assert ans.boxes.ndim == 2 and ans.boxes.shape[1] == 6 and ans.boxes.shape[0] >= 1
     assert ans.scores.shape == (ans.boxes.shape[0],)
     _check_reconstruction(ans.point_cloud)
-    many = model.answer_many(frame_files, ["what color is the chair", "how many chairs are there"])
+    many = pipe.answer_many(frame_files, ["what color is the chair", "how many chairs are there"])
     assert len(many) == 2 and many[0].text == ans.text  # the batched path agrees with the single one
 
-    g = model.ground(frame_files, "the table next to the bed")
+    g = pipe.ground(frame_files, "the table next to the bed")
     assert g.box.shape == (6,) and g.proposal_index == -1 and g.boxes.shape[1] == 6
     proposals = np.array([[0, 0, 2, 0.5, 0.5, 0.5], [1, 0, 3, 0.4, 0.4, 0.4]], np.float32)
-    gp = model.ground(frame_files, "the table next to the bed", proposals=proposals)
+    gp = pipe.ground(frame_files, "the table next to the bed", proposals=proposals)
     assert gp.proposal_index in (-1, 0, 1)  # -1: the head's "no object" choice
     np.testing.assert_allclose(gp.box, proposals[gp.proposal_index] if gp.proposal_index >= 0 else g.box, atol=1e-5)
-    batch = model.ground_batch([frame_files, frame_files], ["the table next to the bed"] * 2, [proposals, None])
+    batch = pipe.ground_batch([frame_files, frame_files], ["the table next to the bed"] * 2, [proposals, None])
     assert batch[0].proposal_index == gp.proposal_index and batch[1].proposal_index == -1
 
 
-def test_reconstruct_batch_matches_single(model, frame_files):
-    single = model.reconstruct(frame_files)
-    both = model.reconstruct_batch([frame_files, frame_files])
+def test_reconstruct_batch_matches_single(pipe, frame_files):
+    single = pipe.reconstruct(frame_files)
+    both = pipe.reconstruct_batch([frame_files, frame_files])
     np.testing.assert_allclose(both[1].depth, single.depth, rtol=1e-4, atol=1e-5)
 
 
-def test_ply_round_trip_and_filters(model, frame_files, tmp_path):
+def test_ply_round_trip_and_filters(pipe, frame_files, tmp_path):
     import open3d as o3d
 
-    rec = model.reconstruct(frame_files)
+    rec = pipe.reconstruct(frame_files)
     path = rec.save(tmp_path / "cloud.ply")
     pcd = o3d.io.read_point_cloud(str(path))
     assert len(pcd.points) == len(rec) and pcd.has_colors()
@@ -157,13 +179,13 @@ def test_ply_round_trip_and_filters(model, frame_files, tmp_path):
     np.testing.assert_allclose(cams["frames"][1]["center"], rec.camera_centers[1])
 
 
-def test_bad_inputs_are_clear(model, tmp_path):
+def test_bad_inputs_are_clear(pipe, tmp_path):
     from vidllm.errors import DataError
 
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no images"):
-        model.reconstruct(tmp_path / "empty")
+        pipe.reconstruct(tmp_path / "empty")
     with pytest.raises(DataError, match="not found"):
-        model.reconstruct(tmp_path / "missing.mp4")
+        pipe.reconstruct(tmp_path / "missing.mp4")
     with pytest.raises(ValueError, match="2 questions but 1 situations"):
-        model.answer_many(tmp_path, ["a", "b"], ["x"])
+        pipe.answer_many(tmp_path, ["a", "b"], ["x"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tests.helpers import micro_config
-from vidllm.api import frames_to_tensor
+from vidllm.api import VidLLMPipeline, frames_to_tensor
 from vidllm.data.clip import frame_resize_hw, load_clip, output_geometry, preprocess_frames, resize_crop_images
 from vidllm.data.dataset import VidLLMDataset
 from vidllm.evaluation.clips import SceneClips, eval_data_config
@@ -54,12 +54,11 @@ def test_same_pixels_on_every_path(synthetic_root, tokenizer, image_size, side):
     paths = [scene.color_path(f) for f in train["frame_ids"].tolist()]
     # evaluation: the runners' clip of the same scene
     evaluation = SceneClips(eval_data_config(cfg.data, synthetic_root), "val", ["recon"]).clip(scene_id)
-    # API: decoded files → frames_to_tensor; the model's load_video (what export --checkpoint runs)
+    # API: decoded files → frames_to_tensor; the pipeline's load_video (what export --checkpoint runs)
     api = frames_to_tensor(read_frames(paths), image_size, side)
     from vidllm.model import VidLLM
 
-    model = VidLLM(cfg, tokenizer).eval()
-    loaded, _ = model.load_video(paths)
+    loaded, _ = VidLLMPipeline(VidLLM(cfg, tokenizer)).load_video(paths)
     assert train["images"].shape[-2:] == output_geometry(84, 112, image_size, side)[-2:]
     for name, images in (("evaluation", evaluation["images"]), ("api", api), ("load_video", loaded)):
         assert torch.equal(images.cpu(), train["images"]), f"{name} pixels differ from training"

@@ -117,15 +117,16 @@ def test_strategy_takes_one_step_on_one_device(path, synthetic_root, tokenizer, 
 
 
 def test_from_pretrained_bfloat16_inference(synthetic_root, tokenizer, tmp_path):
+    from vidllm.api import VidLLMPipeline
     from vidllm.model import VidLLM
 
     cfg = _cfg(synthetic_root)
     torch.manual_seed(0)
     VidLLM(cfg, tokenizer).save_pretrained(tmp_path / "model")
     frames = np.random.default_rng(0).integers(0, 256, (3, 84, 112, 3), dtype=np.uint8)
-    bf16 = VidLLM.from_pretrained(tmp_path / "model", device="cuda", dtype="bfloat16")
-    fp32 = VidLLM.from_pretrained(tmp_path / "model", device="cuda")
-    assert bf16.compute_dtype == torch.bfloat16 and next(bf16.parameters()).device.type == "cuda"
+    bf16 = VidLLMPipeline.from_pretrained(tmp_path / "model", device="cuda", dtype="bfloat16")
+    fp32 = VidLLMPipeline.from_pretrained(tmp_path / "model", device="cuda")
+    assert bf16.compute_dtype == torch.bfloat16 and next(bf16.model.parameters()).device.type == "cuda"
     rec16, rec32 = bf16.reconstruct(frames), fp32.reconstruct(frames)
     assert np.isfinite(rec16.points).all() and rec16.depth.shape == rec32.depth.shape
     rel = np.median(np.abs(rec16.depth - rec32.depth) / np.maximum(np.abs(rec32.depth), 1e-6))

@@ -400,17 +400,17 @@ def test_tool_errors_are_one_line(tmp_path, capsys, model_dir):
 
 
 def test_predictor_encodes_each_clip_once(model_dir, synthetic_root):
+    from vidllm.api import VidLLMPipeline
     from vidllm.evaluation.clips import SceneClips, eval_data_config
     from vidllm.evaluation.predictor import ModelPredictor
-    from vidllm.model import VidLLM
 
-    model = VidLLM.from_pretrained(model_dir, device="cpu")
-    clips = SceneClips(eval_data_config(model.config.data, synthetic_root), "val", ["grounding"])
+    pipeline = VidLLMPipeline.from_pretrained(model_dir, device="cpu")
+    clips = SceneClips(eval_data_config(pipeline.config.data, synthetic_root), "val", ["grounding"])
     scene_id = clips.dataset.scene_ids[0]
     calls = []
-    encode = model.vl_inputs
-    model.vl_inputs = lambda images: calls.append(1) or encode(images)
-    cached, fresh = ModelPredictor(model), ModelPredictor(model, cache_clips=0)
+    encode = pipeline.vl_inputs
+    pipeline.vl_inputs = lambda images: calls.append(1) or encode(images)
+    cached, fresh = ModelPredictor(pipeline), ModelPredictor(pipeline, cache_clips=0)
     props = torch.as_tensor(clips.scene(scene_id).objects.boxes, dtype=torch.float32)
     assert cached.prepare(clips.clip(scene_id)) is not None
     first = cached.ground(["the red chair."], props)

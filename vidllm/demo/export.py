@@ -19,10 +19,11 @@ __all__ = ["export_and_answer"]
 
 
 def export_and_answer(
-    model, cfg: VidLLMConfig, out: Path, questions: list[str] | None = None, max_boxes: int = 4
+    pipeline, cfg: VidLLMConfig, out: Path, questions: list[str] | None = None, max_boxes: int = 4
 ) -> dict:
-    """Reconstruct, ground and answer on the first held-out scene; writes ``out/scene.{ply,cameras.json,png}``,
-    ``out/boxes.json`` (model frame) and ``out/answers.json``. Returns what the report shows."""
+    """Reconstruct, ground and answer on the first held-out scene with ``pipeline`` (a
+    :class:`vidllm.api.VidLLMPipeline`); writes ``out/scene.{ply,cameras.json,png}``, ``out/boxes.json``
+    (model frame) and ``out/answers.json``. Returns what the report shows."""
     from vidllm.viz import render_pointcloud
 
     root = Path(cfg.data.root)
@@ -30,7 +31,7 @@ def export_and_answer(
     scene = load_scannet_scene(root / "scans" / scene_id, label_map=read_label_map(cfg.data.label_map))
     valid = np.flatnonzero(scene.valid)
     video = [scene.color_path(scene.frame_ids[i]) for i in valid]  # a list of frame paths: one of the API's video forms
-    rec = model.reconstruct(video)
+    rec = pipeline.reconstruct(video)
     first = valid[rec.frame_indices[0]]  # the model frame is the first sampled frame's camera
     world_from_model = torch.as_tensor(scene.aligned_c2w[first], dtype=torch.float32)
 
@@ -44,7 +45,7 @@ def export_and_answer(
         )
         if r.scene_id == scene_id
     ][:max_boxes]
-    grounded = model.ground_many(video, [r.description for r in refer]) if refer else []
+    grounded = pipeline.ground_many(video, [r.description for r in refer]) if refer else []
     pred_boxes = np.stack([g.box for g in grounded]) if grounded else np.zeros((0, 6))
     gt_world = torch.as_tensor(
         np.stack([scene.objects.boxes[scene.objects.index_of(r.object_id)] for r in refer])
@@ -76,7 +77,7 @@ def export_and_answer(
     ]
     asked = list(questions) if questions else [r.question for r in qa[:3]]
     refs = {r.question: list(r.answers) for r in qa}
-    answers = model.answer_many(video, asked)
+    answers = pipeline.answer_many(video, asked)
     qa_rows = [
         {"question": q, "answer": a.text, "reference": refs.get(q, []), "boxes": a.boxes.round(3).tolist()}
         for q, a in zip(asked, answers)
@@ -91,7 +92,7 @@ def export_and_answer(
         }
         for r, p, g in zip(refer, pred_boxes, gt_boxes)
     ]
-    depth_figure = _depth_figure(model, cfg, scene_id, out / "depth.png")
+    depth_figure = _depth_figure(pipeline, cfg, scene_id, out / "depth.png")
     frames_dir = root / "scans" / scene_id / "color"
     command = (
         f"python tools/export_pointcloud.py --checkpoint {Path(cfg.data.root).parent / 'stage2' / 'model'} --video {frames_dir} "
@@ -110,7 +111,7 @@ def export_and_answer(
     }
 
 
-def _depth_figure(model, cfg: VidLLMConfig, scene_id: str, path: Path) -> Path:
+def _depth_figure(pipeline, cfg: VidLLMConfig, scene_id: str, path: Path) -> Path:
     """GT vs predicted depth (aligned output and metric head) on the evaluation clip of ``scene_id``."""
     import dataclasses
 
@@ -119,8 +120,7 @@ def _depth_figure(model, cfg: VidLLMConfig, scene_id: str, path: Path) -> Path:
 
     clip = SceneClips(dataclasses.replace(cfg.data, num_workers=0), "val", ["recon"]).clip(scene_id)
     images = clip["images"][None]
-    with torch.no_grad():
-        _, out = model.forward_geometry(images)
+    out = pipeline.forward_geometry(images)
     rows = [("GT", clip["depth"].numpy()), ("aligned", out["depth_metric"][0].numpy())]
     if "metric_depth" in out:
         rows.append(("metric head", out["metric_depth"][0].numpy()))

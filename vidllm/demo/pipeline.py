@@ -100,7 +100,7 @@ def _fit(config_path: Path, stage: int, out: Path, steps: int, seed: int, extra:
     fit_cmd.run(args)
 
 
-def _evaluate(model, cfg: VidLLMConfig, out: Path, limit: int | None) -> dict:
+def _evaluate(pipeline, cfg: VidLLMConfig, out: Path, limit: int | None) -> dict:
     """Grounding (GT proposals and proposal-free), QA EM@1 and reconstruction on the held-out split."""
     from vidllm.evaluation.clips import SceneClips
     from vidllm.evaluation.grounding import evaluate_scanrefer
@@ -110,7 +110,7 @@ def _evaluate(model, cfg: VidLLMConfig, out: Path, limit: int | None) -> dict:
     from vidllm.evaluation.report import write_outputs
 
     data = dataclasses.replace(cfg.data, num_workers=0)
-    predictor = ModelPredictor(model, batch_size=16)
+    predictor = ModelPredictor(pipeline, batch_size=16)
     results = {}
     clips = SceneClips(data, "val", ["grounding"])
     for proposals in ("gt", "none"):
@@ -120,7 +120,9 @@ def _evaluate(model, cfg: VidLLMConfig, out: Path, limit: int | None) -> dict:
     preds, metrics = evaluate_qa(predictor, SceneClips(data, "val", ["qa"]), "qa", limit, captions=False, progress=True)
     write_outputs(out / "scanqa", preds, metrics)
     results["scanqa"] = metrics
-    records, metrics = evaluate_recon(model, SceneClips(data, "val", ["recon"]), None, pointcloud=True, progress=True)
+    records, metrics = evaluate_recon(
+        pipeline, SceneClips(data, "val", ["recon"]), None, pointcloud=True, progress=True
+    )
     write_outputs(out / "recon", records, metrics)
     results["recon"] = metrics
     return results
@@ -182,6 +184,7 @@ def _qa_baselines(cfg: VidLLMConfig) -> dict:
 
 def run_demo(settings: DemoSettings) -> dict:
     """Run every step; returns the summary dict (also written to ``<out>/summary.json``)."""
+    from vidllm.api import VidLLMPipeline
     from vidllm.commands.fit_cmd import _quiet_known_warnings
     from vidllm.data.datamodule import ensure_synthetic
     from vidllm.demo.export import export_and_answer
@@ -278,9 +281,9 @@ def run_demo(settings: DemoSettings) -> dict:
         "held-out scenes: grounding, QA, depth, poses, point clouds (trained and untrained model)",
         done["evaluate"],
     ):
-        trained = VidLLM.from_pretrained(out / "stage2" / "model", device="cpu")
+        trained = VidLLMPipeline.from_pretrained(out / "stage2" / "model", device="cpu")
         torch.manual_seed(settings.seed)
-        untrained = VidLLM(trained.config, trained.vl.lm.tokenizer).eval()
+        untrained = VidLLMPipeline(VidLLM(trained.config, trained.model.vl.lm.tokenizer))
         evaluation = {
             "trained": _load_evaluation(out / "eval" / "trained")
             if done["evaluate"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vidllm.errors import VidLLMError
 
-__all__ = ["eval_parser", "load_model_and_clips", "run_tool"]
+__all__ = ["eval_parser", "load_pipeline_and_clips", "run_tool"]
 
 
 def eval_parser(description: str, proposals: bool = False) -> argparse.ArgumentParser:
@@ -52,22 +52,23 @@ def eval_parser(description: str, proposals: bool = False) -> argparse.ArgumentP
     return p
 
 
-def load_model_and_clips(args: argparse.Namespace, tasks: list[str], grounding_source: str | None = None):
-    """``VidLLM.from_pretrained(args.checkpoint)`` and the :class:`SceneClips` of ``args.split``."""
+def load_pipeline_and_clips(args: argparse.Namespace, tasks: list[str], grounding_source: str | None = None):
+    """``VidLLMPipeline.from_pretrained(args.checkpoint)`` (device ``args.device``, compute dtype ``args.dtype``) and the
+    :class:`SceneClips` of ``args.split``."""
     import dataclasses
 
+    from vidllm.api import VidLLMPipeline
     from vidllm.evaluation.clips import SceneClips, eval_data_config
-    from vidllm.model import VidLLM
 
     if not args.checkpoint.is_dir():
         raise VidLLMError(
             f"--checkpoint {args.checkpoint}: not a model directory (expected config.yaml + model.safetensors)"
         )
-    model = VidLLM.from_pretrained(args.checkpoint, device=args.device, dtype=args.dtype)
-    cfg = eval_data_config(model.config.data, args.data, args.frames)
+    pipeline = VidLLMPipeline.from_pretrained(args.checkpoint, device=args.device, dtype=args.dtype)
+    cfg = eval_data_config(pipeline.config.data, args.data, args.frames)
     if grounding_source:
         cfg = dataclasses.replace(cfg, grounding_source=grounding_source)
-    return model, SceneClips(cfg, args.split, tasks)
+    return pipeline, SceneClips(cfg, args.split, tasks)
 
 
 def run_tool(name: str, body: Callable[[], int], debug: bool = False) -> int:

@@ -15,17 +15,19 @@ __all__ = ["ModelPredictor"]
 
 
 class ModelPredictor:
-    """Runs a :class:`vidllm.model.VidLLM` on evaluation clips.
+    """Runs the :class:`vidllm.model.VidLLM` of a :class:`vidllm.api.VidLLMPipeline` on evaluation clips
+    (under the pipeline's compute dtype).
 
     Args:
-        model: the model (eval mode); batch_size: queries per VL forward.
+        pipeline: the pipeline around the model; batch_size: queries per VL forward.
         cache_clips: encoded clips kept (keyed by scene, frame ids and image shape), so that the
             runs of one evaluation (grounding with and without proposals, QA) encode each clip once.
             The model must not change while the predictor is in use.
     """
 
-    def __init__(self, model, batch_size: int = 8, cache_clips: int = 32) -> None:
-        self.model = model.eval()
+    def __init__(self, pipeline, batch_size: int = 8, cache_clips: int = 32) -> None:
+        self.pipeline = pipeline
+        self.model = pipeline.model.eval()
         self.batch_size = max(1, int(batch_size))
         self.cache_clips = max(0, int(cache_clips))
         self._state: dict | None = None
@@ -42,7 +44,7 @@ class ModelPredictor:
 
     @torch.no_grad()
     def prepare(self, clip: dict) -> dict:
-        """Encode and reconstruct one clip (``images [S, 3, H, W]``) with one ``VidLLM.forward`` (via ``model.vl_inputs``);
+        """Encode and reconstruct one clip (``images [S, 3, H, W]``) with one ``VidLLM.forward`` (via ``pipeline.vl_inputs``);
         returns its :class:`~vidllm.modeling_outputs.VidLLMOutput` (batch 1),
         or None when the clip's encoding comes from the cache (only the VL inputs are kept, not the dense outputs)."""
         key = (
@@ -55,7 +57,7 @@ class ModelPredictor:
             t_lang, geometry = self._cache[key]
             out = None
         else:
-            t_lang, geometry, out = self.model.vl_inputs(clip["images"][None].to(self.device))
+            t_lang, geometry, out = self.pipeline.vl_inputs(clip["images"][None].to(self.device))
             if cacheable:
                 if len(self._cache) >= self.cache_clips:
                     self._cache.pop(next(iter(self._cache)))  # oldest first
@@ -88,7 +90,7 @@ class ModelPredictor:
         for a, b in self._chunks(len(descriptions)):
             t_lang, geometry = self._inputs(b - a)
             props = None if proposals is None else [proposals.to(self.device)] * (b - a)
-            with self.model.autocast():
+            with self.pipeline.autocast():
                 res = self.model.vl.ground(
                     t_lang, geometry, self.processor.grounding(descriptions[a:b]), props, wfm[None].expand(b - a, 4, 4)
                 )
@@ -110,7 +112,7 @@ class ModelPredictor:
         texts: list[str] = []
         for a, b in self._chunks(len(prompts)):
             t_lang, geometry = self._inputs(b - a)
-            with self.model.autocast():
+            with self.pipeline.autocast():
                 texts += self.model.vl.generate(t_lang, geometry, self.processor(prompts[a:b]), max_new_tokens)
         return texts
 

@@ -85,14 +85,14 @@ def predicted_world_points(out: dict, clip: dict, conf_quantile: float = 0.0) ->
 
 
 def evaluate_recon(
-    model,
+    pipeline,
     clips: SceneClips,
     limit: int | None = None,
     pointcloud: bool = True,
     conf_quantile: float = 0.0,
     progress: bool = True,
 ) -> tuple[list[dict], dict]:
-    """Reconstruct one clip per scene of the split and score it.
+    """Reconstruct one clip per scene of the split with ``pipeline`` (a :class:`vidllm.api.VidLLMPipeline`) and score it.
 
     Returns per-scene records (``scene_id``, ``scale``, the per-scene pose figures ``pose`` (forwards),
     ``pose_reversed`` and point-cloud figures) and pooled metrics ``{"depth": {"aligned", "metric_head",
@@ -104,7 +104,7 @@ def evaluate_recon(
         scene_ids = scene_ids[:limit]
     if not scene_ids:
         raise DataError(f"{clips.cfg.root}: split '{clips.dataset.split}' has no scenes")
-    device = next(model.parameters()).device
+    device = pipeline.device
     preds = {"aligned": [], "metric_head": [], "relative": []}
     gts, records, clouds = [], [], []
     pred_ext: dict[str, list] = {"forward": [], "reversed": []}
@@ -112,8 +112,7 @@ def evaluate_recon(
     for scene_id in progress_bar(scene_ids, desc="recon", unit="scene", enabled=progress):
         clip = clips.clip(scene_id)
         images = clip["images"][None].to(device)
-        with torch.no_grad():
-            _, out = model.forward_geometry(images)
+        out = pipeline.forward_geometry(images)
         preds["aligned"].append(out["depth_metric"][0].float().cpu().numpy())
         preds["relative"].append(out["depth"][0].float().cpu().numpy())
         if "metric_depth" in out:
@@ -125,8 +124,7 @@ def evaluate_recon(
         if clip["images"].shape[0] >= 2:
             rec["pose"] = pose_metrics(pred_ext["forward"][-1], gt_ext["forward"][-1])
             backwards = clips.clip(scene_id, reverse=True)
-            with torch.no_grad():
-                _, out_rev = model.forward_geometry(backwards["images"][None].to(device))
+            out_rev = pipeline.forward_geometry(backwards["images"][None].to(device))
             pred_ext["reversed"].append(out_rev["extrinsic_metric"][0].float().cpu().numpy())
             gt_ext["reversed"].append(backwards["extrinsics"].numpy())
             rec["pose_reversed"] = pose_metrics(pred_ext["reversed"][-1], gt_ext["reversed"][-1])
