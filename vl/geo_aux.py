@@ -1,4 +1,7 @@
-"""GeoVR-style auxiliary geometric heads on the LLM hidden states (papers/001 §3.3–3.6).
+"""GeoVR-style auxiliary geometric heads on the LLM hidden states (GeoVR §3.3–3.6).
+
+GeoVR: "Learning Geometric Representations from Videos for Spatial Intelligent Multimodal Large
+Language Models"; section and equation numbers below are that paper's.
 
 A training-time baseline, selected by ``vl.geo_aux.enabled`` (``configs/baselines/geovr_aux.yaml``).
 GeoVR feeds per-frame 2D visual tokens to its MLLM and supervises them with a frozen 3D teacher;

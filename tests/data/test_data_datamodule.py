@@ -1,4 +1,6 @@
-"""Dataset + DataModule: batches of every task with the DESIGN §3 shapes, padding, task mixing, sources."""
+"""Dataset + DataModule: batches of every task with the documented shapes (``images [B, S, 3, H, W]``,
+``depth [B, S, H, W]``, ``extrinsics [B, S, 3, 4]``, ``intrinsics [B, S, 3, 3]``, boxes ``[B, N, 6]``), padding,
+task mixing, sources."""
 
 from __future__ import annotations
 

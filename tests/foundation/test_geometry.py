@@ -1,4 +1,6 @@
-"""Geometry conventions of DESIGN §3, each checked against an independent computation."""
+"""Geometry conventions (README "Conventions": OpenCV world→camera extrinsics, XYZW quaternions with
+w ≥ 0, 9-D pose encoding, closed-form SE(3) inverse, (un)projection as in Vid-LLM Eq. 3, Umeyama
+alignment, box corners and AABB IoU), each checked against an independent computation."""
 
 import math
 

@@ -2,8 +2,9 @@
 
 Everything runs straight from a VGGT-layout state dict with explicit matmuls, explicit softmax
 attention, explicit RoPE rotation and explicit conv calls — no module of ``recon`` is used — so
-it checks the implementation against DESIGN §5.3's algorithm facts. It also builds a VGGT-layout
-state dict by hand for a tiny config (the key list written out from the layout description).
+it checks the implementation against VGGT's published algorithm (frame/global attention with
+camera and register tokens, 2D RoPE, qk-norm, LayerScale, the camera head's adaLN refinement, the
+DPT head). It also builds a VGGT-layout state dict by hand for a tiny config (the key list written out from the layout description).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def make_vggt_state_dict(
     heads=4,
     device=None,
 ) -> dict[str, torch.Tensor]:
-    """A random VGGT-layout state dict (every key of DESIGN §5.3) with non-trivial values.
+    """A random VGGT-layout state dict (every key of the official VGGT checkpoint) with non-trivial values.
 
     ``heads`` sets the aggregator's attention heads (the width of its q/k norms); ``device="meta"``
     gives the key layout and shapes only (e.g. VGGT-1B's, without allocating a billion weights).

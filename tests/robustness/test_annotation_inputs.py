@@ -1,4 +1,4 @@
-"""Annotation files with bad content (issue #10, items 1–2): records naming unknown scenes or
+"""Annotation files with bad content: records naming unknown scenes or
 objects, malformed JSON, and scene ids that try to be paths out of the data root."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Python API end to end on unusual inputs (issue #10, item 1): a single frame works; mixed
+"""The Python API end to end on unusual inputs: a single frame works; mixed
 sizes and grayscale / RGBA / 16-bit images reach the model at its input size; empty or broken
 inputs are DataErrors."""
 

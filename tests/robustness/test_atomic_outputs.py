@@ -1,4 +1,4 @@
-"""Nothing half-written (issue #10, items 1 and 3): every writer of the package writes a temp file
+"""Nothing half-written: every writer of the package writes a temp file
 and renames it, so a failure or a kill mid-write leaves the previous file (or none)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Malformed configs (issue #10, item 1): the message names the file and the key, in one line.
+"""Malformed configs: the message names the file and the key, in one line.
 Extends tests/foundation/test_config.py with the cases it does not cover."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Interrupted training (issue #10, item 3): ``vidllm fit --stage 1`` killed with SIGKILL after its
+"""Interrupted training: ``vidllm fit --stage 1`` killed with SIGKILL after its
 first checkpoint resumes with ``--ckpt_path last``; the global step continues and the losses of
 the steps after the resume equal those of an uninterrupted run with the same seed."""
 

@@ -1,6 +1,6 @@
-"""Numerical safety (issue #10, item 4): every loss on empty masks, zero targets and zero proposals
-gives finite values *and* finite gradients; the scale alignment degrades gracefully with few
-valid frames."""
+"""Numerical safety: every loss (reconstruction, ``L_MD`` of Vid-LLM Eq. 9, distillation of
+Eq. 5–7, VL) on empty masks, zero targets and zero proposals gives finite values *and* finite
+gradients; the scale alignment degrades gracefully with few valid frames."""
 
 from __future__ import annotations
 

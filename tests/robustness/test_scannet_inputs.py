@@ -1,5 +1,6 @@
-"""ScanNet scene folders with bad content (issue #10, item 1): broken poses, depth and intrinsics,
-a missing meta file; split lists cannot point outside the data root (item 2)."""
+"""ScanNet scene folders with bad content: broken poses, depth and intrinsics and a missing meta file
+give a ``DataError`` naming the file (or a counted warning for skipped frames); split lists cannot
+point outside the data root."""
 
 from __future__ import annotations
 

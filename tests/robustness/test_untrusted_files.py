@@ -1,4 +1,4 @@
-"""Untrusted weight files (issue #10, items 1–2): a pickle that would run code is refused by every
+"""Untrusted weight files: a pickle that would run code is refused by every
 loader with a clear message and never executes; shape mismatches name the key and both shapes;
 ``trust_remote_code`` is never enabled; no loader can unpickle arbitrary objects."""
 

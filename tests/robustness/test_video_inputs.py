@@ -1,4 +1,5 @@
-"""Bad and unusual inputs of ``vidllm.video.read_frames`` (issue #10, item 1).
+"""Bad and unusual inputs of ``vidllm.video.read_frames``: each gives RGB frames, a warning naming a
+skipped file, or a ``DataError`` naming the path.
 
 Gaps left by tests/api/test_video.py: a single frame, a folder mixing sizes and image modes,
 truncated PNGs in the middle of a folder, garbage video files, and proof that a long video is

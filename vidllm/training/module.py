@@ -1,4 +1,4 @@
-"""The Lightning module of both training stages (DESIGN §6).
+"""The Lightning module of both training stages (Vid-LLM §3.4, Fig. 3).
 
 * Stage 1 — dual-teacher distillation (Eq. 5–7): the student encoder + CTA give ``T'_geom`` and
   ``T'_lang``; linear projections map them to the teachers' widths; the frozen geometry teacher
