@@ -33,10 +33,10 @@ def fit_argv(
     """``vidllm fit`` arguments of a demo stage: ``steps`` optimiser steps (Trainer and config alike, so the
     learning-rate schedule spans them), a loss row every 5 steps, then ``extra``."""
     return [
-        "--config",
-        os.fspath(config),
         "--stage",
         str(stage),
+        "--config",
+        os.fspath(config),
         "--out",
         os.fspath(out),
         "--seed",
