@@ -1,8 +1,9 @@
 """The single console entry point: ``vidllm <command> [options]``.
 
 Each command lives in its own module and is imported only when it runs, so ``vidllm --help``
-stays fast. A command module exposes ``add_arguments(parser)`` (argparse) or ``parse_args(argv, name)`` (its own
-parser: ``fit``/``validate``/``test``/``predict`` use jsonargparse) and ``run(args) -> int``.
+stays fast. A command module exposes ``add_arguments(parser)`` (argparse) and ``run(args) -> int``, or
+``main(argv, name) -> int`` when it parses its own arguments (``fit``/``validate``/``test``/``predict``:
+:func:`vidllm.training.fit.fit`, jsonargparse).
 User-facing errors are printed as one line with a non-zero exit (``--debug`` shows the traceback
 instead): the package's own types (:mod:`vidllm.errors`), ``ValueError`` (the convention of config
 validation, also in the leaf packages, which cannot import :mod:`vidllm.errors`) and ``OSError``
@@ -59,19 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse(module, name: str, rest: list[str]) -> argparse.Namespace | int:
-    """A command's arguments: its own ``parse_args(argv, name)`` (jsonargparse: ``fit`` and friends), else
-    an argparse sub-parser filled by ``add_arguments``."""
-    if hasattr(module, "parse_args"):
+def _run(module, name: str, rest: list[str]) -> int:
+    """Run a command: its own ``main(argv, name)`` (``fit`` and friends), else ``run`` on the arguments of an
+    argparse sub-parser filled by ``add_arguments``."""
+    if hasattr(module, "main"):
         try:
-            return module.parse_args(rest, name)
+            return int(module.main(rest, name) or 0)
         except SystemExit as done:  # --help / --print_config printed: the command's exit status
             return done.code if isinstance(done.code, int) else EXIT_ERROR if done.code else 0
     sub = argparse.ArgumentParser(prog=f"vidllm {name}", description=COMMANDS[name][1])
     module.add_arguments(sub)
     args = sub.parse_args(rest)
     args.command = name
-    return args
+    return int(module.run(args) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,11 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[name][0])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if debug:
-        args = _parse(module, name, rest)
-        return args if isinstance(args, int) else int(module.run(args) or 0)
+        return _run(module, name, rest)
     try:
-        args = _parse(module, name, rest)
-        return args if isinstance(args, int) else int(module.run(args) or 0)
+        return _run(module, name, rest)
     except BrokenPipeError:  # output piped into `head` and closed early
         return 0
     except KeyboardInterrupt:

@@ -12,13 +12,38 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
+def demo_fits() -> list[list[str]]:
+    """The argument lists the demo run passed to :func:`vidllm.training.fit.fit`, in order."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, demo_fits):
     from vidllm.cli import main
+    from vidllm.demo import pipeline
 
     out = tmp_path_factory.mktemp("demo")
-    code = main(["demo", "--out", str(out), "--scenes", "4", "--minutes", "0.25", "--eval-limit", "6"])
+    real = pipeline.fit
+
+    def recording_fit(argv, mode="fit"):
+        demo_fits.append(list(argv))
+        return real(argv, mode)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "fit", recording_fit)
+        code = main(["demo", "--out", str(out), "--scenes", "4", "--minutes", "0.25", "--eval-limit", "6"])
     assert code == 0
     return out
+
+
+def test_reported_training_commands_are_the_runs(demo_run, demo_fits):
+    import shlex
+
+    commands = json.loads((demo_run / "summary.json").read_text())["commands"]
+    assert len(demo_fits) == 2
+    for name, argv in zip(("stage1", "stage2"), demo_fits):
+        assert shlex.split(commands[name]) == ["vidllm", "fit", *argv]
+        assert commands[name] in (demo_run / "report.md").read_text()
 
 
 def test_every_step_ran_and_wrote_its_files(demo_run):

@@ -18,7 +18,7 @@ import torch
 from tests.training.test_fit_cli import MICRO
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = 12  # checkpoints every STEPS // 4 = 3 steps (fit_cmd.default_trainer_kwargs)
+STEPS = 12  # checkpoints every STEPS // 4 = 3 steps (vidllm.training.fit.default_trainer_kwargs)
 
 
 def _args(synthetic_root, teacher_files, out):

@@ -143,9 +143,13 @@ def test_time_limit_ends_the_run_early_and_fit_state_says_so(tmp_path, synthetic
         "--out",
         str(tmp_path / "run"),
     ]
-    assert main([*args, "--trainer.max_steps", "1000", "--trainer.max_time", "{seconds: 2}"]) == 0
+    from vidllm.training.fit import fit
+
+    result = fit([*args[1:], "--trainer.max_steps", "1000", "--trainer.max_time", "{seconds: 2}"])  # the library call
     state = json.loads((tmp_path / "run" / "model" / "fit_state.json").read_text())
     assert state["max_steps"] == 1000 and state["stage"] == 2
+    assert (result.mode, result.stage, result.global_step) == ("fit", 2, state["global_step"])
+    assert result.model_dir == tmp_path / "run" / "model" and result.results is None and "train/loss" in result.metrics
     assert 1 <= state["global_step"] < 1000 and state["global_step"] == max(_steps(tmp_path / "run", "train/loss")) + 1
     from vidllm.demo.pipeline import stage2_time_limit, steps_run
     from vidllm.demo.settings import DemoSettings

@@ -2,8 +2,8 @@
 
 from dataclasses import replace
 
-from vidllm.commands.fit_cmd import default_trainer_kwargs
 from vidllm.config import VidLLMConfig
+from vidllm.training.fit import default_trainer_kwargs
 
 
 def test_validate_false_limits_validation_batches_to_zero(tmp_path):

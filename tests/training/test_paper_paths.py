@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from vidllm.cli import main
-from vidllm.commands.fit_cmd import resolve_config
 from vidllm.config import load_config
 from vidllm.errors import ConfigError
+from vidllm.training.fit_args import resolve_config
 from vidllm.training.paths import check_checkpoints, checkpoint_paths
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,7 +156,7 @@ def test_installed_package_finds_its_configs(tmp_path):
     script = (
         "import vidllm, sys\n"
         f"assert vidllm.__file__.startswith({str(site)!r}), vidllm.__file__\n"
-        "from vidllm.commands.fit_cmd import resolve_config\n"
+        "from vidllm.training.fit_args import resolve_config\n"
         "from vidllm.shipped import shipped_config\n"
         "cfg = resolve_config('configs/ablations/wo_cta.yaml', 2, {})\n"
         "assert cfg.train.stage == 2 and cfg.cta.mode == 'none' and cfg.encoder.hidden_size == 1024\n"

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from tests.helpers import SHIPPED_SIZES, micro_run_overrides
-from vidllm.commands.fit_cmd import resolve_config
 from vidllm.config import _read_yaml_layers
 from vidllm.data.datamodule import collate_clips
 from vidllm.data.dataset import VidLLMDataset
+from vidllm.training.fit_args import resolve_config
 from vidllm.training.module import VidLLMModule
 from vidllm.training.paths import check_checkpoints
 from vidllm.training.stages import trainable_modules

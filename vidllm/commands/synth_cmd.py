@@ -8,6 +8,10 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vidllm.data.synthetic import SynthParams
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,23 +43,74 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="write into a non-empty --out")
 
 
-def run(args: argparse.Namespace) -> int:
-    from vidllm.data.synthetic import SynthParams, generate_dataset
+def _depth_size(width: int, height: int) -> tuple[int, int]:
+    """The default depth frame size: 5/7 of the colour size (at least 14 px)."""
+    return max(14, round(width * 5 / 7)), max(14, round(height * 5 / 7))
 
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.force:
-        raise ValueError(f"--out {out} is not empty; pass --force to write into it")
-    params = SynthParams(
+
+def synth_params(args: argparse.Namespace) -> SynthParams:
+    """The generator settings of parsed ``vidllm synth`` arguments."""
+    from vidllm.data.synthetic import SynthParams
+
+    depth_width, depth_height = _depth_size(args.width, args.height)
+    return SynthParams(
         num_frames=args.frames,
         width=args.width,
         height=args.height,
-        depth_width=args.depth_width or max(14, round(args.width * 5 / 7)),
-        depth_height=args.depth_height or max(14, round(args.height * 5 / 7)),
+        depth_width=args.depth_width or depth_width,
+        depth_height=args.depth_height or depth_height,
         trajectory=args.trajectory,
         arc_degrees=args.arc_degrees,
         hfov_deg=args.hfov,
         clip_frames=args.clip_frames,
     )
+
+
+UNEXPOSED = (
+    "invalid_pose_frames",
+    "min_objects",
+    "max_objects",
+    "jpeg_quality",
+    "visible_min_fraction",
+    "visible_min_frames",
+)
+"""SynthParams fields ``vidllm synth`` has no option for (always their defaults)."""
+
+
+def synth_argv(out: str | os.PathLike, scenes: int, seed: int, params: SynthParams) -> list[str]:
+    """The ``vidllm synth`` arguments that generate ``scenes`` scenes with ``params`` and ``seed`` into ``out``
+    (the inverse of :func:`synth_params`); ValueError for a setting the command cannot express."""
+    from vidllm.data.synthetic import SynthParams
+
+    default = SynthParams()
+    for name in UNEXPOSED:
+        if getattr(params, name) != getattr(default, name):
+            raise ValueError(
+                f"SynthParams.{name} = {getattr(params, name)!r}: vidllm synth has no option for it "
+                f"(it always uses {getattr(default, name)!r})"
+            )
+    argv = ["--out", os.fspath(out), "--scenes", str(scenes), "--seed", str(seed)]
+    argv += ["--frames", str(params.num_frames), "--width", str(params.width), "--height", str(params.height)]
+    if (params.depth_width, params.depth_height) != _depth_size(params.width, params.height):
+        argv += ["--depth-width", str(params.depth_width), "--depth-height", str(params.depth_height)]
+    argv += ["--trajectory", params.trajectory, "--arc-degrees", str(params.arc_degrees)]
+    return argv + ["--hfov", str(params.hfov_deg), "--clip-frames", str(params.clip_frames)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``vidllm synth`` (:func:`add_arguments`)."""
+    parser = argparse.ArgumentParser(prog="vidllm synth", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidllm.data.synthetic import generate_dataset
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise ValueError(f"--out {out} is not empty; pass --force to write into it")
+    params = synth_params(args)
     # Generate beside --out, then move into place: a kill mid-way never leaves half-written scenes.
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"

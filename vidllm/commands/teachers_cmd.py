@@ -4,15 +4,39 @@ Writes ``<out>/geometry/model.pt`` (+ ``meta.json``) — a VGGT-layout checkpoin
 reconstruction model trained on GT depth and poses — and ``<out>/semantic/`` — a tiny CLIP-style
 model trained contrastively on frames and the names of the objects they show. Both report their
 held-out figures next to their untrained starting point. The model sizes come from ``--config``
-(the student's encoder and reconstruction branch).
+(the student's encoder and reconstruction branch); every training setting is an option
+(``--geometry-steps``, ``--clip-frames`` ... : the fields of :class:`~vidllm.teachers.config.TeacherTrainConfig`).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vidllm.teachers.config import TeacherTrainConfig
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _bool(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
+
+
+TYPES = {"int": int, "float": float, "str": str, "bool": _bool}
+"""Option types of the :class:`~vidllm.teachers.config.TeacherTrainConfig` field annotations."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from vidllm.config import field_docs
+    from vidllm.teachers.config import TeacherTrainConfig
+
     parser.add_argument(
         "--config",
         default="configs/tiny.yaml",
@@ -22,26 +46,61 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data", default=None, help="synthetic dataset root (default: data.root of the config; generated when empty)"
     )
     parser.add_argument("--out", default="outputs/teachers", help="output directory")
-    parser.add_argument("--steps", type=int, default=None, help="most steps of each teacher")
-    parser.add_argument("--minutes", type=float, default=None, help="time budget of each teacher in minutes")
-    parser.add_argument("--seed", type=int, default=0, help="seed")
+    parser.add_argument("--steps", type=int, default=None, help="most steps of each teacher (both --*-steps)")
     parser.add_argument(
-        "--semantic-dense-weight",
-        type=float,
-        default=0.0,
-        help="weight of the semantic teacher's dense patch–name term (0 = frame-level CLIP loss only)",
+        "--minutes", type=float, default=None, help="time budget of each teacher in minutes (both --*-minutes)"
     )
+    docs = field_docs(TeacherTrainConfig)
+    for f in dataclasses.fields(TeacherTrainConfig):
+        parser.add_argument(
+            _option(f.name),
+            dest=f.name,
+            type=TYPES[str(f.type)],
+            default=None,
+            help=f"{docs.get(f.name, '')} (default {f.default})".replace("%", "%%"),
+        )
 
 
-def run(args: argparse.Namespace) -> int:
-    from vidllm.teachers.build import build_teachers
+def teacher_config(args: argparse.Namespace) -> TeacherTrainConfig:
+    """The teacher settings of parsed arguments: defaults ← ``--steps`` / ``--minutes`` (both teachers) ←
+    each field's own option."""
     from vidllm.teachers.config import TeacherTrainConfig
 
-    overrides = {"seed": args.seed, "semantic_dense_weight": args.semantic_dense_weight}
+    overrides = {}
     if args.steps is not None:
         overrides.update(geometry_steps=args.steps, semantic_steps=args.steps)
     if args.minutes is not None:
         overrides.update(geometry_minutes=args.minutes, semantic_minutes=args.minutes)
-    paths = build_teachers(args.config, args.out, args.data, TeacherTrainConfig(**overrides))
+    for f in dataclasses.fields(TeacherTrainConfig):
+        if getattr(args, f.name, None) is not None:
+            overrides[f.name] = getattr(args, f.name)
+    return TeacherTrainConfig(**overrides)
+
+
+def teachers_argv(config: str | os.PathLike, out: str | os.PathLike, tcfg: TeacherTrainConfig) -> list[str]:
+    """The ``vidllm teachers`` arguments that train with ``tcfg`` (the seed and every setting that is not
+    its default) on ``config`` into ``out`` — the inverse of :func:`teacher_config`."""
+    from vidllm.teachers.config import TeacherTrainConfig
+
+    default = TeacherTrainConfig()
+    argv = ["--config", os.fspath(config), "--out", os.fspath(out)]
+    for f in dataclasses.fields(TeacherTrainConfig):
+        value = getattr(tcfg, f.name)
+        if f.name == "seed" or value != getattr(default, f.name):
+            argv += [_option(f.name), str(value)]
+    return argv
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``vidllm teachers`` (:func:`add_arguments`)."""
+    parser = argparse.ArgumentParser(prog="vidllm teachers", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidllm.teachers.build import build_teachers
+
+    paths = build_teachers(args.config, args.out, args.data, teacher_config(args))
     print(f"vidllm teachers: geometry teacher {paths['geometry']}, semantic teacher {paths['semantic']}")
     return 0

@@ -61,7 +61,7 @@ from vidllm.data.synthetic import SynthParams, generate_dataset, is_generated
 from vidllm.errors import DataError
 from vidllm.io import atomic_dir
 
-__all__ = ["VidLLMDataModule", "collate_clips", "ensure_synthetic"]
+__all__ = ["VidLLMDataModule", "collate_clips", "ensure_synthetic", "synthetic_params"]
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,22 @@ def collate_clips(items: list[dict], processor=None) -> dict:
     return batch
 
 
+def synthetic_params(cfg: DataConfig) -> SynthParams:
+    """The generator settings of ``cfg``'s synthetic scenes (``data.synthetic_*``; language about the objects
+    visible in a ``data.num_frames`` clip; depth frames 5/7 of the colour size)."""
+    return SynthParams(
+        num_frames=cfg.synthetic_frames,
+        width=cfg.synthetic_width,
+        height=cfg.synthetic_height,
+        depth_width=max(14, round(cfg.synthetic_width * 5 / 7)),
+        depth_height=max(14, round(cfg.synthetic_height * 5 / 7)),
+        trajectory=cfg.synthetic_trajectory,
+        arc_degrees=cfg.synthetic_arc_degrees,
+        hfov_deg=cfg.synthetic_hfov_degrees,
+        clip_frames=cfg.num_frames,
+    )
+
+
 def ensure_synthetic(cfg: DataConfig) -> Path:
     """Generate ``cfg.synthetic_scenes`` synthetic scenes into ``cfg.root`` unless it already holds scenes.
 
@@ -121,17 +137,7 @@ def ensure_synthetic(cfg: DataConfig) -> Path:
         return root
     if root.exists() and any(root.iterdir()):
         raise DataError(f"{root}: data.root is not empty but holds no scenes under scans/; choose an empty or missing folder")
-    params = SynthParams(
-        num_frames=cfg.synthetic_frames,
-        width=cfg.synthetic_width,
-        height=cfg.synthetic_height,
-        depth_width=max(14, round(cfg.synthetic_width * 5 / 7)),
-        depth_height=max(14, round(cfg.synthetic_height * 5 / 7)),
-        trajectory=cfg.synthetic_trajectory,
-        arc_degrees=cfg.synthetic_arc_degrees,
-        hfov_deg=cfg.synthetic_hfov_degrees,
-        clip_frames=cfg.num_frames,
-    )
+    params = synthetic_params(cfg)
     log.info("generating %d synthetic scenes into %s", cfg.synthetic_scenes, root)
     with atomic_dir(root) as tmp:  # root is missing or empty here: replacing it loses nothing
         generate_dataset(tmp, cfg.synthetic_scenes, seed=cfg.seed, params=params)

@@ -16,9 +16,13 @@ from pathlib import Path
 
 import torch
 
+from vidllm.commands import teachers_cmd
 from vidllm.config import VidLLMConfig, config_from_dict, load_config, save_config
+from vidllm.demo.argv import EVAL_BATCH_SIZE, command_line, eval_argvs, fit_argv, synth_command_argv
 from vidllm.demo.settings import DemoSettings
 from vidllm.evaluation.report import write_json
+from vidllm.teachers.config import TeacherTrainConfig
+from vidllm.training.fit import fit, quiet_known_warnings
 
 __all__ = ["run_demo", "STEPS", "stage2_time_limit", "steps_run"]
 
@@ -75,31 +79,6 @@ def demo_config(settings: DemoSettings, out: Path) -> VidLLMConfig:
     return config_from_dict(overrides, source="vidllm demo", base=cfg)
 
 
-def _fit(config_path: Path, stage: int, out: Path, steps: int, seed: int, extra: list[str]) -> None:
-    from vidllm.commands import fit_cmd
-
-    args = fit_cmd.parse_args(
-        [
-            "--config",
-            str(config_path),
-            "--stage",
-            str(stage),
-            "--out",
-            str(out),
-            "--seed",
-            str(seed),
-            "--trainer.max_steps",
-            str(steps),
-            "--train.max_steps",
-            str(steps),
-            "--trainer.log_every_n_steps",
-            "5",
-            *extra,
-        ]
-    )
-    fit_cmd.run(args)
-
-
 def _evaluate(pipeline, cfg: VidLLMConfig, out: Path, limit: int | None) -> dict:
     """Grounding (GT proposals and proposal-free), QA EM@1 and reconstruction on the held-out split."""
     from vidllm.evaluation.clips import SceneClips
@@ -110,7 +89,7 @@ def _evaluate(pipeline, cfg: VidLLMConfig, out: Path, limit: int | None) -> dict
     from vidllm.evaluation.report import write_outputs
 
     data = dataclasses.replace(cfg.data, num_workers=0)
-    predictor = ModelPredictor(pipeline, batch_size=16)
+    predictor = ModelPredictor(pipeline, batch_size=EVAL_BATCH_SIZE)
     results = {}
     clips = SceneClips(data, "val", ["grounding"])
     for proposals in ("gt", "none"):
@@ -182,18 +161,93 @@ def _qa_baselines(cfg: VidLLMConfig) -> dict:
     return {"majority_answer": majority, "type_prior": prior}
 
 
+def _teacher_settings(settings: DemoSettings, cfg: VidLLMConfig) -> TeacherTrainConfig:
+    """The demo's teacher training: steps and minutes scaled with the budget (the geometry teacher gets 60 %),
+    4-frame clips over the whole scene, half of them reversed, one held-out window per scene."""
+    s = settings.scale
+    minutes = settings.teacher_minutes * s
+    return TeacherTrainConfig(
+        seed=settings.seed,
+        geometry_steps=max(4, round(settings.teacher_steps * s)),
+        semantic_steps=max(4, round(settings.teacher_steps * s)),
+        geometry_minutes=0.6 * minutes,
+        semantic_minutes=0.4 * minutes,
+        clip_frames=4,
+        clip_span=cfg.data.synthetic_frames,
+        reverse_prob=0.5,
+        eval_clip_frames=cfg.data.num_frames,
+        eval_clips_per_scene=1,  # one window: clip_span covers the scene
+        semantic_dense_weight=settings.semantic_dense_weight,
+    )
+
+
+def _train(
+    settings: DemoSettings, cfg: VidLLMConfig, config_path: Path, timer: Timer, done: dict, steps: dict
+) -> dict[str, str]:
+    """Steps data → teachers → stage 1 → stage 2 (those in ``done`` reused); returns the command of each, the
+    argument list it ran. Adds ``steps["stage2_run"]``, the steps stage 2 took."""
+    from vidllm.data.datamodule import ensure_synthetic
+    from vidllm.data.synthetic import is_generated
+
+    out = Path(settings.out)
+    commands: dict[str, str] = {}
+    data_reused = settings.resume and is_generated(cfg.data.root)
+    with timer.step(
+        "data",
+        f"{cfg.data.synthetic_scenes} synthetic scenes ({cfg.data.synthetic_trajectory} videos) in {cfg.data.root}",
+        data_reused,
+    ):
+        ensure_synthetic(cfg.data)
+        commands["data"] = command_line("vidllm synth", synth_command_argv(cfg.data))
+
+    with timer.step(
+        "teachers",
+        "geometry (VGGT-style) and semantic (CLIP-style) teachers trained on the training scenes",
+        done["teachers"],
+    ):
+        argv = teachers_cmd.teachers_argv(config_path, out / "teachers", _teacher_settings(settings, cfg))
+        if not done["teachers"]:
+            teachers_cmd.run(teachers_cmd.build_parser().parse_args(argv))
+        commands["teachers"] = command_line("vidllm teachers", argv)
+
+    with timer.step(
+        "stage1", f"dual-teacher distillation, {steps['stage1']} steps (vidllm fit --stage 1)", done["stage1"]
+    ):
+        argv = fit_argv(config_path, 1, out / "stage1", steps["stage1"], settings.seed)
+        if not done["stage1"]:
+            fit(argv)
+        commands["stage1"] = command_line("vidllm fit", argv)
+
+    stage2_seconds = round(stage2_time_limit(settings, time.perf_counter() - timer.start))
+    with timer.step(
+        "stage2",
+        f"joint training, {steps['stage2']} steps or {stage2_seconds} s (vidllm fit --stage 2)",
+        done["stage2"],
+    ):
+        init = ["--model.init_from", str(out / "stage1" / "model")]
+        argv = fit_argv(
+            config_path,
+            2,
+            out / "stage2",
+            steps["stage2"],
+            settings.seed,
+            [*init, "--trainer.max_time", f"{{seconds: {stage2_seconds}}}"],
+        )
+        if not done["stage2"]:
+            fit(argv)
+        steps["stage2_run"] = steps_run(out / "stage2")
+        commands["stage2"] = command_line("vidllm fit", argv)
+    return commands
+
+
 def run_demo(settings: DemoSettings) -> dict:
     """Run every step; returns the summary dict (also written to ``<out>/summary.json``)."""
     from vidllm.api import VidLLMPipeline
-    from vidllm.commands.fit_cmd import _quiet_known_warnings
-    from vidllm.data.datamodule import ensure_synthetic
     from vidllm.demo.export import export_and_answer
     from vidllm.demo.report import write_report
     from vidllm.model import VidLLM
-    from vidllm.teachers.build import build_teachers
-    from vidllm.teachers.config import TeacherTrainConfig
 
-    _quiet_known_warnings()
+    quiet_known_warnings()
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     timer = Timer(out, settings.resume)
@@ -202,79 +256,8 @@ def run_demo(settings: DemoSettings) -> dict:
     save_config(cfg, config_path)
     s = settings.scale
     steps = {"stage1": max(4, round(settings.stage1_steps * s)), "stage2": max(4, round(settings.stage2_steps * s))}
-    commands: dict[str, str] = {}
-
-    from vidllm.data.synthetic import is_generated
-
-    data_reused = settings.resume and is_generated(cfg.data.root)
-    with timer.step(
-        "data",
-        f"{cfg.data.synthetic_scenes} synthetic scenes ({cfg.data.synthetic_trajectory} videos) in {cfg.data.root}",
-        data_reused,
-    ):
-        ensure_synthetic(cfg.data)
-        commands["data"] = (
-            f"vidllm synth --out {cfg.data.root} --scenes {cfg.data.synthetic_scenes} --seed {settings.seed}"
-        )
-
     done = _finished(settings, out)
-    with timer.step(
-        "teachers",
-        "geometry (VGGT-style) and semantic (CLIP-style) teachers trained on the training scenes",
-        done["teachers"],
-    ):
-        minutes = settings.teacher_minutes * s
-        tcfg = TeacherTrainConfig(
-            seed=settings.seed,
-            geometry_steps=max(4, round(settings.teacher_steps * s)),
-            semantic_steps=max(4, round(settings.teacher_steps * s)),
-            geometry_minutes=0.6 * minutes,
-            semantic_minutes=0.4 * minutes,
-            clip_frames=4,
-            clip_span=cfg.data.synthetic_frames,
-            reverse_prob=0.5,
-            eval_clip_frames=cfg.data.num_frames,
-            eval_clips_per_scene=1,  # one window: clip_span covers the scene
-            semantic_dense_weight=settings.semantic_dense_weight,
-        )
-        if not done["teachers"]:
-            build_teachers(cfg, out / "teachers", tcfg=tcfg)
-        dense = f" --semantic-dense-weight {settings.semantic_dense_weight:g}" if settings.semantic_dense_weight else ""
-        commands["teachers"] = (
-            f"vidllm teachers --config {config_path} --out {out / 'teachers'} --seed {settings.seed}{dense}"
-        )
-
-    with timer.step(
-        "stage1", f"dual-teacher distillation, {steps['stage1']} steps (vidllm fit --stage 1)", done["stage1"]
-    ):
-        if not done["stage1"]:
-            _fit(config_path, 1, out / "stage1", steps["stage1"], settings.seed, [])
-        commands["stage1"] = (
-            f"vidllm fit --stage 1 --config {config_path} --out {out / 'stage1'} --trainer.max_steps {steps['stage1']} --train.max_steps {steps['stage1']} --trainer.log_every_n_steps 5"
-        )
-
-    stage2_seconds = round(stage2_time_limit(settings, time.perf_counter() - timer.start))
-    max_time = f"{{seconds: {stage2_seconds}}}"  # the same argument runs and is reported
-    with timer.step(
-        "stage2",
-        f"joint training, {steps['stage2']} steps or {stage2_seconds} s (vidllm fit --stage 2)",
-        done["stage2"],
-    ):
-        if not done["stage2"]:
-            _fit(
-                config_path,
-                2,
-                out / "stage2",
-                steps["stage2"],
-                settings.seed,
-                ["--model.init_from", str(out / "stage1" / "model"), "--trainer.max_time", max_time],
-            )
-        steps["stage2_run"] = steps_run(out / "stage2")
-        commands["stage2"] = (
-            f"vidllm fit --stage 2 --config {config_path} --out {out / 'stage2'} --model.init_from {out / 'stage1' / 'model'} "
-            f"--trainer.max_steps {steps['stage2']} --train.max_steps {steps['stage2']} --trainer.log_every_n_steps 5 "
-            f"--trainer.max_time '{max_time}'"
-        )
+    commands = _train(settings, cfg, config_path, timer, done, steps)
 
     with timer.step(
         "evaluate",
@@ -293,17 +276,8 @@ def run_demo(settings: DemoSettings) -> dict:
             else _evaluate(untrained, cfg, out / "eval" / "untrained", settings.eval_limit),
             **_qa_baselines(cfg),
         }
-        model_dir = out / "stage2" / "model"
-        commands["evaluate"] = "\n".join(
-            [
-                f"python tools/eval_scanrefer.py --checkpoint {model_dir} --data {cfg.data.root} --split val --proposals {p} --out {out / 'eval' / 'trained' / f'scanrefer_{p}'}"
-                for p in ("gt", "none")
-            ]
-            + [
-                f"python tools/eval_qa.py --checkpoint {model_dir} --data {cfg.data.root} --split val --no-captions --out {out / 'eval' / 'trained' / 'scanqa'}",
-                f"python tools/eval_recon.py --checkpoint {model_dir} --data {cfg.data.root} --split val --out {out / 'eval' / 'trained' / 'recon'}",
-            ]
-        )
+        argvs = eval_argvs(out / "stage2" / "model", cfg.data.root, out / "eval" / "trained", settings.eval_limit)
+        commands["evaluate"] = "\n".join(command_line("python", argv) for argv in argvs.values())
 
     with timer.step(
         "export", "point cloud of a held-out scene (PLY + preview) and three questions through the Python API"
