@@ -16,7 +16,7 @@ config fields' docstrings):
   ``--GROUP.KEY`` is short for it, ``--model.init_from`` is ``train.init_from`` (weights only), and
   ``--train.lr_multipliers.DOTTED.MODULE V`` sets one multiplier.
 * ``--trainer_config FILE`` — a YAML of Trainer arguments (``configs/strategies/``: DDP, FSDP,
-  DeepSpeed ZeRO-2/3, ``strategy: {name, args}``), applied before ``--trainer.*``.
+  DeepSpeed ZeRO-2/3, ``strategy: {class_path, init_args}``), applied before ``--trainer.*``.
 * ``--ckpt_path PATH|last`` — resume the same stage from a Lightning checkpoint.
 * ``--print_config`` — print the resolved config (YAML) and exit.
 * ``--out DIR`` — run directory: ``config.yaml`` (the resolved model config), ``cli_config.yaml``
@@ -94,7 +94,7 @@ def build_parser(mode: str = "fit"):
         "--trainer_config",
         type=str | None,
         default=None,
-        help="YAML of lightning.Trainer arguments, e.g. configs/strategies/fsdp.yaml (strategy {name, args}); --trainer.* still override it",
+        help="YAML of lightning.Trainer arguments, e.g. configs/strategies/fsdp.yaml (strategy {class_path, init_args}); --trainer.* still override it",
     )
     parser.add_class_arguments(VidLLMConfig, "model", fail_untyped=False)
     parser.add_class_arguments(L.Trainer, "trainer", skip=TRAINER_SKIP, fail_untyped=False)
