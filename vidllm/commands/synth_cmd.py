@@ -8,6 +8,9 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import get_args
+
+from vidllm.config import SyntheticTrajectory
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth-height", type=int, default=None, help="depth frame height (default 5/7 of --height)")
     parser.add_argument(
         "--trajectory",
-        choices=("loop", "walk"),
+        choices=get_args(SyntheticTrajectory),
         default="loop",
         help="camera path: 'loop' (360° sweep, per-frame jitter) or 'walk' (smooth hand-held walk, as in vidllm demo)",
     )
