@@ -42,7 +42,7 @@ setup(
         "peft>=0.13",
         "lightning>=2.4,<3",
         "jsonargparse[signatures]>=4.32",
-        "omegaconf>=2.3",
+        "omegaconf>=2.4",  # typing.Literal fields in structured configs
         "scipy>=1.11",
         "open3d>=0.18",
         "safetensors>=0.4",

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-CTA_MODES = ("bridge", "none", "concat_sa", "cross_attn", "add", "xattn_fusion")
+from recon.choices import check_choice
+
+CTAMode = Literal["bridge", "none", "concat_sa", "cross_attn", "add", "xattn_fusion"]
+"""Adapter variants (see :attr:`CTAConfig.mode`)."""
+DeprecatedCTAMode = Literal["passthrough"]
+"""Deprecated mode names, still accepted in configs (the keys of :data:`CTA_MODE_ALIASES`)."""
+CTAScope = Literal["clip", "frame"]
+"""Extent of the bridge attention (see :attr:`CTAConfig.scope`)."""
+CTA_MODES = get_args(CTAMode)
 CTA_MODE_ALIASES = {"passthrough": "none"}
 """Deprecated mode names → the mode they map to at validation (with a ``FutureWarning``).
 'passthrough' (the VGGT-parity setting) always built the same parameter-free adapter as 'none'."""
-CTA_SCOPES = ("clip", "frame")
+CTA_SCOPES = get_args(CTAScope)
 
 
 @dataclass
 class CTAConfig:
     """Cross-Task Adapter: φ_geom / φ_lang MLPs and K bridge tokens (paper Eq. 1–2)."""
 
-    mode: str = "bridge"
+    mode: Literal[CTAMode, DeprecatedCTAMode] = "bridge"
     """Variant: 'bridge' (the paper), 'none' (no adapter, the "w/o CTA" ablation: T'_geom = T'_lang = T_base exactly, so the geometry branch sees what VGGT sees), 'concat_sa', 'cross_attn', 'add' (VG-LLM-style), 'xattn_fusion' (VLM-3R-style). 'passthrough' is a deprecated alias of 'none'."""
     num_bridge_tokens: int = 16
     """Number K of learnable bridge tokens."""
@@ -24,7 +33,7 @@ class CTAConfig:
     """Heads of the adapter's multi-head attentions."""
     mlp_ratio: float = 4.0
     """Hidden width of φ_geom / φ_lang as a multiple of C."""
-    scope: str = "clip"
+    scope: CTAScope = "clip"
     """Bridge attention over the whole clip ('clip') or each frame separately ('frame')."""
     geometry_dim: int = 0
     """Channels Cg of the external geometry tokens given to 'add' / 'xattn_fusion' (0 = the token width C)."""
@@ -41,10 +50,8 @@ class CTAConfig:
                 stacklevel=3,
             )
             self.mode = canonical
-        if self.mode not in CTA_MODES:
-            raise ValueError(f"cta.mode = {self.mode!r}; expected one of {list(CTA_MODES)}")
-        if self.scope not in CTA_SCOPES:
-            raise ValueError(f"cta.scope = {self.scope!r}; expected one of {list(CTA_SCOPES)}")
+        check_choice("cta.mode", self.mode, CTAMode)
+        check_choice("cta.scope", self.scope, CTAScope)
         if self.num_bridge_tokens <= 0:
             raise ValueError(f"cta.num_bridge_tokens must be > 0, got {self.num_bridge_tokens}")
         if self.num_heads <= 0 or self.mlp_ratio <= 0:

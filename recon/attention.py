@@ -27,12 +27,14 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
+    "AttentionBackend",
     "BACKENDS",
     "ATTENTION_BACKEND_ATTR",
     "attention",
@@ -43,7 +45,9 @@ __all__ = [
     "xformers_available",
 ]
 
-BACKENDS = ("auto", "sdpa", "xformers", "math")
+AttentionBackend = Literal["auto", "sdpa", "xformers", "math"]
+"""Backend names (``VidLLMConfig.attention_backend``, ``backend=`` of :func:`attention`)."""
+BACKENDS = get_args(AttentionBackend)
 _log = logging.getLogger(__name__)
 _state = {"backend": "auto"}
 

@@ -7,17 +7,19 @@ is its CLI help. ``vidllm.config.VidLLMConfig`` composes these dataclasses.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
-FOV_ACTIVATIONS = ("relu", "softplus")
+from recon.choices import check_choice
+
+FovActivation = Literal["relu", "softplus"]
 """Output activations of the camera head's field of view (recon.camera_head.fov_activation)."""
-
-ENCODER_KINDS = ("dinov2", "conv")
-NORMALIZATIONS = ("log_binomial", "softmax")
-
-
-def _check_choice(owner: str, name: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{owner}.{name} = {value!r}; expected one of {list(choices)}")
+EncoderKind = Literal["dinov2", "conv"]
+"""Shared encoder kinds (encoder.kind)."""
+BinNormalization = Literal["log_binomial", "softmax"]
+"""Bin normalisations of the metric depth model (metric_depth.normalization)."""
+FOV_ACTIVATIONS = get_args(FovActivation)
+ENCODER_KINDS = get_args(EncoderKind)
+NORMALIZATIONS = get_args(BinNormalization)
 
 
 def _check_positive(owner: str, **values) -> None:
@@ -30,7 +32,7 @@ def _check_positive(owner: str, **values) -> None:
 class EncoderConfig:
     """The shared image encoder (DINOv2 with registers, or a plain conv patch embed)."""
 
-    kind: str = "dinov2"
+    kind: EncoderKind = "dinov2"
     """Encoder kind: 'dinov2' (transformers DINOv2 ViT) or 'conv' (a single Conv2d patch embed, VGGT's small option)."""
     pretrained_path: str | None = None
     """Local HF-format DINOv2 directory to load; None builds the encoder from the sizes below."""
@@ -58,7 +60,7 @@ class EncoderConfig:
     """Recompute encoder activations in backward to save memory."""
 
     def __post_init__(self) -> None:
-        _check_choice("encoder", "kind", self.kind, ENCODER_KINDS)
+        check_choice("encoder.kind", self.kind, EncoderKind)
         _check_positive(
             "encoder",
             hidden_size=self.hidden_size,
@@ -145,7 +147,7 @@ class CameraHeadConfig:
     """Refinement iterations (one pose encoding each)."""
     relative_pose: RelativePoseConfig = field(default_factory=RelativePoseConfig)
     """Optional patch-grid relative-pose module feeding the camera token (off by default)."""
-    fov_activation: str = "relu"
+    fov_activation: FovActivation = "relu"
     """Output activation of the field of view: 'relu' (VGGT; needed for its checkpoints) or 'softplus' (tiny models
     trained from scratch: a ReLU FoV that drops below zero gets no gradient and stays at 0, i.e. fy at the clamp)."""
 
@@ -153,10 +155,7 @@ class CameraHeadConfig:
         _check_positive(
             "recon.camera_head", trunk_depth=self.trunk_depth, num_heads=self.num_heads, iterations=self.iterations
         )
-        if self.fov_activation not in FOV_ACTIVATIONS:
-            raise ValueError(
-                f"recon.camera_head.fov_activation must be one of {list(FOV_ACTIVATIONS)}, got {self.fov_activation!r}"
-            )
+        check_choice("recon.camera_head.fov_activation", self.fov_activation, FovActivation)
 
 
 @dataclass
@@ -278,7 +277,7 @@ class MetricDepthConfig:
     """Smallest seed bin centre in metres."""
     max_depth: float = 10.0
     """Largest seed bin centre in metres."""
-    normalization: str = "log_binomial"
+    normalization: BinNormalization = "log_binomial"
     """Ordinal-aware bin normalisation: 'log_binomial' (ZoeDepth) or 'softmax'."""
     features: int = 256
     """Channels of the decoder fusion path."""
@@ -308,7 +307,7 @@ class MetricDepthConfig:
     """Real-scale alignment."""
 
     def __post_init__(self) -> None:
-        _check_choice("metric_depth", "normalization", self.normalization, NORMALIZATIONS)
+        check_choice("metric_depth.normalization", self.normalization, BinNormalization)
         _check_positive(
             "metric_depth",
             n_bins=self.n_bins,

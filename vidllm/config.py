@@ -3,33 +3,53 @@
 ``VidLLMConfig`` groups the part configs (encoder, cta, recon, metric_depth, vl, llm, data,
 train). YAML files are merged onto the dataclass defaults with omegaconf in struct mode, so an
 unknown key is an error that names the key and the file; every part validates its values in
-``__post_init__``.
+``__post_init__``. A field with a fixed set of values is typed with a ``typing.Literal`` alias
+(``DataSource``, ``cta.config.CTAMode``, ...): omegaconf, the ``vidllm fit`` parser (jsonargparse;
+``--help`` lists the values) and ``__post_init__`` (:func:`recon.choices.check_choice`) all check it
+against that one definition.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal, get_args
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from cta.config import CTAConfig
-from recon.attention import BACKENDS
+from recon.attention import AttentionBackend
+from recon.choices import check_choice
 from recon.config import EncoderConfig, MetricDepthConfig, ReconConfig
 from vidllm.errors import ConfigError
 from vidllm.io import atomic_write
 from vl.config import LLMConfig, VLConfig
 
-FRAME_SAMPLINGS = ("uniform", "segment", "stride", "coverage")
-ANSWER_SAMPLINGS = ("first", "random")
-DATA_SOURCES = ("synthetic", "scannet")
-TASKS = ("recon", "qa", "sqa", "grounding", "caption")
+DataSource = Literal["synthetic", "scannet"]
+"""Where clips come from (data.source)."""
+FrameSampling = Literal["uniform", "segment", "stride", "coverage"]
+"""Frame samplers (data.frame_sampling)."""
+AnswerSampling = Literal["first", "random"]
+"""Training target of a QA record with several answers (data.answer_sampling)."""
+ResizeSide = Literal["shorter", "longer"]
+"""Image side resized to data.image_size (data.resize_side)."""
+SyntheticTrajectory = Literal["loop", "walk"]
+"""Camera paths of the synthetic videos (data.synthetic_trajectory)."""
+GroundingSource = Literal["scanrefer", "multi3drefer", "both"]
+"""Records of the 'grounding' task (data.grounding_source)."""
+Task = Literal["recon", "qa", "sqa", "grounding", "caption"]
+"""Training tasks (entries of data.tasks)."""
+Teacher = Literal["geometry", "semantic"]
+"""Stage-1 teachers (entries of train.distill.teachers)."""
+Stage = Literal[1, 2]
+"""Training stages (train.stage): 1 dual-teacher distillation, 2 joint optimisation."""
+FRAME_SAMPLINGS = get_args(FrameSampling)
+ANSWER_SAMPLINGS = get_args(AnswerSampling)
+DATA_SOURCES = get_args(DataSource)
+TASKS = get_args(Task)
 LR_MULTIPLIER_PREFIX = "train.lr_multipliers."
 """Overrides under this prefix name a dotted module path as one key (``train.lr_multipliers.vl.lm=2``)."""
 
@@ -38,7 +58,7 @@ LR_MULTIPLIER_PREFIX = "train.lr_multipliers."
 class DataConfig:
     """Where clips come from and how they are sampled and preprocessed."""
 
-    source: str = "synthetic"
+    source: DataSource = "synthetic"
     """'synthetic' (generated scenes in the real formats) or 'scannet' (real ScanNet exports)."""
     root: str = "data/synthetic"
     """Data root: ScanNet-format scene folders under <root>/scans, annotation JSON under <root>/annotations."""
@@ -56,17 +76,17 @@ class DataConfig:
     """Frames sampled per clip (S)."""
     image_size: int = 518
     """Target length of the image side chosen by resize_side; the result is centre-cropped to multiples of 14."""
-    resize_side: str = "shorter"
+    resize_side: ResizeSide = "shorter"
     """Which side is resized to image_size: 'shorter' (DESIGN default) or 'longer' (VGGT-style 518×392 frames)."""
-    frame_sampling: str = "uniform"
+    frame_sampling: FrameSampling = "uniform"
     """Frame sampler: 'uniform', 'segment' (one frame per equal segment: random in training, the middle in evaluation), 'stride' or 'coverage'."""
     frame_stride: int = 10
     """Stride of the 'stride' sampler."""
-    answer_sampling: str = "first"
+    answer_sampling: AnswerSampling = "first"
     """Training target of a QA record with several reference answers: 'first' (always the first) or 'random' (one drawn per training draw of the sample)."""
     reverse_prob: float = 0.0
     """Probability that a training draw plays its clip backwards (frames in reverse temporal order; the model frame is then the last frame's camera), drawn from (seed, index, draw): camera motion cannot be learnt from frame order alone. Evaluation clips are never reversed here."""
-    tasks: list[str] = field(default_factory=lambda: ["recon", "qa", "grounding", "caption"])
+    tasks: list[Task] = field(default_factory=lambda: ["recon", "qa", "grounding", "caption"])
     """Tasks mixed in training batches."""
     task_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0])
     """Sampling weight of each task in tasks."""
@@ -84,7 +104,7 @@ class DataConfig:
     """Width of the synthetic colour frames (the depth camera gets 5/7 of the colour resolution)."""
     synthetic_height: int = 168
     """Height of the synthetic colour frames."""
-    synthetic_trajectory: str = "loop"
+    synthetic_trajectory: SyntheticTrajectory = "loop"
     """Camera path of the synthetic videos: 'loop' (a 360° sweep with per-frame jitter: a sparse scan) or 'walk' (a smooth handheld walk along synthetic_arc_degrees)."""
     synthetic_arc_degrees: float = 120.0
     """Arc of the room-centred ellipse the 'walk' trajectory covers, in degrees."""
@@ -96,7 +116,7 @@ class DataConfig:
     """Voxel size (metres) of the 'coverage' frame sampler."""
     coverage_candidates: int = 128
     """Most frames (evenly spaced) the 'coverage' sampler considers per scene."""
-    grounding_source: str = "scanrefer"
+    grounding_source: GroundingSource = "scanrefer"
     """Records of the 'grounding' task: 'scanrefer' (one target), 'multi3drefer' (zero/one/many targets) or 'both'."""
     questions_per_clip: int = 1
     """Text records per drawn VL training sample (qa / sqa / grounding / caption): the drawn record plus up to K - 1
@@ -104,7 +124,7 @@ class DataConfig:
     and reconstruction run once per clip while the VL branch sees K questions. 1 = one record per clip (paper path)."""
 
     def __post_init__(self) -> None:
-        _choice("data.source", self.source, DATA_SOURCES)
+        check_choice("data.source", self.source, DataSource)
         for name in (
             "synthetic_frames",
             "synthetic_scenes",
@@ -125,11 +145,11 @@ class DataConfig:
             raise ValueError(f"data.coverage_voxel_size must be > 0, got {self.coverage_voxel_size}")
         if any(w < 0 for w in self.task_weights) or (self.task_weights and sum(self.task_weights) <= 0):
             raise ValueError(f"data.task_weights must be non-negative with a positive sum, got {self.task_weights}")
-        _choice("data.frame_sampling", self.frame_sampling, FRAME_SAMPLINGS)
-        _choice("data.answer_sampling", self.answer_sampling, ANSWER_SAMPLINGS)
-        _choice("data.resize_side", self.resize_side, ("shorter", "longer"))
-        _choice("data.synthetic_trajectory", self.synthetic_trajectory, ("loop", "walk"))
-        _choice("data.grounding_source", self.grounding_source, ("scanrefer", "multi3drefer", "both"))
+        check_choice("data.frame_sampling", self.frame_sampling, FrameSampling)
+        check_choice("data.answer_sampling", self.answer_sampling, AnswerSampling)
+        check_choice("data.resize_side", self.resize_side, ResizeSide)
+        check_choice("data.synthetic_trajectory", self.synthetic_trajectory, SyntheticTrajectory)
+        check_choice("data.grounding_source", self.grounding_source, GroundingSource)
         unknown = [t for t in self.tasks if t not in TASKS]
         if unknown:
             raise ValueError(f"data.tasks has unknown task(s) {unknown}; expected a subset of {list(TASKS)}")
@@ -151,16 +171,16 @@ class DistillConfig:
     """Directory of a transformers CLIPVisionModel: the frozen semantic teacher."""
     lambda_sc: float = 1.0
     """Weight λ of the structural-consistency loss L_sc."""
-    teachers: list[str] = field(default_factory=lambda: ["geometry", "semantic"])
+    teachers: list[Teacher] = field(default_factory=lambda: ["geometry", "semantic"])
     """Teachers used: both (the paper), or one of 'geometry' / 'semantic' (the one-teacher ablation; L_sc needs both)."""
     identity_projection: bool = False
     """Distil T'_geom / T'_lang directly (no projection) into a teacher whose width equals the student's; a teacher of another width keeps its linear projection. Off = the paper's lightweight linear projections for every teacher. A tiny-scale option: with it the distilled tokens are the ones the reconstruction branch reads."""
 
     def __post_init__(self) -> None:
-        bad = [t for t in self.teachers if t not in ("geometry", "semantic")]
+        bad = [t for t in self.teachers if t not in get_args(Teacher)]
         if bad or not self.teachers:
             raise ValueError(
-                f"train.distill.teachers = {self.teachers}; expected a non-empty subset of ['geometry', 'semantic']"
+                f"train.distill.teachers = {self.teachers}; expected a non-empty subset of {list(get_args(Teacher))}"
             )
 
 
@@ -168,7 +188,7 @@ class DistillConfig:
 class TrainConfig:
     """Optimisation and the two training stages."""
 
-    stage: int = 2
+    stage: Stage = 2
     """Training stage: 1 (dual-teacher distillation) or 2 (joint optimisation)."""
     init_from: str | None = None
     """Weights to start from (a save_pretrained directory or a Lightning .ckpt); weights only."""
@@ -197,8 +217,7 @@ class TrainConfig:
     """Stage-1 teachers and λ."""
 
     def __post_init__(self) -> None:
-        if self.stage not in (1, 2):
-            raise ValueError(f"train.stage must be 1 or 2, got {self.stage!r}")
+        check_choice("train.stage", self.stage, Stage)
         if len(self.betas) != 2:
             raise ValueError(f"train.betas needs 2 values, got {self.betas}")
 
@@ -223,16 +242,11 @@ class VidLLMConfig:
     """Data."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Training."""
-    attention_backend: str = "auto"
+    attention_backend: AttentionBackend = "auto"
     """Attention backend: 'auto' (xformers on CUDA when installed, else SDPA), 'sdpa', 'xformers' or 'math'."""
 
     def __post_init__(self) -> None:
-        _choice("attention_backend", self.attention_backend, BACKENDS)
-
-
-def _choice(name: str, value: Any, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} = {value!r}; expected one of {list(choices)}")
+        check_choice("attention_backend", self.attention_backend, AttentionBackend)
 
 
 # --------------------------------------------------------------------------- YAML I/O
@@ -359,31 +373,3 @@ def save_config(cfg: VidLLMConfig, path: str | os.PathLike) -> None:
     text = OmegaConf.to_yaml(OmegaConf.structured(cfg))
     with atomic_write(path, "w") as handle:
         handle.write(text)
-
-
-# --------------------------------------------------------------------------- field docs
-def field_docs(cls: type) -> dict[str, str]:
-    """The attribute docstrings of a config dataclass (the string literal after each field)."""
-    try:
-        tree = ast.parse(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return {}
-    body = tree.body[0].body
-    docs: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
-                docs[node.target.id] = " ".join(nxt.value.value.split())
-    return docs
-
-
-def iter_fields(cls: type = VidLLMConfig, prefix: str = ""):
-    """Yield ``(dotted_key, default, help)`` for every leaf field of a config dataclass."""
-    docs = field_docs(cls)
-    defaults = cls()
-    for f in dataclasses.fields(cls):
-        value = getattr(defaults, f.name)
-        if dataclasses.is_dataclass(value):
-            yield from iter_fields(type(value), f"{prefix}{f.name}.")
-        else:
-            yield f"{prefix}{f.name}", value, docs.get(f.name, "")

@@ -3,20 +3,37 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
-POS_EMBEDS = ("mlp", "sincos")
-DEPTH_SAMPLES = ("median", "center")
-GROUNDING_MODES = ("both", "regression", "proposal")
-FINETUNE_MODES = ("lora", "full", "frozen")
-LLM_DTYPES = ("float32", "bfloat16", "float16", "auto")
-GROUND_QUERIES = ("state", "attention")
+from recon.choices import check_choice
+
+PosEmbed = Literal["mlp", "sincos"]
+"""3D position embeddings of the patch tokens (vl.pos_embed)."""
+DepthSample = Literal["median", "center"]
+"""How a patch's depth is read (vl.depth_sample)."""
+GroundingMode = Literal["both", "regression", "proposal"]
+"""Grounding heads trained and used (vl.grounding.mode)."""
+GroundQuery = Literal["state", "attention"]
+"""How the prompt joins the <ground> state (vl.grounding.query)."""
+FinetuneMode = Literal["lora", "full", "frozen"]
+"""How the LLM is trained (llm.finetune)."""
+LLMDtype = Literal["float32", "bfloat16", "float16", "auto"]
+"""Weight dtype of a loaded LLM (llm.dtype)."""
+ReadoutHops = Literal[1, 2]
+"""Lookups of the question-conditioned readout (vl.readout.hops)."""
+POS_EMBEDS = get_args(PosEmbed)
+DEPTH_SAMPLES = get_args(DepthSample)
+GROUNDING_MODES = get_args(GroundingMode)
+FINETUNE_MODES = get_args(FinetuneMode)
+LLM_DTYPES = get_args(LLMDtype)
+GROUND_QUERIES = get_args(GroundQuery)
 
 
 @dataclass
 class GroundingConfig:
     """Grounding head on the <ground> hidden state: box regression and proposal scoring."""
 
-    mode: str = "both"
+    mode: GroundingMode = "both"
     """Which heads to train and use: 'both', 'regression' or 'proposal'."""
     l1_weight: float = 1.0
     """Weight of the box L1 loss."""
@@ -30,16 +47,14 @@ class GroundingConfig:
     """Weight of the objectness BCE of the regressed box slots."""
     score_threshold: float = 0.5
     """Regressed slots with objectness probability above this are predicted boxes (the best slot is always returned)."""
-    query: str = "state"
+    query: GroundQuery = "state"
     """How the prompt joins the <ground> state in the grounding query: 'state' (the mean last-layer state of the
     prompt's words) or 'attention' (learned attention pooling over the words' last-layer states and input embeddings,
     vl/query_pool.py: a direct path for the description when a tiny fresh LM's states do not depend on it)."""
 
     def __post_init__(self) -> None:
-        if self.mode not in GROUNDING_MODES:
-            raise ValueError(f"vl.grounding.mode = {self.mode!r}; expected one of {list(GROUNDING_MODES)}")
-        if self.query not in GROUND_QUERIES:
-            raise ValueError(f"vl.grounding.query = {self.query!r}; expected one of {list(GROUND_QUERIES)}")
+        check_choice("vl.grounding.mode", self.mode, GroundingMode)
+        check_choice("vl.grounding.query", self.query, GroundQuery)
 
 
 @dataclass
@@ -120,7 +135,7 @@ class ReadoutConfig:
     """Metres added around each annotated box when deciding which tokens are inside it."""
     score_proposals: bool = True
     """Add lambda * log(readout attention mass inside each proposal) to the grounding proposal logits (lambda learned)."""
-    hops: int = 1
+    hops: ReadoutHops = 1
     """Lookups in sequence: 2 adds a second attention, conditioned on what the first read and biased towards the
     first one's attention-weighted position ('the chair next to the white chair': find the white object, then its
     neighbour). The localisation loss and the proposal term use the last hop."""
@@ -128,8 +143,7 @@ class ReadoutConfig:
     def __post_init__(self) -> None:
         if self.num_tokens < 1:
             raise ValueError(f"vl.readout.num_tokens must be >= 1, got {self.num_tokens}")
-        if self.hops not in (1, 2):
-            raise ValueError(f"vl.readout.hops must be 1 or 2, got {self.hops}")
+        check_choice("vl.readout.hops", self.hops, ReadoutHops)
         if self.localization_weight < 0 or self.box_margin < 0:
             raise ValueError("vl.readout.localization_weight and vl.readout.box_margin must be >= 0")
 
@@ -138,9 +152,9 @@ class ReadoutConfig:
 class VLConfig:
     """3D patch construction, token budget, projector, grounding and VL loss weights."""
 
-    depth_sample: str = "median"
+    depth_sample: DepthSample = "median"
     """Depth of a patch: the median of its valid pixels ('median') or its centre pixel ('center')."""
-    pos_embed: str = "mlp"
+    pos_embed: PosEmbed = "mlp"
     """3D position embedding: 'mlp' (paper Eq. 4) or 'sincos'."""
     voxel_size: float = 0.2
     """Voxel edge (metres, model frame) for pooling 3D patch tokens."""
@@ -164,10 +178,8 @@ class VLConfig:
             raise ValueError(
                 "vl.readout.enabled and vl.geo_aux.enabled cannot both be on (both add query tokens to the prompt)"
             )
-        if self.depth_sample not in DEPTH_SAMPLES:
-            raise ValueError(f"vl.depth_sample = {self.depth_sample!r}; expected one of {list(DEPTH_SAMPLES)}")
-        if self.pos_embed not in POS_EMBEDS:
-            raise ValueError(f"vl.pos_embed = {self.pos_embed!r}; expected one of {list(POS_EMBEDS)}")
+        check_choice("vl.depth_sample", self.depth_sample, DepthSample)
+        check_choice("vl.pos_embed", self.pos_embed, PosEmbed)
         if self.voxel_size <= 0 or self.max_3d_tokens <= 0:
             raise ValueError("vl.voxel_size and vl.max_3d_tokens must be > 0")
 
@@ -180,7 +192,7 @@ class LLMConfig:
     """Local directory with a transformers causal LM and its tokenizer (e.g. Qwen2.5); None builds a tiny Qwen2-architecture LM from the sizes below."""
     tokenizer_path: str | None = None
     """Tokenizer directory if different from path."""
-    finetune: str = "lora"
+    finetune: FinetuneMode = "lora"
     """'lora' (peft adapters), 'full' or 'frozen'."""
     lora_r: int = 16
     """LoRA rank."""
@@ -213,7 +225,7 @@ class LLMConfig:
     """Gradient checkpointing inside the LLM."""
     use_chat_template: bool = True
     """Wrap prompts with the tokenizer's chat template when it has one (instruct LLMs); plain text otherwise."""
-    dtype: str = "float32"
+    dtype: LLMDtype = "float32"
     """Weight dtype of a loaded LLM: 'float32', 'bfloat16', 'float16' or 'auto' (the checkpoint's)."""
     embed_scale: bool = False
     """Multiply text token embeddings by sqrt(hidden_size) before the decoder (as Gemma does): a tiny LM built
@@ -221,10 +233,8 @@ class LLMConfig:
     so the words barely reach the last layer. Leave off for pretrained LLMs (they were trained without it)."""
 
     def __post_init__(self) -> None:
-        if self.finetune not in FINETUNE_MODES:
-            raise ValueError(f"llm.finetune = {self.finetune!r}; expected one of {list(FINETUNE_MODES)}")
-        if self.dtype not in LLM_DTYPES:
-            raise ValueError(f"llm.dtype = {self.dtype!r}; expected one of {list(LLM_DTYPES)}")
+        check_choice("llm.finetune", self.finetune, FinetuneMode)
+        check_choice("llm.dtype", self.dtype, LLMDtype)
         if self.max_length <= 0 or self.max_new_tokens <= 0:
             raise ValueError(
                 f"llm.max_length ({self.max_length}) and llm.max_new_tokens ({self.max_new_tokens}) must be > 0"

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from recon.config import NORMALIZATIONS
+
 __all__ = [
     "NORMALIZATIONS",
     "MetricBins",
@@ -48,7 +50,6 @@ __all__ = [
     "expected_depth",
 ]
 
-NORMALIZATIONS = ("log_binomial", "softmax")
 _Q_EPS = 1e-6
 
 

@@ -24,6 +24,20 @@ def test_config_command_prints_and_validates(capsys):
     assert "hidden_size: 64" in capsys.readouterr().out
 
 
+def test_config_list_prints_key_default_choices_and_help(capsys):
+    """``vidllm config --list``: one line per config field, read off ``vidllm fit``'s parser."""
+    from vidllm.commands.config_cmd import options
+
+    assert main(["config", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(list(options()))
+    by_key = {line.split()[0]: line for line in lines}
+    assert by_key["data.num_frames"].split()[1] == "32" and "Frames sampled per clip" in by_key["data.num_frames"]
+    mode = by_key["cta.mode"].split(None, 3)
+    assert mode[1] == "'bridge'" and mode[2].startswith("{bridge,none,") and mode[3].startswith("Variant:")
+    assert "{1,2}" in by_key["train.stage"] and "{recon,qa,sqa,grounding,caption}" in by_key["data.tasks"]
+
+
 def test_bad_config_is_one_clear_line(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("vl:\n  voxel: 1\n")

@@ -1,11 +1,16 @@
-"""Typed configs: every shipped YAML validates; bad keys and values name the key and the file."""
+"""Typed configs: every shipped YAML validates; bad keys and values name the key and the file; every
+choice field is a ``Literal`` that the YAML loader, the dataclass and ``vidllm config --list`` agree on."""
 
 import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
+import yaml
 
-from vidllm.config import VidLLMConfig, config_from_dict, field_docs, iter_fields, load_config, save_config
+from cta.config import CTA_MODE_ALIASES, CTA_MODES, CTAConfig, CTAMode, DeprecatedCTAMode
+from vidllm.commands.config_cmd import options
+from vidllm.config import VidLLMConfig, config_from_dict, load_config, save_config
 from vidllm.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -77,7 +82,118 @@ def test_save_load_round_trip(tmp_path):
     assert config_from_dict(dataclasses.asdict(cfg)) == cfg
 
 
+OPTIONS = {key: (default, help_text, choices) for key, default, help_text, choices in options()}
+CHOICE_FIELDS = sorted(key for key, (_default, _help, choices) in OPTIONS.items() if choices)
+
+
+def _leaf_types(cls=VidLLMConfig, prefix=""):
+    """``{dotted_key: type hint}`` of every leaf field, read from the dataclasses themselves."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(_leaf_types(hints[f.name], f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = hints[f.name]
+    return out
+
+
+def _nested(key: str, value) -> dict:
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def _get(cfg, key: str):
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
 def test_every_field_has_help_text():
-    missing = [key for key, _default, help_text in iter_fields(VidLLMConfig) if not help_text]
+    missing = [key for key, (_default, help_text, _choices) in OPTIONS.items() if not help_text]
     assert not missing, f"config fields without a docstring: {missing}"
-    assert "Token width" in field_docs(type(VidLLMConfig().encoder))["hidden_size"]
+    assert "Token width" in OPTIONS["encoder.hidden_size"][1]
+
+
+def test_listing_covers_every_field_with_its_default():
+    leaves = _leaf_types()
+    assert list(OPTIONS) == list(leaves)  # declaration order, nothing missing, nothing extra
+    defaults = VidLLMConfig()
+    assert all(OPTIONS[key][0] == _get(defaults, key) for key in leaves)
+
+
+def test_choice_fields_are_literal_types():
+    """Each set of choices is one Literal alias; the listing's choices are that alias's values."""
+    literal = {}
+    for key, hint in _leaf_types().items():
+        inner = typing.get_args(hint)[0] if typing.get_origin(hint) is list else hint
+        if typing.get_origin(inner) is typing.Literal:
+            literal[key] = typing.get_args(inner)
+    assert sorted(literal) == CHOICE_FIELDS
+    expected = {
+        "cta.mode",
+        "cta.scope",
+        "encoder.kind",
+        "recon.camera_head.fov_activation",
+        "metric_depth.normalization",
+        "vl.depth_sample",
+        "vl.pos_embed",
+        "vl.grounding.mode",
+        "vl.grounding.query",
+        "vl.readout.hops",
+        "llm.finetune",
+        "llm.dtype",
+        "data.source",
+        "data.resize_side",
+        "data.frame_sampling",
+        "data.answer_sampling",
+        "data.tasks",
+        "data.synthetic_trajectory",
+        "data.grounding_source",
+        "train.stage",
+        "train.distill.teachers",
+        "attention_backend",
+    }
+    assert set(CHOICE_FIELDS) == expected
+    assert all(OPTIONS[key][2] == literal[key] for key in CHOICE_FIELDS)
+    assert CTA_MODES == typing.get_args(CTAMode) and set(CTA_MODE_ALIASES) == set(typing.get_args(DeprecatedCTAMode))
+
+
+@pytest.mark.parametrize("key", CHOICE_FIELDS)
+def test_bad_choice_names_key_and_choices(key, tmp_path):
+    """YAML (omegaconf) and Python construction (__post_init__) both name the key and the allowed values."""
+    default, _help, choices = OPTIONS[key]
+    bogus = [choices[0], "bogus"] if isinstance(default, list) else "bogus"
+    bad = tmp_path / "choice.yaml"
+    bad.write_text(yaml.safe_dump(_nested(key, bogus)))
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    message = str(err.value)
+    assert "choice.yaml" in message and key in message and str(list(choices)) in message, message
+    owner_key, _, field_name = key.rpartition(".")
+    owner = _get(VidLLMConfig(), owner_key) if owner_key else VidLLMConfig()
+    with pytest.raises(ValueError) as err:
+        dataclasses.replace(owner, **{field_name: bogus})
+    message = str(err.value)
+    canonical = [c for c in choices if not (key == "cta.mode" and c in CTA_MODE_ALIASES)]  # aliases: not advertised
+    assert key in message and "bogus" in message and all(str(c) in message for c in canonical), message
+
+
+def test_each_choice_loads():
+    for key in CHOICE_FIELDS:
+        default, _help, choices = OPTIONS[key]
+        for choice in choices:
+            if key == "cta.mode" and choice in CTA_MODE_ALIASES:
+                continue  # the deprecated alias loads as its canonical mode (tests/cta)
+            value = [choice] if isinstance(default, list) else choice
+            data = _nested(key, value)
+            if key == "data.tasks":
+                data["data"]["task_weights"] = [1.0]
+            assert _get(config_from_dict(data, source=key), key) == value
+
+
+def test_deprecated_cta_mode_still_loads_from_yaml(tmp_path):
+    (tmp_path / "old.yaml").write_text("cta:\n  mode: passthrough\n")
+    with pytest.warns(FutureWarning, match="deprecated alias of 'none'"):
+        assert load_config(tmp_path / "old.yaml").cta == CTAConfig(mode="none")

@@ -101,6 +101,38 @@ def test_help_shows_field_docstrings(capsys):
     assert "--trainer.max_steps" in out and "--model.train.lr_multipliers" in out
 
 
+def test_help_shows_the_choices_of_literal_fields(capsys):
+    assert main(["fit", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--model.cta.mode {bridge,none,concat_sa,cross_attn,add,xattn_fusion,passthrough}" in out
+    assert "--model.llm.finetune {lora,full,frozen}" in out and "--model.train.stage {1,2}" in out
+
+
+@pytest.mark.parametrize(
+    "argv, key, choices",
+    [
+        (["--model.cta.mode", "bogus"], "model.cta.mode", "'bridge', 'none', 'concat_sa'"),
+        (["--cta.scope", "bogus"], "model.cta.scope", "'clip', 'frame'"),
+        (["--model.data.tasks", "[recon,bogus]"], "model.data.tasks", "'recon', 'qa', 'sqa', 'grounding', 'caption'"),
+        (["--model.vl.readout.hops", "3"], "model.vl.readout.hops", "1, 2"),
+    ],
+)
+def test_bad_choice_is_an_error_naming_the_key_and_the_choices(argv, key, choices, capsys):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        parse_fit_args(_fit_args(*argv))
+    assert main(["fit", "--config", TINY, *argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and key in err[0] and choices in err[0], err
+
+
+def test_bad_choice_in_a_config_file_names_file_key_and_choices(tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text("llm:\n  finetune: qlora\n")
+    assert main(["fit", "--config", TINY, "--config", str(tmp_path / "bad.yaml")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.yaml" in err[0] and "llm.finetune" in err[0], err
+    assert "['lora', 'full', 'frozen']" in err[0], err
+
+
 def test_saved_cli_config_reruns_to_the_same_config(tmp_path):
     args = parse_fit_args(_fit_args("--stage", "1", "--data.num_frames", "4", "--trainer.max_steps", "2"))
     (tmp_path / "cli_config.yaml").write_text(args.cli_config)

@@ -94,7 +94,7 @@ def test_strategy_takes_one_step_on_one_device(path, synthetic_root, tokenizer, 
     from vidllm.training.strategies import build_strategy, read_trainer_config
 
     data = read_trainer_config(path)
-    if data["strategy"]["name"] == "deepspeed":
+    if data["strategy"]["class_path"].endswith("DeepSpeedStrategy"):
         pytest.importorskip("deepspeed", reason="DeepSpeed is not installed (pip install deepspeed)")
     cfg = _cfg(synthetic_root, **{"data.batch_size": 1})
     torch.manual_seed(0)

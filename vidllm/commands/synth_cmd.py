@@ -8,7 +8,9 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
+
+from vidllm.config import SyntheticTrajectory
 
 if TYPE_CHECKING:
     from vidllm.data.synthetic import SynthParams
@@ -27,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--depth-height", type=int, default=None, help="depth frame height (default 5/7 of --height)")
     parser.add_argument(
         "--trajectory",
-        choices=("loop", "walk"),
+        choices=get_args(SyntheticTrajectory),
         default="loop",
         help="camera path: 'loop' (360° sweep, per-frame jitter) or 'walk' (smooth hand-held walk, as in vidllm demo)",
     )

@@ -10,8 +10,11 @@ its mesh vertices) is exactly the union's extent.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import get_args
 
 import numpy as np
+
+from vidllm.config import SyntheticTrajectory
 
 __all__ = ["SceneObject", "RoomLayout", "make_layout", "camera_trajectory", "PALETTE", "CATEGORIES", "box_mesh"]
 
@@ -243,10 +246,10 @@ def _look(forward: np.ndarray) -> np.ndarray:
     return np.stack([right, down, f], axis=1)
 
 
-TRAJECTORIES = ("loop", "walk")
+TRAJECTORIES = get_args(SyntheticTrajectory)
 
 
-def camera_trajectory(layout: RoomLayout, num_frames: int, rng: np.random.Generator, kind: str = "loop", arc_degrees: float = 120.0) -> np.ndarray:
+def camera_trajectory(layout: RoomLayout, num_frames: int, rng: np.random.Generator, kind: SyntheticTrajectory = "loop", arc_degrees: float = 120.0) -> np.ndarray:
     """Camera→world poses ``[F, 4, 4]`` (aligned world) at eye height, looking outward and slightly down.
 
     ``kind="loop"``: a loop around the room centre sweeping 360° (every wall is seen), with

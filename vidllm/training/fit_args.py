@@ -11,7 +11,7 @@ parser over the typed model config and ``lightning.Trainer``'s signature (:func:
   ``--GROUP.KEY`` is short for it, ``--model.init_from`` is ``train.init_from`` (weights only), and
   ``--train.lr_multipliers.DOTTED.MODULE V`` sets one multiplier.
 * ``--trainer_config FILE`` — a YAML of Trainer arguments (``configs/strategies/``: DDP, FSDP,
-  DeepSpeed ZeRO-2/3, ``strategy: {name, args}``). Every ``--trainer.KEY`` written on the command line
+  DeepSpeed ZeRO-2/3, ``strategy: {class_path, init_args}``). Every ``--trainer.KEY`` written on the command line
   wins over it, also one that repeats the parser's default.
 * ``--ckpt_path PATH|last`` — resume the same stage from a Lightning checkpoint.
 * ``--print_config`` — print the resolved config (YAML) and exit.
@@ -121,7 +121,7 @@ def build_parser(mode: str = "fit"):
         "--trainer_config",
         type=str | None,
         default=None,
-        help="YAML of lightning.Trainer arguments, e.g. configs/strategies/fsdp.yaml (strategy {name, args}); --trainer.* still override it",
+        help="YAML of lightning.Trainer arguments, e.g. configs/strategies/fsdp.yaml (strategy {class_path, init_args}); --trainer.* still override it",
     )
     parser.add_class_arguments(VidLLMConfig, "model", fail_untyped=False)
     parser.add_class_arguments(L.Trainer, "trainer", skip=TRAINER_SKIP, fail_untyped=False)
