@@ -77,7 +77,7 @@ class DataConfig:
     image_size: int = 518
     """Target length of the image side chosen by resize_side; the result is centre-cropped to multiples of 14."""
     resize_side: ResizeSide = "shorter"
-    """Which side is resized to image_size: 'shorter' (DESIGN default) or 'longer' (VGGT-style 518×392 frames)."""
+    """Which side is resized to image_size: 'shorter' (the default) or 'longer' (VGGT-style: a 4:3 frame becomes 378×518 after the crop to multiples of 14)."""
     frame_sampling: FrameSampling = "uniform"
     """Frame sampler: 'uniform', 'segment' (one frame per equal segment: random in training, the middle in evaluation), 'stride' or 'coverage'."""
     frame_stride: int = 10

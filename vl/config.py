@@ -59,7 +59,7 @@ class GroundingConfig:
 
 @dataclass
 class GeoAuxConfig:
-    """GeoVR-style auxiliary geometric heads on the LLM hidden states (papers/001 §3.3–3.6).
+    """GeoVR-style auxiliary geometric heads on the LLM hidden states (GeoVR §3.3–3.6).
 
     Training-time regularisers only (the heads are never run at inference); off by default, in
     which case the branch builds no extra parameters. Targets come from the detached metric
