@@ -33,8 +33,24 @@ TYPES = {"int": int, "float": float, "str": str, "bool": _bool}
 """Option types of the :class:`~vidllm.teachers.config.TeacherTrainConfig` field annotations."""
 
 
+def attribute_docs(cls: type) -> dict[str, str]:
+    """The attribute docstrings of a dataclass (the string literal after each field), whitespace-collapsed."""
+    import ast
+    import inspect
+
+    try:
+        body = ast.parse(inspect.getsource(cls)).body[0].body
+    except (OSError, TypeError):
+        return {}
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            if isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and isinstance(nxt.value.value, str):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from vidllm.config import field_docs
     from vidllm.teachers.config import TeacherTrainConfig
 
     parser.add_argument(
@@ -50,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--minutes", type=float, default=None, help="time budget of each teacher in minutes (both --*-minutes)"
     )
-    docs = field_docs(TeacherTrainConfig)
+    docs = attribute_docs(TeacherTrainConfig)
     for f in dataclasses.fields(TeacherTrainConfig):
         parser.add_argument(
             _option(f.name),
