@@ -1,6 +1,8 @@
 """Frames folder → point cloud with a VGGT checkpoint (the reconstruction branch on its own).
 
     python -m recon.reconstruct --vggt model.pt --frames DIR --out points.ply [--conf-threshold C]
+    python -m recon.reconstruct --vggt model.pt --frames DIR --out points.ply --max-frames 256 --chunk-size 32 --overlap 8 \
+        [--chunk-layout consecutive|anchored]
 
 Frames (``.jpg/.jpeg/.png/.bmp/.tif/.tiff/.webp``, :data:`recon.files.IMAGE_SUFFIXES`) are sorted
 numerically by file name (``2.jpg`` before ``10.jpg``, :func:`recon.files.numeric_sort_key`)
@@ -8,6 +10,10 @@ and preprocessed as VGGT does: width resized to ``--image-size`` (518), height t
 multiple of 14 keeping the aspect ratio (bicubic), centre-cropped to at most ``--image-size``.
 Points are in the model frame (camera of the first frame, VGGT scale); colours come from the
 frames. The PLY is written atomically (temporary file + rename); open3d is imported lazily.
+
+With ``--chunk-size N`` a video of more than ``N`` frames is reconstructed in chunks of ``N`` frames
+sharing ``--overlap`` frames (``--chunk-layout``), aligned by Sim(3) on the shared frames
+(:mod:`recon.chunked`): the forward's memory grows with ``N``, not with the frame count.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recon.chunked import LAYOUTS, check_chunking, chunked_forward
 from recon.files import IMAGE_SUFFIXES, atomic_write, numeric_sort_key
 from recon.geometry import depth_to_world_points
 
@@ -71,9 +78,20 @@ def load_frames(folder: str | Path, image_size: int = 518, max_frames: int | Non
 
 
 @torch.no_grad()
-def reconstruct(model, images: Tensor, conf_threshold: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """images ``[S, 3, H, W]`` → (points ``[M, 3]``, colours ``[M, 3]``) with confidence ≥ threshold."""
-    pred = model(images[None])
+def reconstruct(
+    model,
+    images: Tensor,
+    conf_threshold: float = 0.0,
+    chunk_size: int | None = None,
+    overlap: int | None = None,
+    layout: str = "consecutive",
+) -> tuple[np.ndarray, np.ndarray]:
+    """images ``[S, 3, H, W]`` → (points ``[M, 3]``, colours ``[M, 3]``) with confidence ≥ threshold;
+    with ``chunk_size``, chunked (:func:`recon.chunked.chunked_forward`: ``overlap`` shared frames, ``layout``)."""
+    if chunk_size is None:
+        pred = model(images[None])
+    else:
+        pred = chunked_forward(model, images[None], chunk_size, overlap, layout=layout)
     pts = depth_to_world_points(pred["depth"], pred["extrinsic"], pred["intrinsic"])[0]
     keep = pred["depth_conf"][0] >= conf_threshold
     colors = images.permute(0, 2, 3, 1)
@@ -108,6 +126,46 @@ def _parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def add_chunk_arguments(p: argparse.ArgumentParser) -> None:
+    """``--chunk-size`` / ``--overlap`` (long videos: :mod:`recon.chunked`)."""
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="long videos: reconstruct in chunks of this many frames, aligned by Sim(3) on shared frames "
+        "(default: all frames in one forward)",
+    )
+    p.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        help="frames shared by consecutive chunks, or anchor frames in every chunk (default: chunk size // 4, >= 1)",
+    )
+    p.add_argument(
+        "--chunk-layout",
+        choices=LAYOUTS,
+        default=None,
+        help="'consecutive' (default): runs of frames, each aligned to the one before; 'anchored': every chunk "
+        "holds the anchor frames and every G-th other frame, aligned to the first chunk (no drift; for videos "
+        "of one room)",
+    )
+
+
+def chunk_settings(args: argparse.Namespace) -> tuple[int | None, int | None, str]:
+    """``(chunk_size, overlap, layout)`` from :func:`add_chunk_arguments`'s flags (``chunk_size`` None: no chunking)."""
+    layout = args.chunk_layout or "consecutive"
+    if args.chunk_size is None:
+        if args.overlap is not None or args.chunk_layout is not None:
+            raise ValueError("--overlap and --chunk-layout need --chunk-size")
+        return None, None, layout
+    overlap = args.overlap if args.overlap is not None else max(1, args.chunk_size // 4)
+    try:
+        check_chunking(args.chunk_size, overlap, layout)
+    except ValueError as err:
+        raise ValueError(f"--chunk-size {args.chunk_size} --overlap {overlap}: {err}") from None
+    return args.chunk_size, overlap, layout
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m recon.reconstruct", description=__doc__.split("\n\n")[0])
     p.add_argument("--vggt", required=True, help="official VGGT checkpoint (model.pt or .safetensors)")
@@ -121,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--image-size", type=int, default=518, help="frame width after preprocessing (multiple of 14)")
     p.add_argument("--max-frames", type=int, default=None, help="sample at most this many frames uniformly")
+    add_chunk_arguments(p)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     p.add_argument(
         "--override",
@@ -140,9 +199,10 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.image_size % 14:
             raise ValueError(f"--image-size {args.image_size} must be a multiple of 14")
+        chunk_size, overlap, layout = chunk_settings(args)
         images, files = load_frames(args.frames, args.image_size, args.max_frames)
         model = from_vggt_checkpoint(args.vggt, **_parse_overrides(args.override)).to(args.device)
-        points, colors = reconstruct(model, images.to(args.device), args.conf_threshold)
+        points, colors = reconstruct(model, images.to(args.device), args.conf_threshold, chunk_size, overlap, layout)
         if len(points) == 0:
             raise ValueError(
                 f"no point has confidence >= --conf-threshold {args.conf_threshold}; nothing written to {args.out}"

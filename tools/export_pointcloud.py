@@ -3,6 +3,8 @@
     python tools/export_pointcloud.py --checkpoint outputs/demo/stage2/model --video scene.mp4 --out scene.ply \\
         [--conf-threshold 0.2] [--voxel-size 0.02] [--max-frames 32] [--frame-sampling uniform] [--cameras] [--boxes boxes.json]
     python tools/export_pointcloud.py --vggt model.pt --video frames/ --out scene.ply   # a plain VGGT checkpoint (relative scale)
+    python tools/export_pointcloud.py --checkpoint outputs/demo/stage2/model --video long.mp4 --out long.ply \
+        --max-frames 256 --chunk-size 32 --overlap 8 [--chunk-layout anchored]   # long video: Sim(3)-aligned chunks
 
 ``--video`` is anything the Python API accepts (video file, image folder, ScanNet scene folder).
 Points are in the model frame (first camera; metres after real-scale alignment). Writes
@@ -23,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from recon.reconstruct import add_chunk_arguments, chunk_settings  # noqa: E402
 from vidllm.evaluation.cli import run_tool  # noqa: E402
 
 
@@ -53,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="frame sampler (default: the model config's)",
     )
+    add_chunk_arguments(p)
     p.add_argument(
         "--cameras", action="store_true", help="also write the camera frusta as a line set (<out>.cameras.ply)"
     )
@@ -118,6 +122,7 @@ def export(args: argparse.Namespace) -> dict:
     """Run the export; returns a summary (point count, files)."""
     import torch
 
+    from recon.chunked import chunked_forward
     from vidllm.api import frames_to_tensor
     from vidllm.errors import DataError
     from vidllm.evaluation.report import write_json
@@ -127,6 +132,7 @@ def export(args: argparse.Namespace) -> dict:
     from vidllm.viz import render_pointcloud
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    chunk_size, overlap, layout = chunk_settings(args)
     steps = progress_bar(total=5, desc="export", unit="step")
     if args.checkpoint is not None:
         from vidllm.api import VidLLMPipeline
@@ -134,7 +140,11 @@ def export(args: argparse.Namespace) -> dict:
         pipeline = VidLLMPipeline.from_pretrained(args.checkpoint, device=device)
         images, frames = pipeline.load_video(args.video, args.max_frames, args.frame_sampling)
         steps.update(1)
-        out = pipeline.forward_geometry(images[None])
+        if chunk_size is None:
+            out = pipeline.forward_geometry(images[None])
+        else:
+            alignment = pipeline.config.metric_depth.alignment
+            out = chunked_forward(pipeline.forward_geometry, images[None], chunk_size, overlap, alignment, layout)
     else:
         from recon.vggt_loader import from_vggt_checkpoint
         from vidllm.video import read_frames
@@ -151,7 +161,10 @@ def export(args: argparse.Namespace) -> dict:
         images = frames_to_tensor(frames, args.image_size, "longer").to(device)
         steps.update(1)
         with torch.no_grad():
-            out = model(images[None])
+            if chunk_size is None:
+                out = model(images[None])
+            else:
+                out = chunked_forward(model, images[None], chunk_size, overlap, layout=layout)
     steps.update(1)
     rec = reconstruction_from_outputs(out, images, 0, frames)
     if args.conf_threshold:

@@ -64,3 +64,36 @@ def test_module_entry_point_help():
         [sys.executable, "-m", "recon.reconstruct", "--help"], capture_output=True, text=True, timeout=60
     )
     assert res.returncode == 0 and "--conf-threshold" in res.stdout
+
+
+def test_cli_chunked_long_video(tmp_path, capsys):
+    """--chunk-size: every frame reconstructed; a chunk as long as the video equals the one-forward output."""
+    import open3d as o3d
+
+    folder = tmp_path / "long"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (45, 60, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    ckpt = tmp_path / "model.pt"
+    torch.save(make_vggt_state_dict(), ckpt)
+    base = ["--vggt", str(ckpt), "--frames", str(folder), "--image-size", "56", "--device", "cpu"]
+    for o in OVERRIDES:
+        base += ["--override", o]
+    read = lambda p: np.asarray(o3d.io.read_point_cloud(str(p)).points)  # noqa: E731
+    assert main(base + ["--out", str(tmp_path / "full.ply")]) == 0
+    assert main(base + ["--out", str(tmp_path / "one.ply"), "--chunk-size", "8", "--overlap", "2"]) == 0
+    np.testing.assert_array_equal(read(tmp_path / "one.ply"), read(tmp_path / "full.ply"))
+    assert main(base + ["--out", str(tmp_path / "chunks.ply"), "--chunk-size", "3", "--overlap", "1"]) == 0
+    chunked = read(tmp_path / "chunks.ply")
+    assert chunked.shape == (5 * 42 * 56, 3) and np.isfinite(chunked).all()
+    anchored = ["--chunk-size", "3", "--overlap", "2", "--chunk-layout", "anchored"]
+    assert main(base + ["--out", str(tmp_path / "anchored.ply")] + anchored) == 0
+    assert read(tmp_path / "anchored.ply").shape == (5 * 42 * 56, 3)
+    capsys.readouterr()
+    assert main(base + ["--out", str(tmp_path / "x.ply"), "--chunk-size", "3", "--overlap", "3"]) == 2
+    assert "--chunk-size 3 --overlap 3" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path / "x.ply"), "--overlap", "2"]) == 2
+    assert "--overlap and --chunk-layout need --chunk-size" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path / "x.ply"), "--chunk-layout", "anchored"]) == 2
+    assert not (tmp_path / "x.ply").exists()

@@ -349,6 +349,33 @@ def test_export_pointcloud_round_trip(model_dir, synthetic_root, tmp_path, capsy
     assert not [p for p in out.parent.iterdir() if ".tmp" in p.name]  # nothing half-written left behind
 
 
+def test_export_pointcloud_chunked(model_dir, synthetic_root, tmp_path, capsys):
+    """--chunk-size with a Vid-LLM checkpoint: all sampled frames, metric; one chunk equals one forward."""
+    import open3d as o3d
+
+    scene = sorted((synthetic_root / "scans").iterdir())[0]
+    tool = _tool("export_pointcloud")
+    base = ["--checkpoint", str(model_dir), "--video", str(scene), "--max-frames", "6"]
+    assert tool.main(base + ["--out", str(tmp_path / "full.ply")]) == 0
+    assert tool.main(base + ["--out", str(tmp_path / "one.ply"), "--chunk-size", "6", "--overlap", "2"]) == 0
+    read = lambda p: np.asarray(o3d.io.read_point_cloud(str(p)).points)  # noqa: E731
+    np.testing.assert_array_equal(read(tmp_path / "one.ply"), read(tmp_path / "full.ply"))
+    full = json.loads((tmp_path / "full.cameras.json").read_text())
+    assert json.loads((tmp_path / "one.cameras.json").read_text()) == full
+    assert tool.main(base + ["--out", str(tmp_path / "c.ply"), "--chunk-size", "4", "--overlap", "2"]) == 0
+    cams = json.loads((tmp_path / "c.cameras.json").read_text())
+    assert [f["index"] for f in cams["frames"]] == [f["index"] for f in full["frames"]]
+    assert cams["scale"] > 0 and np.isfinite([f["extrinsic_w2c"] for f in cams["frames"]]).all()
+    assert len(read(tmp_path / "c.ply")) > 0
+    anchored = ["--chunk-size", "4", "--overlap", "2", "--chunk-layout", "anchored"]
+    assert tool.main(base + ["--out", str(tmp_path / "a.ply")] + anchored) == 0
+    assert len(json.loads((tmp_path / "a.cameras.json").read_text())["frames"]) == 6
+    capsys.readouterr()
+    assert tool.main(base + ["--out", str(tmp_path / "x.ply"), "--chunk-size", "4", "--overlap", "4"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--overlap 4" in err and len(err.splitlines()) == 1 and not (tmp_path / "x.ply").exists()
+
+
 def test_vggt_checkpoint_export(teacher_files, tmp_path, capsys):
     import open3d as o3d
 
