@@ -8,7 +8,7 @@
 ``--data`` is a synthetic dataset (``vidllm synth``; use a seed other than the training data's so the
 scenes are held out) whose scenes have at least max(``--frames``) frames with valid poses. Modes:
 
-* ``full`` — all S frames in one forward (:meth:`VidLLM.forward_geometry`);
+* ``full`` — all S frames in one forward (:meth:`vidllm.api.VidLLMPipeline.forward_geometry`);
 * ``C/O`` — :func:`recon.chunked.chunked_forward`: chunks of C consecutive frames, consecutive chunks sharing at
   least O frames, each aligned by Sim(3) to the one before on the shared frames, then one real-scale alignment
   on the whole video;
@@ -84,16 +84,15 @@ def parse_mode(text: str) -> dict:
     return {"name": name, "chunk_size": size, "overlap": overlap, "layout": layout}
 
 
-def _runner(model, mode: dict):
-    """``[1, S, 3, H, W]`` → the model's geometry dict, in ``mode``."""
+def _runner(pipeline, mode: dict):
+    """``[1, S, 3, H, W]`` → the model's geometry output, in ``mode``."""
     from recon.chunked import chunked_forward
 
     if mode["chunk_size"] is None:
-        return lambda images: model.forward_geometry(images)[1]
-    forward = lambda x: model.forward_geometry(x)[1]  # noqa: E731
-    alignment = model.config.metric_depth.alignment
+        return pipeline.forward_geometry
+    alignment = pipeline.config.metric_depth.alignment
     return lambda images: chunked_forward(
-        forward, images, mode["chunk_size"], mode["overlap"], alignment, mode["layout"]
+        pipeline.forward_geometry, images, mode["chunk_size"], mode["overlap"], alignment, mode["layout"]
     )
 
 
@@ -132,12 +131,12 @@ def _measured_call(run, images: torch.Tensor, device: torch.device) -> tuple[dic
 
 
 def _measure(spec: dict) -> dict:
+    from vidllm.api import VidLLMPipeline
     from vidllm.evaluation.recon import predicted_world_points, sample_mesh, visible_mesh_points
     from vidllm.metrics.recon import depth_metrics, pointcloud_metrics, pose_metrics
-    from vidllm.model import VidLLM
 
     device = torch.device(spec["device"])
-    model = VidLLM.from_pretrained(spec["checkpoint"], device=device)
+    model = VidLLMPipeline.from_pretrained(spec["checkpoint"], device=device)
     mode = parse_mode(spec["mode"])
     run = _runner(model, mode)
     depth_pred, depth_gt, ext_pred, ext_gt, clouds, calls = [], [], [], [], [], []

@@ -171,7 +171,7 @@ def chunked_forward(
             ``depth_conf`` ``[B, S_chunk, H, W]``, ``extrinsic`` ``[B, S_chunk, 3, 4]`` (world→camera,
             relative scale), ``intrinsic`` ``[B, S_chunk, 3, 3]`` and optionally ``metric_depth``
             ``[B, S_chunk, H, W]`` — e.g. a :class:`recon.model.ReconstructionModel`, or
-            ``lambda x: vidllm_model.forward_geometry(x)[1]``.
+            a Vid-LLM pipeline's ``forward_geometry`` (:class:`vidllm.api.VidLLMPipeline`).
         images: ``[B, S, 3, H, W]`` (or ``[S, 3, H, W]``) in [0, 1].
         chunk_size: frames per forward (≥ 2); ``S <= chunk_size`` runs one full forward.
         overlap: frames shared by consecutive chunks, or anchor frames (``1 <= overlap < chunk_size``).

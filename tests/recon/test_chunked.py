@@ -263,15 +263,15 @@ def test_anchored_random_model_keeps_the_first_chunk():
 
 
 def test_vidllm_one_chunk_equals_forward_geometry_exactly(tokenizer):
+    from vidllm.api import VidLLMPipeline
     from vidllm.model import VidLLM
 
     torch.manual_seed(0)
-    model = VidLLM(micro_config(), tokenizer).eval()
+    pipeline = VidLLMPipeline(VidLLM(micro_config(), tokenizer))
     images = torch.rand(1, 4, 3, 56, 70, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        _, full = model.forward_geometry(images)
-    forward = lambda x: model.forward_geometry(x)[1]  # noqa: E731
-    al = model.config.metric_depth.alignment
+    full = pipeline.forward_geometry(images)
+    forward = pipeline.forward_geometry
+    al = pipeline.config.metric_depth.alignment
     out = chunked_forward(forward, images, 4, 1, al)
     for key in ("depth", "depth_conf", "extrinsic", "intrinsic", "metric_depth", "scale", "frame_scales"):
         assert torch.equal(out[key], full[key]), key
