@@ -27,7 +27,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -63,6 +64,19 @@ def _reset_hwm() -> bool:
         return True
     except OSError:
         return False
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch CPU threads (``None``/0: unchanged) and restore the caller's count
+    afterwards (``--inprocess`` runs and tests must not leave it changed)."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def sync(device: torch.device) -> None:

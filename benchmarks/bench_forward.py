@@ -47,6 +47,7 @@ from _common import (
     print_table,
     run_worker,
     time_call,
+    torch_threads,
     write_json,
 )  # noqa: E402
 
@@ -166,13 +167,8 @@ def module_calls(model, cfg, images: torch.Tensor, device: torch.device, dtype: 
 
 def worker(spec: dict) -> dict:
     """Measure every requested module for one (S, H, W); runs inside the subprocess."""
-    threads = torch.get_num_threads()
-    if spec.get("threads"):
-        torch.set_num_threads(int(spec["threads"]))
-    try:
+    with torch_threads(spec.get("threads")):
         return _measure(spec)
-    finally:
-        torch.set_num_threads(threads)  # --inprocess must not leave the caller's thread count changed
 
 
 def _measure(spec: dict) -> dict:

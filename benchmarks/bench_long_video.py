@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import _status_kib, machine_info, peak_memory, print_table, run_worker, write_json  # noqa: E402
+from _common import _status_kib, machine_info, peak_memory, print_table, run_worker, torch_threads, write_json  # noqa: E402
 
 COLUMNS = [
     ("mode", "mode", "{}"),
@@ -106,13 +106,8 @@ def _scene_clips(model, data: str, frames: int, split: str) -> list:
 
 def worker(spec: dict) -> dict:
     """Reconstruct and score every scene for one (mode, S); runs inside the subprocess."""
-    threads = torch.get_num_threads()
-    if spec.get("threads"):
-        torch.set_num_threads(int(spec["threads"]))
-    try:
+    with torch_threads(spec.get("threads")):
         return _measure(spec)
-    finally:
-        torch.set_num_threads(threads)  # --inprocess must not leave the caller's thread count changed
 
 
 def _measured_call(run, images: torch.Tensor, device: torch.device) -> tuple[dict, float, float, str, float]:

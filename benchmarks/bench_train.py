@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from _common import ROOT, machine_info, median, peak_memory, print_table, sync, write_json  # noqa: E402
+from _common import ROOT, machine_info, median, peak_memory, print_table, sync, torch_threads, write_json  # noqa: E402
 
 # tests.helpers.micro_config sizes: the --quick model
 MICRO = [
@@ -193,13 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.threads = args.threads or 1
-    threads = torch.get_num_threads()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         return _run(args)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(args) -> int:
