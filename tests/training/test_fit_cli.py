@@ -62,6 +62,21 @@ MICRO = [
 ]
 
 
+def _tiny_fit(stage: int, root, *extra: str) -> list[str]:
+    """``vidllm fit --stage N`` arguments of the tiny config on ``root`` with the micro sizes, then ``extra``."""
+    return [
+        "fit",
+        "--stage",
+        str(stage),
+        "--config",
+        str(ROOT / "configs" / "tiny.yaml"),
+        "--data.root",
+        str(root),
+        *MICRO,
+        *extra,
+    ]
+
+
 def _losses(run: Path, key: str) -> list[float]:
     with open(run / "csv" / "metrics.csv") as f:
         return [float(row[key]) for row in csv.DictReader(f) if row.get(key)]
@@ -73,33 +88,27 @@ def _steps(run: Path, key: str) -> list[int]:
 
 
 def test_stage1_then_stage2_from_stage1_weights(tmp_path, synthetic_root, teacher_files):
-    common = ["--config", str(ROOT / "configs" / "tiny.yaml"), "--data.root", str(synthetic_root), *MICRO]
     teachers = [
         "--train.distill.geometry_teacher",
         str(teacher_files / "model.pt"),
         "--train.distill.semantic_teacher",
         str(teacher_files / "clip"),
     ]
-    assert (
-        main(["fit", "--stage", "1", *common, *teachers, "--trainer.max_steps", "3", "--out", str(tmp_path / "s1")])
-        == 0
-    )
+    assert main(_tiny_fit(1, synthetic_root, *teachers, "--trainer.max_steps", "3", "--out", str(tmp_path / "s1"))) == 0
     assert (tmp_path / "s1" / "model" / "model.safetensors").is_file()
     assert _losses(tmp_path / "s1", "train/loss")
     assert (
         main(
-            [
-                "fit",
-                "--stage",
-                "2",
-                *common,
+            _tiny_fit(
+                2,
+                synthetic_root,
                 "--model.init_from",
                 str(tmp_path / "s1" / "model"),
                 "--trainer.max_steps",
                 "3",
                 "--out",
                 str(tmp_path / "s2"),
-            ]
+            )
         )
         == 0
     )
@@ -109,18 +118,7 @@ def test_stage1_then_stage2_from_stage1_weights(tmp_path, synthetic_root, teache
 
 
 def test_resume_same_stage_from_last_checkpoint(tmp_path, synthetic_root):
-    args = [
-        "fit",
-        "--stage",
-        "2",
-        "--config",
-        str(ROOT / "configs" / "tiny.yaml"),
-        "--data.root",
-        str(synthetic_root),
-        *MICRO,
-        "--out",
-        str(tmp_path / "run"),
-    ]
+    args = _tiny_fit(2, synthetic_root, "--out", str(tmp_path / "run"))
     assert main([*args, "--trainer.max_steps", "2"]) == 0
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     assert _steps(tmp_path / "run", "train/loss") == [0, 1]
@@ -131,18 +129,7 @@ def test_resume_same_stage_from_last_checkpoint(tmp_path, synthetic_root):
 def test_time_limit_ends_the_run_early_and_fit_state_says_so(tmp_path, synthetic_root):
     import json
 
-    args = [
-        "fit",
-        "--stage",
-        "2",
-        "--config",
-        str(ROOT / "configs" / "tiny.yaml"),
-        "--data.root",
-        str(synthetic_root),
-        *MICRO,
-        "--out",
-        str(tmp_path / "run"),
-    ]
+    args = _tiny_fit(2, synthetic_root, "--out", str(tmp_path / "run"))
     from vidllm.training.fit import fit
 
     result = fit([*args[1:], "--trainer.max_steps", "1000", "--trainer.max_time", "{seconds: 2}"])  # the library call
@@ -201,14 +188,7 @@ def test_ddp_two_cpu_processes(tmp_path, synthetic_root, teacher_files):
         sys.executable,
         "-m",
         "vidllm.cli",
-        "fit",
-        "--stage",
-        "1",
-        "--config",
-        str(ROOT / "configs" / "tiny.yaml"),
-        "--data.root",
-        str(synthetic_root),
-        *MICRO,
+        *_tiny_fit(1, synthetic_root),
         "--train.distill.geometry_teacher",
         str(teacher_files / "model.pt"),
         "--train.distill.semantic_teacher",
@@ -235,18 +215,7 @@ def test_export_checkpoint_matches_saved_model(tmp_path, synthetic_root):
     spec = importlib.util.spec_from_file_location("export_checkpoint", ROOT / "tools" / "export_checkpoint.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
-    args = [
-        "fit",
-        "--stage",
-        "2",
-        "--config",
-        str(ROOT / "configs" / "tiny.yaml"),
-        "--data.root",
-        str(synthetic_root),
-        *MICRO,
-        "--out",
-        str(tmp_path / "run"),
-    ]
+    args = _tiny_fit(2, synthetic_root, "--out", str(tmp_path / "run"))
     assert main([*args, "--trainer.max_steps", "1"]) == 0
     assert tool.main([str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "exported")]) == 0
     from safetensors.torch import load_file
@@ -258,20 +227,7 @@ def test_export_checkpoint_matches_saved_model(tmp_path, synthetic_root):
 
 
 def test_resumed_run_has_the_losses_of_an_uninterrupted_run(tmp_path, synthetic_root):
-    common = [
-        "fit",
-        "--stage",
-        "2",
-        "--config",
-        str(ROOT / "configs" / "tiny.yaml"),
-        "--data.root",
-        str(synthetic_root),
-        *MICRO,
-        "--data.batch_size",
-        "1",
-        "--train.max_steps",
-        "4",
-    ]
+    common = _tiny_fit(2, synthetic_root, "--data.batch_size", "1", "--train.max_steps", "4")
     assert main([*common, "--out", str(tmp_path / "full"), "--trainer.max_steps", "4"]) == 0
     assert main([*common, "--out", str(tmp_path / "cut"), "--trainer.max_steps", "2"]) == 0  # stopped mid-epoch
     assert main([*common, "--out", str(tmp_path / "cut"), "--trainer.max_steps", "4", "--ckpt_path", "last"]) == 0
