@@ -80,21 +80,12 @@ def test_every_loader_refuses_a_code_running_pickle(tmp_path, loader, wrap):
 
 
 def test_vidllm_fit_resume_refuses_a_code_running_checkpoint(tmp_path, synthetic_root, capsys):
-    from tests.training.test_fit_cli import MICRO
+    from tests.training.test_fit_cli import _tiny_fit
     from vidllm.cli import main
 
     marker = tmp_path / "pwned"
     evil = _exploit(tmp_path / "last.ckpt", marker, "lightning")
-    args = [
-        "fit",
-        "--stage",
-        "2",
-        "--config",
-        str(ROOT / "configs" / "tiny.yaml"),
-        "--data.root",
-        str(synthetic_root),
-        *MICRO,
-    ]
+    args = _tiny_fit(2, synthetic_root)
     code = main([*args, "--trainer.max_steps", "2", "--out", str(tmp_path / "run"), "--ckpt_path", str(evil)])
     err = capsys.readouterr().err
     assert code == 1
@@ -111,20 +102,11 @@ def test_vidllm_fit_resume_refuses_a_code_running_checkpoint(tmp_path, synthetic
 
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated zip", b"\x80\x02 not a pickle"])
 def test_vidllm_fit_resume_from_a_garbage_checkpoint_is_one_line(tmp_path, synthetic_root, capsys, content):
-    from tests.training.test_fit_cli import MICRO
+    from tests.training.test_fit_cli import _tiny_fit
     from vidllm.cli import main
 
     (tmp_path / "bad.ckpt").write_bytes(content)
-    args = [
-        "fit",
-        "--stage",
-        "2",
-        "--config",
-        str(ROOT / "configs" / "tiny.yaml"),
-        "--data.root",
-        str(synthetic_root),
-        *MICRO,
-    ]
+    args = _tiny_fit(2, synthetic_root)
     assert (
         main(
             [
