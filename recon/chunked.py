@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -52,9 +52,20 @@ from recon.config import AlignmentConfig
 from recon.geometry import depth_to_world_points
 from recon.sim3 import Sim3, estimate_sim3
 
-__all__ = ["LAYOUTS", "Chunk", "chunk_spans", "chunk_plan", "check_chunking", "chunked_forward", "PER_FRAME_KEYS"]
+__all__ = [
+    "ChunkLayout",
+    "LAYOUTS",
+    "Chunk",
+    "chunk_spans",
+    "chunk_plan",
+    "check_chunking",
+    "chunked_forward",
+    "PER_FRAME_KEYS",
+]
 
-LAYOUTS = ("consecutive", "anchored")
+ChunkLayout = Literal["consecutive", "anchored"]
+"""How a long video is cut into chunks (:func:`chunk_plan`)."""
+LAYOUTS: tuple[str, ...] = get_args(ChunkLayout)
 PER_FRAME_KEYS = ("depth", "depth_conf", "extrinsic", "intrinsic", "metric_depth")
 """Per-frame outputs of one chunk that the merged output keeps (``metric_depth`` when the model has one)."""
 _REQUIRED = ("depth", "depth_conf", "extrinsic", "intrinsic")

@@ -27,7 +27,7 @@ z forward) after real-scale alignment.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recon.chunked import ChunkLayout, check_chunking, chunked_forward
 from vidllm.config import VidLLMConfig
 from vidllm.data.clip import preprocess_frames
 from vidllm.modeling_outputs import VidLLMOutput
@@ -152,6 +153,33 @@ class VidLLMPipeline:
         with self.autocast():
             return self.model(images)
 
+    def geometry_forward(
+        self, chunk_size: int | None = None, overlap: int | None = None, chunk_layout: ChunkLayout = "consecutive"
+    ) -> Callable[[Tensor], Mapping[str, Tensor]]:
+        """The reconstruction forward ``[B, S, 3, H, W] → outputs``: :meth:`forward_geometry`, or with ``chunk_size``
+        its chunked version (:func:`recon.chunked.chunked_forward` with the model's real-scale alignment), whose
+        outputs carry the same geometry keys (``depth``, ``depth_conf``, ``extrinsic``, ``intrinsic``, ``scale``,
+        ``depth_metric``, ``extrinsic_metric``, ...). ``overlap`` defaults to ``max(1, chunk_size // 4)``.
+
+        Raises:
+            ValueError: ``overlap`` / ``chunk_layout`` without ``chunk_size``, or settings that
+                :func:`recon.chunked.check_chunking` rejects.
+        """
+        if chunk_size is None:
+            if overlap is not None or chunk_layout != "consecutive":
+                raise ValueError(
+                    f"overlap={overlap!r} / chunk_layout={chunk_layout!r} need chunk_size (the number of frames per forward)"
+                )
+            return self.forward_geometry
+        overlap = max(1, chunk_size // 4) if overlap is None and isinstance(chunk_size, int) else overlap
+        check_chunking(chunk_size, overlap, chunk_layout)
+        alignment = self.config.metric_depth.alignment
+
+        def chunked(images: Tensor) -> Mapping[str, Tensor]:
+            return chunked_forward(self.forward_geometry, images, chunk_size, overlap, alignment, chunk_layout)
+
+        return chunked
+
     @torch.no_grad()
     def vl_inputs(self, images: Tensor, repeats: int = 1) -> tuple[Tensor, dict, VidLLMOutput]:
         """One clip ``[1, S, 3, H, W]`` → (``T'_lang``, geometry, the forward's output), float32.
@@ -167,17 +195,44 @@ class VidLLMPipeline:
 
     # ------------------------------------------------------------------ reconstruction
     @torch.no_grad()
-    def reconstruct(self, video, num_frames: int | None = None) -> Reconstruction:
-        """Metric point cloud, depth and cameras of ``video`` (model frame, metres)."""
-        return self.reconstruct_batch([video], num_frames)[0]
+    def reconstruct(
+        self,
+        video,
+        num_frames: int | None = None,
+        chunk_size: int | None = None,
+        overlap: int | None = None,
+        chunk_layout: ChunkLayout = "consecutive",
+    ) -> Reconstruction:
+        """Metric point cloud, depth and cameras of ``video`` (model frame, metres).
+
+        Args:
+            num_frames: frames sampled from the video (default: the config's ``data.num_frames``).
+            chunk_size: long videos: reconstruct in chunks of this many frames, merged by Sim(3) on the frames
+                they share, then one real-scale alignment over the whole video (:func:`recon.chunked.chunked_forward`);
+                None runs all frames in one forward. Memory then grows with the chunk, not the video.
+            overlap: frames shared by consecutive chunks, or anchor frames in every chunk (default
+                ``max(1, chunk_size // 4)``).
+            chunk_layout: ``"consecutive"`` (runs of frames, each aligned to the one before) or ``"anchored"``
+                (the anchor frames in every chunk, every chunk aligned to the first: no drift).
+        """
+        return self.reconstruct_batch([video], num_frames, chunk_size, overlap, chunk_layout)[0]
 
     @torch.no_grad()
-    def reconstruct_batch(self, videos: Sequence, num_frames: int | None = None) -> list[Reconstruction]:
-        """:meth:`reconstruct` for several videos; videos with equal preprocessed shapes share a forward."""
+    def reconstruct_batch(
+        self,
+        videos: Sequence,
+        num_frames: int | None = None,
+        chunk_size: int | None = None,
+        overlap: int | None = None,
+        chunk_layout: ChunkLayout = "consecutive",
+    ) -> list[Reconstruction]:
+        """:meth:`reconstruct` for several videos; videos with equal preprocessed shapes share a forward (a chunked
+        forward when ``chunk_size`` is set)."""
+        forward = self.geometry_forward(chunk_size, overlap, chunk_layout)  # bad chunk settings fail before decoding
         results: list[Reconstruction | None] = [None] * len(videos)
         for group in self._groups(videos, num_frames):
             idx, images, frames = group
-            out = self.forward_geometry(images)
+            out = forward(images)
             for j, i in enumerate(idx):
                 results[i] = reconstruction_from_outputs(out, images, j, frames[j])
         return results  # type: ignore[return-value]

@@ -189,3 +189,39 @@ def test_bad_inputs_are_clear(pipe, tmp_path):
         pipe.reconstruct(tmp_path / "missing.mp4")
     with pytest.raises(ValueError, match="2 questions but 1 situations"):
         pipe.answer_many(tmp_path, ["a", "b"], ["x"])
+
+
+def test_reconstruct_in_chunks_matches_chunked_forward(pipe):
+    """``chunk_size`` runs :func:`recon.chunked.chunked_forward` over the model's geometry forward with the model's
+    real-scale alignment; a chunk as long as the video is the plain forward."""
+    from recon.chunked import chunked_forward
+    from vidllm.results import reconstruction_from_outputs
+
+    video = torch.rand(6, 3, 60, 80, generator=torch.Generator().manual_seed(0))
+    full = pipe.reconstruct(video, num_frames=6)
+    same = pipe.reconstruct(video, num_frames=6, chunk_size=6, overlap=2)
+    np.testing.assert_array_equal(same.depth, full.depth)
+
+    rec = pipe.reconstruct(video, num_frames=6, chunk_size=4, overlap=2, chunk_layout="anchored")
+    images, frames = pipe.load_video(video, 6)
+    alignment = pipe.config.metric_depth.alignment
+    out = chunked_forward(pipe.forward_geometry, images[None], 4, 2, alignment, "anchored")
+    ref = reconstruction_from_outputs(out, images, 0, frames)
+    assert len(rec.frame_indices) == 6 and np.isfinite(rec.points).all()
+    np.testing.assert_allclose(rec.depth, ref.depth, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rec.points, ref.points, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(rec.depth, full.depth)  # the chunks really were separate forwards
+    batch = pipe.reconstruct_batch([video, video], num_frames=6, chunk_size=4)  # overlap: chunk_size // 4
+    np.testing.assert_allclose(batch[0].depth, batch[1].depth, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_chunk_settings_fail_before_decoding(pipe, tmp_path):
+    missing = tmp_path / "missing.mp4"  # never read: the settings are checked first
+    with pytest.raises(ValueError, match="need chunk_size"):
+        pipe.reconstruct(missing, overlap=2)
+    with pytest.raises(ValueError, match="need chunk_size"):
+        pipe.reconstruct(missing, chunk_layout="anchored")
+    with pytest.raises(ValueError, match="overlap must be an integer with 1 <= overlap < chunk_size"):
+        pipe.reconstruct(missing, chunk_size=4, overlap=4)
+    with pytest.raises(ValueError, match="chunk layout must be one of"):
+        pipe.reconstruct(missing, chunk_size=4, chunk_layout="strided")
