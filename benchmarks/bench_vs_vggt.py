@@ -20,7 +20,9 @@ median of the per-pair ratios ours/official with its min/max and interquartile r
 1-minute load average before and after (the machine may be shared); the same summary of the
 process CPU time per call (both threads; it also counts OpenMP spin-waiting, so it is about as
 sensitive to other jobs as wall clock). ``--control`` times the official code against a second
-copy of itself instead: the noise floor of the ratio.
+copy of itself instead: the noise floor of the ratio. ``--compile default`` times our forward compiled with
+frozen weights (:func:`recon.compiled.compile_for_inference`; the outputs are compared again after compiling),
+``--compile-official default`` the official forward likewise.
 
 Memory (``--memory``): the extra peak resident memory of one forward (RSS high-water mark, see
 ``benchmarks/_common.py``) of each side at each of ``--memory-frames``, every (side, frames) in a
@@ -54,6 +56,8 @@ from _vggt_official import (  # noqa: E402
     official_kwargs,
 )
 
+from recon.compiled import COMPILE_MODES, compile_for_inference  # noqa: E402
+
 MEMORY_FRAMES = (8, 16, 32, 64, 128)
 
 
@@ -73,6 +77,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="weights and images seed")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="abort if any max relative error exceeds this")
     parser.add_argument("--control", action="store_true", help="time the official code against a copy of itself")
+    parser.add_argument(
+        "--compile",
+        default="none",
+        choices=COMPILE_MODES,
+        help="timing: run our forward through recon.compiled.compile_for_inference (inductor, frozen weights); "
+        "the outputs are compared again after compiling",
+    )
+    parser.add_argument(
+        "--compile-official",
+        default="none",
+        choices=COMPILE_MODES,
+        help="timing: the same for the official forward (to see what the compiler alone gives the official code)",
+    )
     parser.add_argument("--memory", action="store_true", help="peak-memory sweep instead of timing")
     parser.add_argument(
         "--memory-frames", default=",".join(map(str, MEMORY_FRAMES)), help="comma-separated S of the memory sweep"
@@ -170,6 +187,16 @@ def run_timing(args: argparse.Namespace) -> dict:
     if args.control:  # the official code against a second copy of itself: the ratio's noise floor
         ours = copy.deepcopy(official)
     labels = ("official_copy", "official") if args.control else ("ours", "official")
+    compile_s = {}
+    if args.compile != "none" or args.compile_official != "none":
+        start = time.perf_counter()
+        ours = compile_for_inference(ours, args.compile)
+        official = compile_for_inference(official, args.compile_official)
+        errors = check_parity(ours, official, images, args.tolerance)  # the first calls compile
+        compile_s = {"compile_and_first_calls_s": time.perf_counter() - start}
+        print(
+            f"compiled (ours {args.compile}, official {args.compile_official}) in {compile_s['compile_and_first_calls_s']:.0f} s"
+        )
     load_before = os.getloadavg()[0]
 
     def call(model):
@@ -187,6 +214,7 @@ def run_timing(args: argparse.Namespace) -> dict:
     result = {
         "mode": "control" if args.control else "timing",
         "labels": list(labels),
+        "compile": {labels[0]: args.compile, labels[1]: args.compile_official, **compile_s},
         "frames": args.frames,
         "max_rel_error": errors,
         f"{labels[0]}_ms_median": 1e3 * statistics.median(a),
@@ -368,7 +396,9 @@ def markdown(result: dict, meta: dict) -> str:
     if "cpu_time" in result:
         rows.append(("process CPU time", result["cpu_time"], ""))
     lines = [
-        f"S = {result['frames']}, {len(result['ratios'])} interleaved pairs; max relative error: {err}.\n",
+        f"S = {result['frames']}, {len(result['ratios'])} interleaved pairs; compile: {a} "
+        f"`{result.get('compile', {}).get(a, 'none')}`, {b} `{result.get('compile', {}).get(b, 'none')}`; "
+        f"max relative error: {err}.\n",
         f"| measure | {a} median ms | {b} median ms | ratio {a}/{b} (median of pairs) | min | q1 | q3 | max "
         "| 1-min load before → after |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -82,8 +82,9 @@ class Aggregator(nn.Module):
         pos_frame = pos_global = None
         if self.rope is not None:  # rotation tables built once for all frame / all global blocks
             positions = patch_positions(*grid_hw, self.patch_start_idx, device=tokens.device)[None]
-            pos_frame = RopePositions(positions)
-            pos_global = RopePositions(positions.repeat(1, s, 1))
+            top = max(grid_hw)  # patch (i, j) sits at (i + 1, j + 1)
+            pos_frame = RopePositions(positions, top)
+            pos_global = RopePositions(positions.repeat(1, s, 1), top)
         out: dict[int, Tensor] = {}
         last = max(keep) if keep else -1
         for i in range(self.cfg.depth):

@@ -35,7 +35,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recon.choices import check_choice
 from recon.chunked import ChunkLayout, check_chunking, chunked_forward
+from recon.compiled import COMPILE_MODES, CompileMode, compile_for_inference
 from vidllm.config import VidLLMConfig
 from vidllm.data.clip import preprocess_frames
 from vidllm.modeling_outputs import VidLLMOutput
@@ -87,11 +89,18 @@ class VidLLMPipeline:
         model: the model to run; it is put in eval mode (``pipe.model``).
         dtype: compute dtype (``torch.bfloat16`` / ``"bfloat16"`` → autocast on the model's device;
             None or float32 → no autocast). The weights are not cast.
+        compile: the reconstruction forward (:meth:`forward_geometry`, also inside :meth:`reconstruct` and the
+            chunked forward) through :func:`recon.compiled.compile_for_inference`: ``"default"`` compiles it with
+            the weights frozen into the graph on its first call per input shape (faster for many forwards of one
+            shape, e.g. a long video in chunks; outputs equal within float rounding). ``"none"`` (default): eager.
+            The language path always runs eagerly. Compile after the weights are final.
     """
 
-    def __init__(self, model: VidLLM, dtype: torch.dtype | str | None = None) -> None:
+    def __init__(self, model: VidLLM, dtype: torch.dtype | str | None = None, compile: CompileMode = "none") -> None:
         self.model = model.eval()
         self.compute_dtype = _as_dtype(dtype)
+        self.compile_mode = compile
+        self._geometry = compile_for_inference(self.model, compile)
 
     @classmethod
     def from_pretrained(
@@ -100,6 +109,7 @@ class VidLLMPipeline:
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
         strict: bool = True,
+        compile: CompileMode = "none",
     ) -> VidLLMPipeline:
         """The model written by :meth:`vidllm.model.VidLLM.save_pretrained` in ``directory``, wrapped.
 
@@ -108,14 +118,16 @@ class VidLLMPipeline:
             dtype: compute dtype (see the class); weights stay float32 so training can resume from
                 the same directory.
             strict: every weight the model expects must be in the file.
+            compile: see the class.
         """
         from vidllm.model import VidLLM  # here, so that frames_to_tensor alone does not import the LLM stack
 
         dtype = _as_dtype(dtype)  # a bad name fails before the weights are read
-        return cls(VidLLM.from_pretrained(directory, device=device, strict=strict), dtype)
+        check_choice("compile", compile, COMPILE_MODES)  # before the weights are read
+        return cls(VidLLM.from_pretrained(directory, device=device, strict=strict), dtype, compile)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(device={self.device}, dtype={self.compute_dtype})"
+        return f"{type(self).__name__}(device={self.device}, dtype={self.compute_dtype}, compile={self.compile_mode!r})"
 
     # ------------------------------------------------------------------ inputs
     @property
@@ -149,9 +161,9 @@ class VidLLMPipeline:
     def forward_geometry(self, images: Tensor) -> VidLLMOutput:
         """``[B, S, 3, H, W]`` in [0, 1] → the model's :class:`~vidllm.modeling_outputs.VidLLMOutput` without VL
         fields (depth, cameras, metric depth, ``scale``, ``depth_metric`` / ``extrinsic_metric``): its forward
-        under :meth:`autocast`."""
+        under :meth:`autocast` (compiled when the pipeline was built with ``compile``)."""
         with self.autocast():
-            return self.model(images)
+            return self._geometry(images)
 
     def geometry_forward(
         self, chunk_size: int | None = None, overlap: int | None = None, chunk_layout: ChunkLayout = "consecutive"

@@ -77,7 +77,9 @@ def add_uv_embedding(x: Tensor, image_hw: tuple[int, int], ratio: float = 0.1, i
     ``inplace`` adds into ``x`` (for a fresh map that nothing else holds; saves one map of memory).
     """
     channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-    emb = scaled_uv_embedding(
+    # under torch.compile the cache is bypassed (traced once and folded into the graph) instead of warned about
+    embedding = scaled_uv_embedding.__wrapped__ if torch.compiler.is_compiling() else scaled_uv_embedding
+    emb = embedding(
         x.shape[-2], x.shape[-1], x.shape[1], image_hw[1] / image_hw[0], ratio, x.dtype, x.device, channels_last
     )
     return x.add_(emb) if inplace else x + emb

@@ -51,14 +51,18 @@ class RopePositions:
     """Token positions ``[B or 1, N, 2]`` (long) with their :class:`RopeTables` cached per
     (RoPE base, head width, dtype, device); pass it wherever positions are accepted."""
 
-    def __init__(self, positions: Tensor) -> None:
+    def __init__(self, positions: Tensor, max_position: int | None = None) -> None:
+        """``max_position``: the largest coordinate in ``positions`` when the caller knows it (the patch grid's
+        larger side); it saves reading it back from the tensor (a device sync, and a graph break under
+        ``torch.compile``). The tables are the same either way."""
         self.positions = positions
+        self.max_position = max_position
         self._tables: dict[tuple, RopeTables] = {}
 
     def tables(self, rope: RotaryEmbedding2D, head_dim: int, device, dtype) -> RopeTables:
         key = (rope.base, head_dim, dtype, str(device))
         if key not in self._tables:
-            self._tables[key] = rope.tables(self.positions, head_dim, device, dtype)
+            self._tables[key] = rope.tables(self.positions, head_dim, device, dtype, self.max_position)
         return self._tables[key]
 
 
@@ -86,10 +90,14 @@ class RotaryEmbedding2D(nn.Module):
         angles = torch.cat((angles, angles), dim=-1).to(dtype)
         return angles.cos(), angles.sin()
 
-    def tables(self, positions: Tensor, head_dim: int, device, dtype) -> RopeTables:
-        """Positions ``[B or 1, N, 2]`` (long) → :class:`RopeTables` for ``head_dim``-wide heads."""
+    def tables(self, positions: Tensor, head_dim: int, device, dtype, max_position: int | None = None) -> RopeTables:
+        """Positions ``[B or 1, N, 2]`` (long) → :class:`RopeTables` for ``head_dim``-wide heads.
+
+        ``max_position``: an upper bound of ``positions`` (default: read from the tensor); the per-axis
+        tables get ``max_position + 1`` rows, and only the rows of ``positions`` are gathered."""
         half = head_dim // 2
-        cos, sin = self.axis_tables(half, int(positions.max()) + 1, device, dtype)
+        max_position = int(positions.max()) if max_position is None else max_position
+        cos, sin = self.axis_tables(half, max_position + 1, device, dtype)
         sign = torch.ones(half, device=device, dtype=dtype)
         sign[: half // 2] = -1.0
         cos_full = torch.cat([cos[positions[..., axis]] for axis in range(2)], dim=-1)[:, None]

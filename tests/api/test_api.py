@@ -225,3 +225,29 @@ def test_bad_chunk_settings_fail_before_decoding(pipe, tmp_path):
         pipe.reconstruct(missing, chunk_size=4, overlap=4)
     with pytest.raises(ValueError, match="chunk layout must be one of"):
         pipe.reconstruct(missing, chunk_size=4, chunk_layout="strided")
+
+
+def test_compile_option_routes_the_geometry_forward(saved_model, monkeypatch):
+    """``compile`` wraps the model with :func:`recon.compiled.compile_for_inference` (its own test checks the
+    compiled outputs); ``forward_geometry`` and ``reconstruct`` then run through the wrapper."""
+    import vidllm.api as api
+
+    calls = []
+
+    def spy(module, mode):
+        calls.append(mode)
+
+        def run(images):
+            calls.append(tuple(images.shape))
+            with torch.no_grad():
+                return module(images)
+
+        return run
+
+    monkeypatch.setattr(api, "compile_for_inference", spy)
+    pipe = api.VidLLMPipeline.from_pretrained(saved_model, device="cpu", compile="default")
+    assert calls == ["default"] and "compile='default'" in repr(pipe)
+    rec = pipe.reconstruct(torch.rand(3, 3, 60, 80))
+    assert len(calls) == 2 and len(calls[1]) == 5 and len(rec.frame_indices) == 3
+    with pytest.raises(ValueError, match=r"compile = 'fast'; expected one of \['none', 'default', 'max-autotune'\]"):
+        api.VidLLMPipeline.from_pretrained(saved_model / "missing", compile="fast")  # checked before reading
