@@ -3,7 +3,7 @@
     python benchmarks/bench_data.py --config configs/tiny.yaml --out outputs/bench/data.json
     python benchmarks/bench_data.py --quick --out /tmp/data.json             # seconds
 
-* ``generator`` — :func:`vidllm.data.synthetic.generate_dataset` of ``--scenes`` scenes
+* ``generator`` — :func:`vidllm.synthetic.world.generate_dataset` of ``--scenes`` scenes
   (``--gen-workers`` processes; 1 by default so the figure is per core): scenes/s and frames/s.
 * ``dataset`` — :class:`vidllm.data.dataset.VidLLMDataset` ``__getitem__`` in this process
   (decode JPEG/PNG, resize/crop, poses, targets): clips/s over ``--clips`` items after warm-up.
@@ -30,7 +30,7 @@ from _common import ROOT, machine_info, print_table, write_json  # noqa: E402
 
 
 def bench_generator(root: Path, scenes: int, frames: int, width: int, height: int, workers: int) -> dict:
-    from vidllm.data.synthetic import SynthParams, generate_dataset
+    from vidllm.synthetic.world import SynthParams, generate_dataset
 
     params = SynthParams(
         num_frames=frames,

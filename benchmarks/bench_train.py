@@ -73,7 +73,7 @@ def stand_in_teachers(cfg, out: Path, small: bool = False) -> dict[str, Path]:
             image_size=28,
             patch_size=7,
         )
-    else:  # the size `vidllm teachers` trains for the tiny config (vidllm.teachers.config defaults)
+    else:  # the size `vidllm teachers` trains for the tiny config (vidllm.synthetic.tiny_teachers.teacher_config defaults)
         clip = CLIPVisionConfig(
             hidden_size=64,
             intermediate_size=256,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 NO_CUDA_REASON = "GPU lane: needs a CUDA device (torch.cuda.is_available() is False); not run"
 
@@ -20,12 +24,27 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real label tsv, split lists and SQA3D test split, kept inside the repository (tests/fixtures)."""
+    assert (FIXTURES / "scannetv2-labels.combined.tsv").is_file(), f"test fixtures missing: {FIXTURES}"
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def real_label_map(shared_data):
+    """The real ScanNet label map (tests/fixtures/scannetv2-labels.combined.tsv)."""
+    from vidllm.data.labels import read_label_map
+
+    return read_label_map(shared_data / "scannetv2-labels.combined.tsv")
+
+
+@pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """A tiny synthetic dataset in the real formats: 3 scenes × 8 frames of 112×84 (depth 80×60).
 
-    Scenes 0, 1 are 'train', scene 2 is 'val' (see vidllm.data.synthetic for the layout).
+    Scenes 0, 1 are 'train', scene 2 is 'val' (see vidllm.synthetic.world for the layout).
     """
-    from vidllm.data.synthetic import SynthParams, generate_dataset
+    from vidllm.synthetic.world import SynthParams, generate_dataset
 
     root = tmp_path_factory.mktemp("synthetic")
     params = SynthParams(num_frames=8, width=112, height=84, depth_width=80, depth_height=60, invalid_pose_frames=1)

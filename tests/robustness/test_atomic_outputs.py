@@ -137,7 +137,7 @@ def test_sigkill_while_saving_never_corrupts_last_ckpt(tmp_path):
 
 
 def test_synth_failure_leaves_no_partial_dataset(tmp_path, monkeypatch, capsys):
-    import vidllm.data.synthetic as synthetic
+    import vidllm.synthetic.world as world
     from vidllm.cli import main
 
     def partial_then_die(out, *a, **k):
@@ -146,7 +146,7 @@ def test_synth_failure_leaves_no_partial_dataset(tmp_path, monkeypatch, capsys):
         (scene / "scene0000_00.txt").write_text("axisAlign")  # half a scene
         raise OSError("disk full")
 
-    monkeypatch.setattr(synthetic, "generate_dataset", partial_then_die)
+    monkeypatch.setattr(world, "generate_dataset", partial_then_die)
     assert main(["synth", "--out", str(tmp_path / "data"), "--scenes", "2"]) == 1
     assert "disk full" in capsys.readouterr().err
     _only(tmp_path)  # neither data/ nor a temp folder

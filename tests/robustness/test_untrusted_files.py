@@ -58,13 +58,13 @@ def test_the_crafted_file_really_runs_code_when_unpickled(tmp_path):
 def _loaders():
     from recon.vggt_loader import from_vggt_checkpoint, load_state_dict_file
     from vidllm.io import load_state_dict
-    from vidllm.training.teachers import load_geometry_teacher
+    from vidllm.training.frozen_teachers import load_geometry_teacher
 
     return {
         "vidllm.io.load_state_dict": load_state_dict,
         "recon.vggt_loader.load_state_dict_file": load_state_dict_file,
         "recon.vggt_loader.from_vggt_checkpoint": from_vggt_checkpoint,
-        "vidllm.training.teachers.load_geometry_teacher": load_geometry_teacher,
+        "vidllm.training.frozen_teachers.load_geometry_teacher": load_geometry_teacher,
     }
 
 

@@ -138,8 +138,8 @@ def test_time_limit_ends_the_run_early_and_fit_state_says_so(tmp_path, synthetic
     assert (result.mode, result.stage, result.global_step) == ("fit", 2, state["global_step"])
     assert result.model_dir == tmp_path / "run" / "model" and result.results is None and "train/loss" in result.metrics
     assert 1 <= state["global_step"] < 1000 and state["global_step"] == max(_steps(tmp_path / "run", "train/loss")) + 1
-    from vidllm.demo.pipeline import stage2_time_limit, steps_run
-    from vidllm.demo.settings import DemoSettings
+    from vidllm.synthetic.demo.pipeline import stage2_time_limit, steps_run
+    from vidllm.synthetic.demo.settings import DemoSettings
 
     assert steps_run(tmp_path / "run") == state["global_step"] and steps_run(tmp_path / "nothing") is None
     settings = DemoSettings()  # default budget: 19.5 min ceiling

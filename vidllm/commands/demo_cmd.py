@@ -1,5 +1,5 @@
 """``vidllm demo``: the embedded default run — synthetic scenes → teachers → stage 1 → stage 2 →
-evaluation → export → report, on CPU with nothing to download (see :mod:`vidllm.demo.pipeline`)."""
+evaluation → export → report, on CPU with nothing to download (see :mod:`vidllm.synthetic.demo.pipeline`)."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidllm.demo.pipeline import run_demo
-    from vidllm.demo.settings import DemoSettings
+    from vidllm.synthetic.demo.pipeline import run_demo
+    from vidllm.synthetic.demo.settings import DemoSettings
 
     settings = DemoSettings(
         out=args.out,

@@ -1,5 +1,5 @@
 """``vidllm synth``: generate synthetic scenes in the real ScanNet / ScanRefer / ScanQA / SQA3D /
-Multi3DRefer formats (layout: see :mod:`vidllm.data.synthetic`)."""
+Multi3DRefer formats (layout: see :mod:`vidllm.synthetic.world`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, get_args
 from vidllm.config import SyntheticTrajectory
 
 if TYPE_CHECKING:
-    from vidllm.data.synthetic import SynthParams
+    from vidllm.synthetic.world import SynthParams
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +52,7 @@ def _depth_size(width: int, height: int) -> tuple[int, int]:
 
 def synth_params(args: argparse.Namespace) -> SynthParams:
     """The generator settings of parsed ``vidllm synth`` arguments."""
-    from vidllm.data.synthetic import SynthParams
+    from vidllm.synthetic.world import SynthParams
 
     depth_width, depth_height = _depth_size(args.width, args.height)
     return SynthParams(
@@ -82,7 +82,7 @@ UNEXPOSED = (
 def synth_argv(out: str | os.PathLike, scenes: int, seed: int, params: SynthParams) -> list[str]:
     """The ``vidllm synth`` arguments that generate ``scenes`` scenes with ``params`` and ``seed`` into ``out``
     (the inverse of :func:`synth_params`); ValueError for a setting the command cannot express."""
-    from vidllm.data.synthetic import SynthParams
+    from vidllm.synthetic.world import SynthParams
 
     default = SynthParams()
     for name in UNEXPOSED:
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidllm.data.synthetic import generate_dataset
+    from vidllm.synthetic.world import generate_dataset
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:

@@ -5,7 +5,7 @@ reconstruction model trained on GT depth and poses — and ``<out>/semantic/`` �
 model trained contrastively on frames and the names of the objects they show. Both report their
 held-out figures next to their untrained starting point. The model sizes come from ``--config``
 (the student's encoder and reconstruction branch); every training setting is an option
-(``--geometry-steps``, ``--clip-frames`` ... : the fields of :class:`~vidllm.teachers.config.TeacherTrainConfig`).
+(``--geometry-steps``, ``--clip-frames`` ... : the fields of :class:`~vidllm.synthetic.tiny_teachers.teacher_config.TeacherTrainConfig`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vidllm.teachers.config import TeacherTrainConfig
+    from vidllm.synthetic.tiny_teachers.teacher_config import TeacherTrainConfig
 
 
 def _option(name: str) -> str:
@@ -30,7 +30,7 @@ def _bool(text: str) -> bool:
 
 
 TYPES = {"int": int, "float": float, "str": str, "bool": _bool}
-"""Option types of the :class:`~vidllm.teachers.config.TeacherTrainConfig` field annotations."""
+"""Option types of the :class:`~vidllm.synthetic.tiny_teachers.teacher_config.TeacherTrainConfig` field annotations."""
 
 
 def attribute_docs(cls: type) -> dict[str, str]:
@@ -51,7 +51,7 @@ def attribute_docs(cls: type) -> dict[str, str]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from vidllm.teachers.config import TeacherTrainConfig
+    from vidllm.synthetic.tiny_teachers.teacher_config import TeacherTrainConfig
 
     parser.add_argument(
         "--config",
@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def teacher_config(args: argparse.Namespace) -> TeacherTrainConfig:
     """The teacher settings of parsed arguments: defaults ← ``--steps`` / ``--minutes`` (both teachers) ←
     each field's own option."""
-    from vidllm.teachers.config import TeacherTrainConfig
+    from vidllm.synthetic.tiny_teachers.teacher_config import TeacherTrainConfig
 
     overrides = {}
     if args.steps is not None:
@@ -96,7 +96,7 @@ def teacher_config(args: argparse.Namespace) -> TeacherTrainConfig:
 def teachers_argv(config: str | os.PathLike, out: str | os.PathLike, tcfg: TeacherTrainConfig) -> list[str]:
     """The ``vidllm teachers`` arguments that train with ``tcfg`` (the seed and every setting that is not
     its default) on ``config`` into ``out`` — the inverse of :func:`teacher_config`."""
-    from vidllm.teachers.config import TeacherTrainConfig
+    from vidllm.synthetic.tiny_teachers.teacher_config import TeacherTrainConfig
 
     default = TeacherTrainConfig()
     argv = ["--config", os.fspath(config), "--out", os.fspath(out)]
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidllm.teachers.build import build_teachers
+    from vidllm.synthetic.tiny_teachers.build import build_teachers
 
     paths = build_teachers(args.config, args.out, args.data, teacher_config(args))
     print(f"vidllm teachers: geometry teacher {paths['geometry']}, semantic teacher {paths['semantic']}")

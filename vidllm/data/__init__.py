@@ -1,5 +1,5 @@
-"""Data: real ScanNet-derived formats, synthetic scenes written in the same formats, clip
-sampling / preprocessing and the Lightning DataModule.
+"""Data: readers of the real ScanNet-derived formats, clip sampling / preprocessing and the Lightning
+DataModule. The synthetic scenes written in the same formats come from :mod:`vidllm.synthetic.world`.
 
 Readers (each returns typed records and raises :class:`~vidllm.errors.DataError` naming file,
 record index and field): :func:`load_scannet_scene`, :func:`read_scanrefer`, :func:`read_scanqa`,

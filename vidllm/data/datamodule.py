@@ -57,7 +57,7 @@ from torch.utils.data import DataLoader
 from vidllm.config import DataConfig
 from vidllm.data.dataset import VidLLMDataset
 from vidllm.data.resumable import ResumableDataLoader, ResumableWeightedSampler
-from vidllm.data.synthetic import SynthParams, generate_dataset, is_generated
+from vidllm.synthetic.world import SynthParams, generate_dataset, is_generated
 from vidllm.errors import DataError
 from vidllm.io import atomic_dir
 

@@ -184,7 +184,7 @@ def run_fit(args: FitArgs) -> FitResult:
 
     quiet_known_warnings()
     from vidllm.data.datamodule import VidLLMDataModule, ensure_synthetic
-    from vidllm.training.fit_teachers import ensure_teachers, teachers_to_build
+    from vidllm.training.missing_teachers import ensure_teachers, teachers_to_build
     from vidllm.training.module import VidLLMModule
     from vidllm.training.paths import check_checkpoints
 

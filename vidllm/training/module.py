@@ -153,7 +153,7 @@ class VidLLMModule(L.LightningModule):
             dm.processor = self.model.vl.lm.processor
 
     def _build_teachers(self) -> None:
-        from vidllm.training.teachers import load_geometry_teacher, load_semantic_teacher
+        from vidllm.training.frozen_teachers import load_geometry_teacher, load_semantic_teacher
 
         d = self.config.train.distill
         paths = {"geometry": d.geometry_teacher, "semantic": d.semantic_teacher}

@@ -36,9 +36,9 @@ import numpy as np
 
 from vidllm.data.labels import read_label_map
 from vidllm.data.sampling import sample_uniform
-from vidllm.data.synthetic_layout import TRAJECTORIES, RoomLayout, SceneObject, box_mesh, camera_trajectory, make_layout
-from vidllm.data.synthetic_text import scene_language
 from vidllm.data.visibility import VISIBLE_MIN_FRACTION, VISIBLE_MIN_FRAMES, instance_pixel_counts, visible_objects
+from vidllm.synthetic.layout import TRAJECTORIES, RoomLayout, SceneObject, box_mesh, camera_trajectory, make_layout
+from vidllm.synthetic.text import scene_language
 
 __all__ = ["SynthParams", "generate_scene", "generate_dataset", "render_frames", "scene_id_of", "is_generated"]
 
@@ -71,11 +71,21 @@ class SynthParams:
     visible_min_frames: int = VISIBLE_MIN_FRAMES
 
     def __post_init__(self) -> None:
-        for name in ("num_frames", "width", "height", "depth_width", "depth_height", "clip_frames", "visible_min_frames"):
+        for name in (
+            "num_frames",
+            "width",
+            "height",
+            "depth_width",
+            "depth_height",
+            "clip_frames",
+            "visible_min_frames",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"synthetic {name} must be >= 1, got {getattr(self, name)}")
         if not 4 <= self.min_objects <= self.max_objects:
-            raise ValueError(f"synthetic object counts need 4 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}")
+            raise ValueError(
+                f"synthetic object counts need 4 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}"
+            )
         if self.trajectory not in TRAJECTORIES:
             raise ValueError(f"synthetic trajectory {self.trajectory!r}; expected one of {list(TRAJECTORIES)}")
         if not 0 < self.arc_degrees <= 360:
@@ -107,7 +117,13 @@ def _scene_mesh(layout: RoomLayout) -> tuple[np.ndarray, np.ndarray, np.ndarray,
             part_of_vertex.append(np.full(len(v), part))
             obj_of_tri.append(np.full(len(t), index))
             part += 1
-    return np.concatenate(verts), np.concatenate(tris), np.concatenate(part_of_vertex), np.concatenate(obj_of_tri), everything
+    return (
+        np.concatenate(verts),
+        np.concatenate(tris),
+        np.concatenate(part_of_vertex),
+        np.concatenate(obj_of_tri),
+        everything,
+    )
 
 
 def render_frames(vertices, triangles, obj_of_tri, colors, c2w, intrinsics, width, height, shade=True):
@@ -125,9 +141,13 @@ def render_frames(vertices, triangles, obj_of_tri, colors, c2w, intrinsics, widt
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(triangles.astype(np.uint32)))
     v, u = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
-    cam_dirs = np.stack([(u - intrinsics[0, 2]) / intrinsics[0, 0], (v - intrinsics[1, 2]) / intrinsics[1, 1], np.ones_like(u)], -1)
+    cam_dirs = np.stack(
+        [(u - intrinsics[0, 2]) / intrinsics[0, 0], (v - intrinsics[1, 2]) / intrinsics[1, 1], np.ones_like(u)], -1
+    )
     # camera z-component 1 → t_hit is z-depth; one [HW, 3] @ [3, 3] product per frame (a batched matmul: einsum was 10x slower)
-    dirs = (cam_dirs.reshape(1, -1, 3) @ np.asarray(c2w[:, :3, :3]).transpose(0, 2, 1)).reshape(len(c2w), height, width, 3)
+    dirs = (cam_dirs.reshape(1, -1, 3) @ np.asarray(c2w[:, :3, :3]).transpose(0, 2, 1)).reshape(
+        len(c2w), height, width, 3
+    )
     origins = np.broadcast_to(c2w[:, None, None, :3, 3], dirs.shape)
     rays = np.concatenate([origins, dirs], -1).astype(np.float32)
     hit = scene.cast_rays(o3d.core.Tensor(rays))
@@ -153,7 +173,8 @@ def render_frames(vertices, triangles, obj_of_tri, colors, c2w, intrinsics, widt
 def _write_matrix(path: Path, matrix: np.ndarray) -> None:
     path.write_text(
         "\n".join(
-            " ".join(f"{x:.9g}" if np.isfinite(x) else ("-inf" if x < 0 else "inf" if x > 0 else "nan") for x in row) for row in matrix
+            " ".join(f"{x:.9g}" if np.isfinite(x) else ("-inf" if x < 0 else "inf" if x > 0 else "nan") for x in row)
+            for row in matrix
         )
         + "\n"
     )
@@ -161,7 +182,9 @@ def _write_matrix(path: Path, matrix: np.ndarray) -> None:
 
 def _write_ply(path: Path, vertices: np.ndarray, triangles: np.ndarray, colors: np.ndarray) -> None:
     """Binary little-endian PLY as ScanNet ships it (x y z float, red green blue alpha uchar, faces)."""
-    vdtype = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"), ("alpha", "u1")])
+    vdtype = np.dtype(
+        [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"), ("alpha", "u1")]
+    )
     vrec = np.empty(len(vertices), dtype=vdtype)
     vrec["x"], vrec["y"], vrec["z"] = vertices[:, 0], vertices[:, 1], vertices[:, 2]
     vrec["red"], vrec["green"], vrec["blue"], vrec["alpha"] = colors[:, 0], colors[:, 1], colors[:, 2], 255
@@ -193,7 +216,7 @@ def generate_scene(out: str | os.PathLike, index: int, seed: int = 0, params: Sy
     """Write scene ``index`` under ``<out>/scans`` and its ground truth under ``<out>/synthetic_gt``.
 
     Returns:
-        the scene's annotation records (see :func:`vidllm.data.synthetic_text.scene_language`).
+        the scene's annotation records (see :func:`vidllm.synthetic.text.scene_language`).
     """
     from PIL import Image
 
@@ -212,7 +235,9 @@ def generate_scene(out: str | os.PathLike, index: int, seed: int = 0, params: Sy
     k_color = _intrinsics(params.width, params.height, params.hfov_deg)
     k_depth = _intrinsics(params.depth_width, params.depth_height, params.hfov_deg)
     _, instance, rgb = render_frames(verts, tris, obj_of_tri, colors, c2w_aligned, k_color, params.width, params.height)
-    depth, _, _ = render_frames(verts, tris, obj_of_tri, colors, c2w_aligned, k_depth, params.depth_width, params.depth_height, shade=False)
+    depth, _, _ = render_frames(
+        verts, tris, obj_of_tri, colors, c2w_aligned, k_depth, params.depth_width, params.depth_height, shade=False
+    )
     # ---- mesh, segs, aggregation in the unaligned frame
     unaligned = verts @ m_inv[:3, :3].T + m_inv[:3, 3]
     obj_of_vertex = np.zeros(len(verts), dtype=np.int64)
@@ -221,7 +246,11 @@ def generate_scene(out: str | os.PathLike, index: int, seed: int = 0, params: Sy
     seg_ids = part_of_vertex * 7 + 3  # arbitrary non-contiguous segment ids, as in ScanNet
     (root / f"{scene_id}_vh_clean_2.0.010000.segs.json").write_text(
         json.dumps(
-            {"params": {"kThresh": "0.0001", "segMinVerts": "20"}, "sceneId": f"{scene_id}_vh_clean_2", "segIndices": seg_ids.tolist()}
+            {
+                "params": {"kThresh": "0.0001", "segMinVerts": "20"},
+                "sceneId": f"{scene_id}_vh_clean_2",
+                "segIndices": seg_ids.tolist(),
+            }
         )
     )
     groups = []
@@ -253,7 +282,9 @@ def generate_scene(out: str | os.PathLike, index: int, seed: int = 0, params: Sy
         _write_matrix(root / "intrinsic" / f"{name}.txt", np.eye(4))
     # ---- frames (some with lost tracking: -inf pose)
     lost = set(
-        rng.choice(np.arange(1, params.num_frames), size=min(params.invalid_pose_frames, params.num_frames - 1), replace=False).tolist()
+        rng.choice(
+            np.arange(1, params.num_frames), size=min(params.invalid_pose_frames, params.num_frames - 1), replace=False
+        ).tolist()
     )
     c2w_unaligned = m_inv @ c2w_aligned
     depth_mm = np.clip(np.round(depth * 1000.0), 0, 65535).astype(np.uint16)
@@ -265,19 +296,31 @@ def generate_scene(out: str | os.PathLike, index: int, seed: int = 0, params: Sy
     first = len(layout.structure)
     pixels = instance_pixel_counts(instance, len(everything))[:, first:]  # [F, O] objects only
     clip = sample_uniform(np.array([i for i in range(params.num_frames) if i not in lost]), params.clip_frames)
-    visible = visible_objects(pixels[clip], params.width * params.height, params.visible_min_fraction, params.visible_min_frames)
+    visible = visible_objects(
+        pixels[clip], params.width * params.height, params.visible_min_fraction, params.visible_min_frames
+    )
     gt = {
         "scene_id": scene_id,
         "axis_alignment": m.tolist(),
         "room_size": list(layout.size),
         "objects": [
-            {"object_id": first + k, "raw_category": o.category, "color": o.color, "box": o.box.tolist(),
-             "pixels_per_frame": pixels[:, k].tolist(), "visible_in_clip": bool(visible[k])}
+            {
+                "object_id": first + k,
+                "raw_category": o.category,
+                "color": o.color,
+                "box": o.box.tolist(),
+                "pixels_per_frame": pixels[:, k].tolist(),
+                "visible_in_clip": bool(visible[k]),
+            }
             for k, o in enumerate(layout.objects)
         ],
         "invalid_pose_frames": sorted(lost),
-        "visibility": {"clip_frames": clip.tolist(), "image_pixels": params.width * params.height,
-                       "min_fraction": params.visible_min_fraction, "min_frames": params.visible_min_frames},
+        "visibility": {
+            "clip_frames": clip.tolist(),
+            "image_pixels": params.width * params.height,
+            "min_fraction": params.visible_min_fraction,
+            "min_frames": params.visible_min_frames,
+        },
     }
     (Path(out) / "synthetic_gt").mkdir(parents=True, exist_ok=True)
     (Path(out) / "synthetic_gt" / f"{scene_id}.json").write_text(json.dumps(gt))
@@ -333,13 +376,19 @@ def generate_dataset(
             f"ScanRefer_filtered_{split}.json": merged["scanrefer"],
             f"ScanQA_v1.0_{split}.json": merged["scanqa"],
             f"multi3drefer_{split}.json": merged["multi3drefer"],
-            f"v1_balanced_questions_{split}_scannetv2.json": {"info": "vidllm synthetic", "questions": merged["sqa3d_questions"]},
-            f"v1_balanced_sqa_annotations_{split}_scannetv2.json": {"info": "vidllm synthetic", "annotations": merged["sqa3d_annotations"]},
+            f"v1_balanced_questions_{split}_scannetv2.json": {
+                "info": "vidllm synthetic",
+                "questions": merged["sqa3d_questions"],
+            },
+            f"v1_balanced_sqa_annotations_{split}_scannetv2.json": {
+                "info": "vidllm synthetic",
+                "annotations": merged["sqa3d_annotations"],
+            },
         }
         for name, content in files.items():
             (out / "annotations" / name).write_text(json.dumps(content, indent=1))
     info = {
-        "generator": "vidllm.data.synthetic",
+        "generator": "vidllm.synthetic.world",
         "num_scenes": num_scenes,
         "seed": seed,
         "params": asdict(params),

@@ -1,4 +1,4 @@
-"""The demo's checks and results rows (vidllm.demo.report) on a hand-made evaluation."""
+"""The demo's checks and results rows (vidllm.synthetic.demo.demo_report) on a hand-made evaluation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from vidllm.demo.report import CHECKS, metric_rows, threshold_checks
+from vidllm.synthetic.demo.demo_report import CHECKS, metric_rows, threshold_checks
 
 
 def _run(acc=0.5, qa=0.7, colour=0.4, rra=0.95, absrel=0.08):

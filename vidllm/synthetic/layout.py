@@ -249,7 +249,13 @@ def _look(forward: np.ndarray) -> np.ndarray:
 TRAJECTORIES = get_args(SyntheticTrajectory)
 
 
-def camera_trajectory(layout: RoomLayout, num_frames: int, rng: np.random.Generator, kind: SyntheticTrajectory = "loop", arc_degrees: float = 120.0) -> np.ndarray:
+def camera_trajectory(
+    layout: RoomLayout,
+    num_frames: int,
+    rng: np.random.Generator,
+    kind: SyntheticTrajectory = "loop",
+    arc_degrees: float = 120.0,
+) -> np.ndarray:
     """Camera→world poses ``[F, 4, 4]`` (aligned world) at eye height, looking outward and slightly down.
 
     ``kind="loop"``: a loop around the room centre sweeping 360° (every wall is seen), with
@@ -295,7 +301,9 @@ def _walk_trajectory(layout: RoomLayout, num_frames: int, rng: np.random.Generat
     yaw_amp = rng.uniform(0.02, 0.05)
     poses = np.tile(np.eye(4), (num_frames, 1, 1))
     for i, phi in enumerate(phis):  # F ≤ a few hundred: a pose each, not a hot path
-        pos = np.array([cx + rx * np.cos(phi), cy + ry * np.sin(phi), eye + 0.04 * np.sin(2 * np.pi * t[i] + wobble[2])])
+        pos = np.array(
+            [cx + rx * np.cos(phi), cy + ry * np.sin(phi), eye + 0.04 * np.sin(2 * np.pi * t[i] + wobble[2])]
+        )
         look = target - pos
         yaw = np.arctan2(look[1], look[0]) + yaw_amp * np.sin(2 * np.pi * 1.5 * t[i] + wobble[0])
         pitch = np.arctan2(look[2], np.linalg.norm(look[:2])) + 0.03 * np.sin(2 * np.pi * t[i] + wobble[1])

@@ -12,11 +12,25 @@ import re
 
 import numpy as np
 
-from vidllm.data.synthetic_layout import CATEGORIES, PALETTE, RoomLayout
+from vidllm.synthetic.layout import CATEGORIES, PALETTE, RoomLayout
 
 __all__ = ["scene_language", "tokenize", "wall_phrase", "NUMBER_WORDS"]
 
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
+NUMBER_WORDS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+)
 _PLURAL = {"box": "boxes", "bookshelf": "bookshelves", "trash can": "trash cans"}
 
 
@@ -100,7 +114,9 @@ def scene_language(scene_id: str, layout: RoomLayout, rng: np.random.Generator, 
         order = sorted(same, key=lambda k: volumes[k])
         rank = "smallest" if order[0] == i else "largest" if order[-1] == i else None
         if len(same) > 1 and complete[o.category] and rank:
-            descs.append(f"it is the {rank} of the {NUMBER_WORDS[min(len(same), 12)]} {_plural(o.category)} in the room. it is {o.color}.")
+            descs.append(
+                f"it is the {rank} of the {NUMBER_WORDS[min(len(same), 12)]} {_plural(o.category)} in the room. it is {o.color}."
+            )
         elif len(same) > 1:
             close = f" the {name(j)} is close to it." if j is not None else ""
             descs.append(f"the {o.category} is {o.color} and it is {_wall_phrase(o.box, layout.size)}.{close}")
@@ -150,7 +166,14 @@ def scene_language(scene_id: str, layout: RoomLayout, rng: np.random.Generator, 
     for cat, members in by_cat.items():
         if complete[cat]:
             multi.append(
-                _m3(scene_id, cat, [first_id + i for i in members], ann, f"all the {_plural(cat)} in the room.", "mt" if len(members) > 1 else "st_wo_d")
+                _m3(
+                    scene_id,
+                    cat,
+                    [first_id + i for i in members],
+                    ann,
+                    f"all the {_plural(cat)} in the room.",
+                    "mt" if len(members) > 1 else "st_wo_d",
+                )
             )
             ann += 1
         colors = {objs[i].color for i in members}
@@ -171,7 +194,13 @@ def scene_language(scene_id: str, layout: RoomLayout, rng: np.random.Generator, 
         cat = missing[int(rng.integers(len(missing)))]
         multi.append(_m3(scene_id, cat, [], ann, f"the {cat} in the room.", "zt_wo_d"))
     questions, annotations = _sqa3d(scene_id, layout, centers, seen, neighbour, by_cat, complete, rng)
-    return {"scanrefer": scanrefer, "scanqa": scanqa, "multi3drefer": multi, "sqa3d_questions": questions, "sqa3d_annotations": annotations}
+    return {
+        "scanrefer": scanrefer,
+        "scanqa": scanqa,
+        "multi3drefer": multi,
+        "sqa3d_questions": questions,
+        "sqa3d_annotations": annotations,
+    }
 
 
 def _m3(scene_id, cat, ids, ann_id, text, eval_type) -> dict:
@@ -205,9 +234,18 @@ def _sqa3d(scene_id, layout, centers, seen, neighbour, by_cat, complete, rng) ->
         if k % 2 == 0 or not complete[objs[j].category]:
             question, answer = f"what color is the {objs[j].category} in front of me?", objs[j].color
         else:
-            question, answer = f"how many {_plural(objs[j].category)} are in the room?", NUMBER_WORDS[min(len(others), 12)]
+            question, answer = (
+                f"how many {_plural(objs[j].category)} are in the room?",
+                NUMBER_WORDS[min(len(others), 12)],
+            )
         questions.append(
-            {"scene_id": scene_id, "situation": situation, "alternative_situation": [], "question": question, "question_id": qid}
+            {
+                "scene_id": scene_id,
+                "situation": situation,
+                "alternative_situation": [],
+                "question": question,
+                "question_id": qid,
+            }
         )
         annotations.append(
             {

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from tests.helpers import micro_config
-from vidllm.teachers.config import TeacherTrainConfig
-from vidllm.teachers.scenes import SceneFrames, patch_object_labels, pixel_object_index
-from vidllm.teachers.semantic import _dense_name_loss, build_clip_model, train_semantic_teacher
+from vidllm.synthetic.tiny_teachers.scenes import SceneFrames, patch_object_labels, pixel_object_index
+from vidllm.synthetic.tiny_teachers.semantic_teacher import _dense_name_loss, build_clip_model, train_semantic_teacher
+from vidllm.synthetic.tiny_teachers.teacher_config import TeacherTrainConfig
 from vl.tokenizer import build_word_tokenizer
 
 SMALL = {

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from tests.helpers import micro_config
-from vidllm.teachers.build import build_teachers
-from vidllm.teachers.config import TeacherTrainConfig
-from vidllm.training.teachers import load_geometry_teacher, load_semantic_teacher
+from vidllm.synthetic.tiny_teachers.build import build_teachers
+from vidllm.synthetic.tiny_teachers.teacher_config import TeacherTrainConfig
+from vidllm.training.frozen_teachers import load_geometry_teacher, load_semantic_teacher
 
 SMALL = {
     "vision_hidden": 16,
@@ -49,7 +49,7 @@ def test_teachers_train_save_and_load(tmp_path, synthetic_root):
 
 @pytest.mark.slow
 def test_teachers_learn_beyond_their_untrained_start(tmp_path):
-    from vidllm.data.synthetic import SynthParams, generate_dataset
+    from vidllm.synthetic.world import SynthParams, generate_dataset
 
     root = tmp_path / "data"
     generate_dataset(

@@ -18,10 +18,10 @@ import torch
 
 from vidllm.commands import teachers_cmd
 from vidllm.config import VidLLMConfig, config_from_dict, load_config, save_config
-from vidllm.demo.argv import EVAL_BATCH_SIZE, command_line, eval_argvs, fit_argv, synth_command_argv
-from vidllm.demo.settings import DemoSettings
 from vidllm.evaluation.report import write_json
-from vidllm.teachers.config import TeacherTrainConfig
+from vidllm.synthetic.demo.argv import EVAL_BATCH_SIZE, command_line, eval_argvs, fit_argv, synth_command_argv
+from vidllm.synthetic.demo.settings import DemoSettings
+from vidllm.synthetic.tiny_teachers.teacher_config import TeacherTrainConfig
 from vidllm.training.fit import fit, quiet_known_warnings
 
 __all__ = ["run_demo", "STEPS", "stage2_time_limit", "steps_run"]
@@ -187,7 +187,7 @@ def _train(
     """Steps data → teachers → stage 1 → stage 2 (those in ``done`` reused); returns the command of each, the
     argument list it ran. Adds ``steps["stage2_run"]``, the steps stage 2 took."""
     from vidllm.data.datamodule import ensure_synthetic
-    from vidllm.data.synthetic import is_generated
+    from vidllm.synthetic.world import is_generated
 
     out = Path(settings.out)
     commands: dict[str, str] = {}
@@ -243,9 +243,9 @@ def _train(
 def run_demo(settings: DemoSettings) -> dict:
     """Run every step; returns the summary dict (also written to ``<out>/summary.json``)."""
     from vidllm.api import VidLLMPipeline
-    from vidllm.demo.export import export_and_answer
-    from vidllm.demo.report import write_report
     from vidllm.model import VidLLM
+    from vidllm.synthetic.demo.demo_report import write_report
+    from vidllm.synthetic.demo.export import export_and_answer
 
     quiet_known_warnings()
     out = Path(settings.out)

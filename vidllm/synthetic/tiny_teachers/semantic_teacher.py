@@ -10,9 +10,9 @@ vision tower is the stage-1 semantic teacher.
   caption is drawn among the objects covering at least ``min_object_fraction`` of it, weighted by
   visible area).
 * Dense term (``semantic_dense_weight`` > 0): the patch tokens of the feature layer that stage 1
-  distils (:data:`~vidllm.training.teachers.SEMANTIC_FEATURE_LAYER`) pass a linear head into the
+  distils (:data:`~vidllm.training.frozen_teachers.SEMANTIC_FEATURE_LAYER`) pass a linear head into the
   shared embedding space and are classified among the names of the batch's objects; a patch's
-  target is the object covering most of it (:func:`~vidllm.teachers.scenes.patch_object_labels`).
+  target is the object covering most of it (:func:`~vidllm.synthetic.tiny_teachers.scenes.patch_object_labels`).
   Real CLIP patch tokens carry the category of what they show; the frame-level loss alone does not
   teach that to a tiny tower, and the 3D tokens then cannot tell which object they belong to.
 * Held-out figures: image→text accuracy — the fraction of validation frames whose best-scoring
@@ -21,7 +21,7 @@ vision tower is the stage-1 semantic teacher.
   accuracy over all names and over categories (a patch's best name has its object's category).
 
 Output (``<out>/``): ``save_pretrained`` of the ``CLIPModel`` (loadable as a ``CLIPVisionModel``
-by :func:`vidllm.training.teachers.load_semantic_teacher`), its tokenizer, and ``meta.json``.
+by :func:`vidllm.training.frozen_teachers.load_semantic_teacher`), its tokenizer, and ``meta.json``.
 """
 
 from __future__ import annotations
@@ -38,16 +38,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidllm.io import atomic_write
-from vidllm.teachers.config import TeacherTrainConfig
-from vidllm.teachers.loop import train_loop
-from vidllm.teachers.scenes import (
+from vidllm.synthetic.tiny_teachers.loop import train_loop
+from vidllm.synthetic.tiny_teachers.scenes import (
     SceneFrames,
     load_split_scenes,
     object_pixel_counts,
     patch_object_labels,
     pixel_object_index,
 )
-from vidllm.training.teachers import SEMANTIC_FEATURE_LAYER, clip_input_size, clip_pixel_values
+from vidllm.synthetic.tiny_teachers.teacher_config import TeacherTrainConfig
+from vidllm.training.frozen_teachers import SEMANTIC_FEATURE_LAYER, clip_input_size, clip_pixel_values
 
 __all__ = ["visible_objects", "build_clip_model", "evaluate_semantic", "train_semantic_teacher", "SEMANTIC_DIR"]
 

@@ -6,9 +6,9 @@ import torch
 
 from recon.geometry import closed_form_inverse_se3, to_homogeneous
 from recon.losses import normalize_gt_scene
-from vidllm.teachers.config import TeacherTrainConfig
-from vidllm.teachers.geometry import reverse_clips, sample_clips
-from vidllm.teachers.scenes import SceneFrames
+from vidllm.synthetic.tiny_teachers.geometry_teacher import reverse_clips, sample_clips
+from vidllm.synthetic.tiny_teachers.scenes import SceneFrames
+from vidllm.synthetic.tiny_teachers.teacher_config import TeacherTrainConfig
 
 
 def _scene(frames: int = 12) -> SceneFrames:
@@ -79,7 +79,7 @@ def test_config_checks_reverse_fields():
 
 def test_evaluate_geometry_scores_both_orders():
     from tests.recon.test_relative_pose import _model
-    from vidllm.teachers.geometry import evaluate_geometry
+    from vidllm.synthetic.tiny_teachers.geometry_teacher import evaluate_geometry
 
     scene = _scene(6)
     clips = sample_clips([scene], np.random.default_rng(0), batch=1, clip_frames=3, span=6)

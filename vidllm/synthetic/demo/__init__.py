@@ -1,5 +1,5 @@
 """``vidllm demo``: synthetic scenes → teachers → stage 1 → stage 2 → evaluation → export → report."""
 
-from vidllm.demo.settings import DemoSettings
+from vidllm.synthetic.demo.settings import DemoSettings
 
 __all__ = ["DemoSettings"]

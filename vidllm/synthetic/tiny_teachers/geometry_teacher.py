@@ -3,7 +3,7 @@ scratch on the synthetic scenes' GT depth and camera poses with :class:`recon.lo
 
 Its sizes are the student's (``encoder`` and ``recon`` of a :class:`~vidllm.config.VidLLMConfig`,
 ``encoder.kind: dinov2``), so the saved file both gives the stage-1 geometry teacher
-(:func:`vidllm.training.teachers.load_geometry_teacher`, its ``aggregator.patch_embed``) and
+(:func:`vidllm.training.frozen_teachers.load_geometry_teacher`, its ``aggregator.patch_embed``) and
 initialises the student's encoder + reconstruction branch through the VGGT loader.
 
 Output (``<out>/``): ``model.pt`` — weights only, official VGGT key layout
@@ -35,9 +35,9 @@ from recon.vggt_loader import save_vggt_state_dict
 from vidllm.config import VidLLMConfig
 from vidllm.io import atomic_write
 from vidllm.metrics.recon import depth_metrics, pose_metrics_from_errors, relative_pose_errors
-from vidllm.teachers.config import TeacherTrainConfig
-from vidllm.teachers.loop import train_loop
-from vidllm.teachers.scenes import SceneFrames, clip_windows, load_split_scenes
+from vidllm.synthetic.tiny_teachers.loop import train_loop
+from vidllm.synthetic.tiny_teachers.scenes import SceneFrames, clip_windows, load_split_scenes
+from vidllm.synthetic.tiny_teachers.teacher_config import TeacherTrainConfig
 
 __all__ = [
     "geometry_configs",
@@ -129,7 +129,7 @@ def reverse_clips(clips: dict[str, Tensor]) -> dict[str, Tensor]:
 
 
 def eval_clips(scenes: list[SceneFrames], clip_frames: int, span: int, per_scene: int) -> dict[str, Tensor]:
-    """The fixed held-out clips (:func:`vidllm.teachers.scenes.clip_windows` per scene), stacked as in :func:`sample_clips`."""
+    """The fixed held-out clips (:func:`vidllm.synthetic.tiny_teachers.scenes.clip_windows` per scene), stacked as in :func:`sample_clips`."""
     picks = [(i, f) for i, s in enumerate(scenes) for f in clip_windows(s.num_frames, span, clip_frames, per_scene)]
     return _stack(scenes, picks)
 

@@ -11,9 +11,9 @@ import pytest
 
 from vidllm.data import load_scannet_scene, read_label_map, read_multi3drefer, read_scanqa, read_scanrefer, read_sqa3d
 from vidllm.data.scannet_io import read_depth, read_mesh_vertices, read_split
-from vidllm.data.synthetic import SynthParams, generate_dataset, scene_id_of
-from vidllm.data.synthetic_layout import make_layout
-from vidllm.data.synthetic_text import scene_language
+from vidllm.synthetic.layout import make_layout
+from vidllm.synthetic.text import scene_language
+from vidllm.synthetic.world import SynthParams, generate_dataset, scene_id_of
 
 
 def _scenes(root):
@@ -54,7 +54,9 @@ def test_unprojected_depth_lands_on_mesh(synthetic_root):
         vertices, _ = read_mesh_vertices(scene.mesh_path)
         mesh = o3d.io.read_triangle_mesh(str(scene.mesh_path))
         raycast = o3d.t.geometry.RaycastingScene()
-        raycast.add_triangles(o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(np.asarray(mesh.triangles).astype(np.uint32)))
+        raycast.add_triangles(
+            o3d.core.Tensor(vertices.astype(np.float32)), o3d.core.Tensor(np.asarray(mesh.triangles).astype(np.uint32))
+        )
         k = scene.intrinsic_depth
         for i in np.nonzero(scene.valid)[0]:
             depth = read_depth(scene.depth_path(scene.frame_ids[i]), scene.depth_hw())
@@ -108,7 +110,9 @@ def test_language_has_unique_and_multiple_cases_and_all_question_kinds():
         counts = defaultdict(int)
         for o in layout.objects:
             counts[labels.scanrefer_class(o.category)] += 1
-        flags |= {"unique" if counts[labels.scanrefer_class(r["object_name"])] == 1 else "multiple" for r in lang["scanrefer"]}
+        flags |= {
+            "unique" if counts[labels.scanrefer_class(r["object_name"])] == 1 else "multiple" for r in lang["scanrefer"]
+        }
         questions += [q["question"] for q in lang["scanqa"]]
     assert flags == {"unique", "multiple"}
     for kind in ("what color", "how many", "where is", "which is bigger"):
@@ -136,7 +140,8 @@ def test_cli_synth(tmp_path, capsys):
     from vidllm.cli import main
 
     out = tmp_path / "s"
-    assert main(["synth", "--out", str(out), "--scenes", "2", "--frames", "3", "--width", "56", "--height", "42", "--workers", "1"]) == 0
+    size = ["--frames", "3", "--width", "56", "--height", "42"]
+    assert main(["synth", "--out", str(out), "--scenes", "2", *size, "--workers", "1"]) == 0
     assert _scenes(out) == ["scene0000_00", "scene0001_00"]
     scene = load_scannet_scene(out / "scans" / "scene0001_00")
     assert scene.depth_hw() == (30, 40)
@@ -147,7 +152,7 @@ def test_cli_synth(tmp_path, capsys):
 @pytest.mark.slow
 def _names_after(text: str, marker: str) -> list[str]:
     """'<colour> <category>' phrases that follow ``marker`` in ``text`` (e.g. 'next to the ')."""
-    from vidllm.data.synthetic_layout import CATEGORIES, PALETTE
+    from vidllm.synthetic.layout import CATEGORIES, PALETTE
 
     found = []
     for part in text.split(marker)[1:]:
@@ -159,7 +164,7 @@ def _names_after(text: str, marker: str) -> list[str]:
 
 
 def test_language_is_only_about_visible_objects_and_derivable():
-    from vidllm.data.synthetic_text import NUMBER_WORDS, wall_phrase
+    from vidllm.synthetic.text import NUMBER_WORDS, wall_phrase
 
     kinds, m3_kinds = set(), set()
     for index in range(16):
@@ -170,7 +175,8 @@ def test_language_is_only_about_visible_objects_and_derivable():
         lang = scene_language(scene_id_of(index), layout, rng, visible)
         vis_ids = {first + i for i in np.nonzero(visible)[0]}
         vis_names = {f"{layout.objects[i].color} {layout.objects[i].category}" for i in np.nonzero(visible)[0]}
-        assert {int(r["object_id"]) for r in lang["scanrefer"]} == vis_ids  # every visible object is described, no other
+        # every visible object is described, no other
+        assert {int(r["object_id"]) for r in lang["scanrefer"]} == vis_ids
         for r in lang["scanqa"]:
             assert set(r["object_ids"]) <= vis_ids
         for r in lang["multi3drefer"]:
@@ -186,7 +192,8 @@ def test_language_is_only_about_visible_objects_and_derivable():
             if q["question"].startswith("how many"):
                 cat = layout.objects[members[0]].category
                 everyone = [i for i, o in enumerate(layout.objects) if o.category == cat]
-                assert sorted(members) == everyone and visible[everyone].all()  # only when the clip shows every instance
+                # only when the clip shows every instance
+                assert sorted(members) == everyone and visible[everyone].all()
                 assert q["answers"] == [NUMBER_WORDS[len(everyone)]]
             if q["question"].startswith("where is"):
                 o = layout.objects[members[0]]

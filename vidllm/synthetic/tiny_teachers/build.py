@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from vidllm.config import VidLLMConfig, load_config
-from vidllm.teachers.config import TeacherTrainConfig
+from vidllm.synthetic.tiny_teachers.teacher_config import TeacherTrainConfig
 
 __all__ = ["build_teachers", "default_teacher_paths"]
 
@@ -30,8 +30,8 @@ def build_teachers(
     from dataclasses import replace
 
     from vidllm.data.datamodule import ensure_synthetic
-    from vidllm.teachers.geometry import train_geometry_teacher
-    from vidllm.teachers.semantic import train_semantic_teacher
+    from vidllm.synthetic.tiny_teachers.geometry_teacher import train_geometry_teacher
+    from vidllm.synthetic.tiny_teachers.semantic_teacher import train_semantic_teacher
 
     cfg = config if isinstance(config, VidLLMConfig) else load_config(config)
     data_cfg = replace(cfg.data, root=str(data_root)) if data_root else cfg.data

@@ -7,7 +7,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel
 from recon.config import AggregatorConfig, CameraHeadConfig, DepthHeadConfig, EncoderConfig, ReconConfig
 from recon.model import ReconstructionModel
 from vidllm.errors import CheckpointError
-from vidllm.training.teachers import load_geometry_teacher, load_semantic_teacher
+from vidllm.training.frozen_teachers import load_geometry_teacher, load_semantic_teacher
 
 TINY_ENC = EncoderConfig(hidden_size=32, num_layers=2, num_heads=2, pretrain_image_size=56, intermediate_layers=[0, 1])
 TINY_RECON = ReconConfig(

@@ -23,7 +23,7 @@ def teachers_to_build(cfg: VidLLMConfig) -> list[str]:
     missing = [v for v in needed if not Path(v).exists()]
     if not missing or cfg.data.source != "synthetic":
         return []
-    from vidllm.teachers.build import default_teacher_paths
+    from vidllm.synthetic.tiny_teachers.build import default_teacher_paths
 
     layout = {str(p) for p in default_teacher_paths(_teacher_dir(missing)).values()}
     if any(str(Path(v)) not in layout for v in missing):
@@ -42,7 +42,7 @@ def ensure_teachers(cfg: VidLLMConfig) -> None:
     missing = teachers_to_build(cfg)
     if not missing:
         return
-    from vidllm.teachers.build import build_teachers
+    from vidllm.synthetic.tiny_teachers.build import build_teachers
 
     out = _teacher_dir(missing)
     print(

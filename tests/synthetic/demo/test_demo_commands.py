@@ -14,12 +14,12 @@ import pytest
 
 from vidllm.commands import synth_cmd, teachers_cmd
 from vidllm.config import load_config, save_config
-from vidllm.demo import pipeline
-from vidllm.demo.argv import command_line, eval_argvs, fit_argv
-from vidllm.demo.settings import DemoSettings
+from vidllm.synthetic.demo import pipeline
+from vidllm.synthetic.demo.argv import command_line, eval_argvs, fit_argv
+from vidllm.synthetic.demo.settings import DemoSettings
 from vidllm.training.fit_args import parse_fit_args
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _demo(tmp_path, **settings):
@@ -89,7 +89,7 @@ def test_training_steps_report_exactly_the_runs(tmp_path, monkeypatch):
 
 
 def test_synth_command_refuses_settings_it_cannot_express():
-    from vidllm.data.synthetic import SynthParams
+    from vidllm.synthetic.world import SynthParams
 
     with pytest.raises(ValueError, match="jpeg_quality"):
         synth_cmd.synth_argv("out", 3, 0, SynthParams(jpeg_quality=50))

@@ -20,7 +20,7 @@ def demo_fits() -> list[list[str]]:
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, demo_fits):
     from vidllm.cli import main
-    from vidllm.demo import pipeline
+    from vidllm.synthetic.demo import pipeline
 
     out = tmp_path_factory.mktemp("demo")
     real = pipeline.fit
@@ -47,7 +47,7 @@ def test_reported_training_commands_are_the_runs(demo_run, demo_fits):
 
 
 def test_every_step_ran_and_wrote_its_files(demo_run):
-    from vidllm.demo.pipeline import STEPS
+    from vidllm.synthetic.demo.pipeline import STEPS
 
     summary = json.loads((demo_run / "summary.json").read_text())
     assert set(summary["wall_seconds"]) == set(STEPS) - {"report"}
@@ -76,7 +76,7 @@ def test_every_step_ran_and_wrote_its_files(demo_run):
     for picture in summary["pictures"].values():
         assert Path(picture).is_file() and Path(picture).name in report
     assert "## Thresholds" in report and "vidllm fit --stage 2" in report
-    from vidllm.demo.report import CHECKS
+    from vidllm.synthetic.demo.demo_report import CHECKS
 
     assert list(summary["thresholds"]) == list(CHECKS)
     for name, check in summary[
