@@ -12,7 +12,14 @@ import torch
 from recon.geometry import depth_to_world_points, project_points
 from vidllm.data import load_scannet_scene
 from vidllm.data.clip import load_clip, output_geometry, resample_depth, resize_crop_intrinsics
-from vidllm.data.sampling import frame_voxel_keys, sample_coverage, sample_segments, sample_stride, sample_uniform, valid_frame_indices
+from vidllm.data.sampling import (
+    frame_voxel_keys,
+    sample_coverage,
+    sample_segments,
+    sample_stride,
+    sample_uniform,
+    valid_frame_indices,
+)
 from vidllm.errors import DataError
 
 
@@ -53,7 +60,11 @@ def test_clip_tensors_and_projection_consistency(synthetic_root):
     s, h, w = 4, 112, 140
     assert clip["images"].shape == (s, 3, h, w) and clip["images"].dtype == torch.float32
     assert 0 <= clip["images"].min() and clip["images"].max() <= 1
-    assert clip["depth"].shape == (s, h, w) and clip["extrinsics"].shape == (s, 3, 4) and clip["intrinsics"].shape == (s, 3, 3)
+    assert (
+        clip["depth"].shape == (s, h, w)
+        and clip["extrinsics"].shape == (s, 3, 4)
+        and clip["intrinsics"].shape == (s, 3, 3)
+    )
     torch.testing.assert_close(clip["extrinsics"][0], torch.eye(4)[:3], atol=1e-5, rtol=0)
     w0 = scene.axis_alignment @ scene.poses_c2w[idx[0]]
     np.testing.assert_allclose(clip["world_from_model"].numpy(), w0, atol=1e-5)

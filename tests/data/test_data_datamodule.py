@@ -41,7 +41,17 @@ def _check_common(batch, b):
     assert batch["gt_boxes"].shape == (b, n, 6) and batch["gt_boxes_mask"].shape == (b, n)
     assert batch["gt_box_ids"].shape == (b, n) and batch["gt_labels"].shape == (b, n)
     torch.testing.assert_close(batch["extrinsics"][:, 0], torch.eye(4)[:3].expand(b, 3, 4), atol=1e-5, rtol=0)
-    for key in ("task", "scene_id", "question", "situation", "description", "answer", "answers", "record_id", "eval_type"):
+    for key in (
+        "task",
+        "scene_id",
+        "question",
+        "situation",
+        "description",
+        "answer",
+        "answers",
+        "record_id",
+        "eval_type",
+    ):
         assert isinstance(batch[key], list) and len(batch[key]) == b
 
 
@@ -53,7 +63,11 @@ def test_batches_of_each_task(synthetic_root, task):
     _check_common(batch, 2)
     assert batch["task"] == [task, task]
     t = batch["target_boxes"].shape[1]
-    assert batch["target_boxes_model"].shape == (2, t, 6) and batch["target_mask"].shape == (2, t) and batch["target_ids"].shape == (2, t)
+    assert (
+        batch["target_boxes_model"].shape == (2, t, 6)
+        and batch["target_mask"].shape == (2, t)
+        and batch["target_ids"].shape == (2, t)
+    )
     if task == "recon":
         assert t == 0 and batch["question"] == ["", ""]
     if task in ("qa", "sqa"):
@@ -107,7 +121,9 @@ def test_datamodule_task_mixing_and_workers(synthetic_root):
 
 def test_coverage_and_stride_sampling_in_dataset(synthetic_root):
     for sampling in ("coverage", "stride"):
-        ds = VidLLMDataset(_cfg(synthetic_root, tasks=["recon"], task_weights=[1.0], frame_sampling=sampling, frame_stride=2), "train")
+        ds = VidLLMDataset(
+            _cfg(synthetic_root, tasks=["recon"], task_weights=[1.0], frame_sampling=sampling, frame_stride=2), "train"
+        )
         item = ds[0]
         ids = item["frame_ids"].tolist()
         assert len(ids) == S and ids == sorted(ids)
@@ -129,9 +145,12 @@ def test_unknown_scene_in_scanrefer_record(synthetic_root, tmp_path):
     records[3]["scene_id"] = "scene0777_00"
     (tmp_path / "ScanRefer_filtered_train.json").write_text(json.dumps(records))
     with pytest.raises(
-        DataError, match=r"ScanRefer_filtered_train.json: record 3: field 'scene_id' = 'scene0777_00' names an unknown scene"
+        DataError,
+        match=r"ScanRefer_filtered_train.json: record 3: field 'scene_id' = 'scene0777_00' names an unknown scene",
     ):
-        VidLLMDataset(_cfg(synthetic_root, scanrefer_dir=str(tmp_path), tasks=["grounding"], task_weights=[1.0]), "train")
+        VidLLMDataset(
+            _cfg(synthetic_root, scanrefer_dir=str(tmp_path), tasks=["grounding"], task_weights=[1.0]), "train"
+        )
 
 
 def test_synthetic_default_is_generated_into_empty_root(tmp_path):
@@ -169,19 +188,45 @@ def test_multi3drefer_grounding_with_zero_and_many_targets(synthetic_root, tmp_p
     # the tiny scenes show few objects (only visible ones are asked about): add a many-target record of two GT objects
     records = json.loads((synthetic_root / "annotations" / "multi3drefer_train.json").read_text())
     gt = json.loads((synthetic_root / "synthetic_gt" / "scene0000_00.json").read_text())
-    records.append({"scene_id": "scene0000_00", "object_name": "thing", "object_ids": [o["object_id"] for o in gt["objects"][:2]],
-                    "ann_id": 999, "description": "the two things.", "eval_type": "mt"})
+    records.append(
+        {
+            "scene_id": "scene0000_00",
+            "object_name": "thing",
+            "object_ids": [o["object_id"] for o in gt["objects"][:2]],
+            "ann_id": 999,
+            "description": "the two things.",
+            "eval_type": "mt",
+        }
+    )
     (tmp_path / "multi3drefer_train.json").write_text(json.dumps(records))
-    ds = VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0], grounding_source="multi3drefer", multi3drefer_dir=str(tmp_path)),
-                       "train")
+    ds = VidLLMDataset(
+        _cfg(
+            synthetic_root,
+            tasks=["grounding"],
+            task_weights=[1.0],
+            grounding_source="multi3drefer",
+            multi3drefer_dir=str(tmp_path),
+        ),
+        "train",
+    )
     kinds = [rec.eval_type for _, rec in ds.samples]
     zero, many = kinds.index("zt_wo_d" if "zt_w_d" not in kinds else "zt_w_d"), kinds.index("mt")
     batch = collate_clips([ds[zero], ds[many]])
     assert batch["eval_type"] == [kinds[zero], "mt"]
     assert batch["target_mask"].sum(1).tolist() == [0, 2]
-    both = VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0], grounding_source="both", multi3drefer_dir=str(tmp_path)),
-                         "train")
-    assert len(both) == len(ds) + len(VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0]), "train"))
+    both = VidLLMDataset(
+        _cfg(
+            synthetic_root,
+            tasks=["grounding"],
+            task_weights=[1.0],
+            grounding_source="both",
+            multi3drefer_dir=str(tmp_path),
+        ),
+        "train",
+    )
+    assert len(both) == len(ds) + len(
+        VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0]), "train")
+    )
 
 
 def test_split_naming_a_missing_scene_folder(synthetic_root, tmp_path):
@@ -195,7 +240,13 @@ def test_split_naming_a_missing_scene_folder(synthetic_root, tmp_path):
 def test_draws_of_one_sample_differ_but_each_key_is_one_item(synthetic_root):
     from vidllm.data.resumable import draw_key
 
-    cfg = _cfg(synthetic_root, tasks=["recon", "qa"], task_weights=[1.0, 1.0], frame_sampling="segment", answer_sampling="random")
+    cfg = _cfg(
+        synthetic_root,
+        tasks=["recon", "qa"],
+        task_weights=[1.0, 1.0],
+        frame_sampling="segment",
+        answer_sampling="random",
+    )
     train = VidLLMDataset(cfg, "train", deterministic=False)
     n = len(train)
     clips = {tuple(train[draw_key(0, d, n)]["frame_ids"].tolist()) for d in range(1, 13)}
@@ -209,7 +260,9 @@ def test_draws_of_one_sample_differ_but_each_key_is_one_item(synthetic_root):
     drawn = {train[draw_key(multi, d, n)]["answer"] for d in range(1, 40)}
     assert drawn == set(refs)
     assert val[draw_key(multi, 5, n)]["answer"] == refs[0]
-    first = VidLLMDataset(_cfg(synthetic_root, tasks=["recon", "qa"], task_weights=[1.0, 1.0]), "train", deterministic=False)
+    first = VidLLMDataset(
+        _cfg(synthetic_root, tasks=["recon", "qa"], task_weights=[1.0, 1.0]), "train", deterministic=False
+    )
     assert {first[draw_key(multi, d, n)]["answer"] for d in range(1, 10)} == {refs[0]}  # answer_sampling 'first'
 
 
@@ -240,10 +293,17 @@ def test_reversed_training_draws(synthetic_root):
     centres = rev["target_boxes_model"][:, :3].double() @ wfm[:3, :3].T + wfm[:3, 3]
     torch.testing.assert_close(centres.float(), rev["target_boxes"][:, :3], atol=1e-4, rtol=0)
     model_from_world = torch.from_numpy(np.linalg.inv(c2w[0]))
-    torch.testing.assert_close(transform_boxes(rev["target_boxes"].double(), model_from_world).float(), rev["target_boxes_model"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        transform_boxes(rev["target_boxes"].double(), model_from_world).float(),
+        rev["target_boxes_model"],
+        atol=1e-4,
+        rtol=0,
+    )
     assert not torch.allclose(rev["target_boxes_model"], fwd["target_boxes_model"], atol=1e-3)  # another model frame
     # reverse_prob 0.5: deterministic per key, both orders over the draws, never in evaluation
-    half = VidLLMDataset(_cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0], reverse_prob=0.5), "train", deterministic=False)
+    half = VidLLMDataset(
+        _cfg(synthetic_root, tasks=["grounding"], task_weights=[1.0], reverse_prob=0.5), "train", deterministic=False
+    )
     flags = [half.reversed_draw(0, d) for d in range(40)]
     assert 8 < sum(flags) < 32 and flags == [half.reversed_draw(0, d) for d in range(40)]
     d = flags.index(True)

@@ -53,7 +53,9 @@ def write_scene(root, scene_id="scene0042_00", pose_names=("0", "1", "2", "10"))
     # axisAlignment: rotate 90° about z, then translate (1, 2, 3)
     (scene / f"{scene_id}.txt").write_text("axisAlignment = 0 -1 0 1 1 0 0 2 0 0 1 3 0 0 0 1\nsceneType = Office\n")
     (scene / f"{scene_id}_vh_clean_2.ply").write_text(PLY)
-    (scene / f"{scene_id}_vh_clean_2.0.010000.segs.json").write_text(json.dumps({"segIndices": [5, 5, 9, 12, 12, 30, 30]}))
+    (scene / f"{scene_id}_vh_clean_2.0.010000.segs.json").write_text(
+        json.dumps({"segIndices": [5, 5, 9, 12, 12, 30, 30]})
+    )
     groups = [
         {"id": 0, "objectId": 0, "label": "chair", "segments": [5, 9]},
         {"id": 1, "objectId": 1, "label": "table", "segments": [12]},
@@ -96,9 +98,14 @@ def test_meta_without_alignment_is_identity(tmp_path):
     [
         (lambda d: (d / "scene0042_00.txt").write_text("axisAlignment = 1 2 3\n"), "axisAlignment"),
         (lambda d: (d / "pose" / "2.txt").write_text("1 0 0\n"), r"pose/2.txt.*16 numbers"),
-        (lambda d: (d / "scene0042_00_vh_clean_2.0.010000.segs.json").write_text('{"segIndices": [1, 2]}'), "2 segIndices for a mesh of 7"),
         (
-            lambda d: (d / "scene0042_00.aggregation.json").write_text('{"segGroups": [{"objectId": 0, "label": "chair"}]}'),
+            lambda d: (d / "scene0042_00_vh_clean_2.0.010000.segs.json").write_text('{"segIndices": [1, 2]}'),
+            "2 segIndices for a mesh of 7",
+        ),
+        (
+            lambda d: (d / "scene0042_00.aggregation.json").write_text(
+                '{"segGroups": [{"objectId": 0, "label": "chair"}]}'
+            ),
             r"segGroups\[0\]: field 'segments' missing",
         ),
         (lambda d: (d / "scene0042_00.aggregation.json").write_text("{not json"), "not valid JSON"),
@@ -133,7 +140,14 @@ def test_packaged_label_slice_matches_real_tsv(real_label_map):
 
 # ----------------------------------------------------------------------------- ScanRefer / Scan2Cap
 def _sr(scene, oid, name, ann, text="a thing."):
-    return {"scene_id": scene, "object_id": str(oid), "object_name": name, "ann_id": str(ann), "description": text, "token": text.split()}
+    return {
+        "scene_id": scene,
+        "object_id": str(oid),
+        "object_name": name,
+        "ann_id": str(ann),
+        "description": text,
+        "token": text.split(),
+    }
 
 
 def test_scanrefer_unique_multiple_and_scan2cap(tmp_path, real_label_map):
@@ -149,7 +163,15 @@ def test_scanrefer_unique_multiple_and_scan2cap(tmp_path, real_label_map):
     path = tmp_path / "ScanRefer_filtered_val.json"
     path.write_text(json.dumps(records))
     out = read_scanrefer(path, label_map=real_label_map)
-    assert [r.eval_type for r in out] == ["multiple", "multiple", "multiple", "unique", "multiple", "multiple", "unique"]
+    assert [r.eval_type for r in out] == [
+        "multiple",
+        "multiple",
+        "multiple",
+        "unique",
+        "multiple",
+        "multiple",
+        "unique",
+    ]
     assert out[0].object_id == 1 and out[0].ann_id == 0 and out[0].tokens == ["a", "thing."]
     refs = scan2cap_references(out)
     assert refs[("scene0000_00", 1)] == ["a thing.", "the other text."]
@@ -159,7 +181,10 @@ def test_scanrefer_unique_multiple_and_scan2cap(tmp_path, real_label_map):
 @pytest.mark.parametrize(
     "record, match",
     [
-        ({"scene_id": "scene0000_00", "object_id": "1", "object_name": "chair", "ann_id": "0"}, r"record 1: field 'description' missing"),
+        (
+            {"scene_id": "scene0000_00", "object_id": "1", "object_name": "chair", "ann_id": "0"},
+            r"record 1: field 'description' missing",
+        ),
         (
             {"scene_id": "scene0000_00", "object_id": "x", "object_name": "chair", "ann_id": "0", "description": "d"},
             r"record 1: field 'object_id' must be an integer",
@@ -193,7 +218,13 @@ def test_scanqa_with_and_without_answers(tmp_path):
             "object_ids": [3],
             "object_names": ["cup"],
         },
-        {"scene_id": "scene0000_00", "question_id": "test-scene0000-1", "question": "where is it?", "object_ids": [], "object_names": []},
+        {
+            "scene_id": "scene0000_00",
+            "question_id": "test-scene0000-1",
+            "question": "where is it?",
+            "object_ids": [],
+            "object_names": [],
+        },
     ]
     path = tmp_path / "ScanQA_v1.0_val.json"
     path.write_text(json.dumps(rows))
@@ -216,7 +247,14 @@ def test_multi3drefer(tmp_path):
             "description": "all chairs",
             "eval_type": "mt",
         },
-        {"scene_id": "scene0000_00", "object_name": "bed", "object_ids": [], "ann_id": 1, "description": "the bed", "eval_type": "zt_wo_d"},
+        {
+            "scene_id": "scene0000_00",
+            "object_name": "bed",
+            "object_ids": [],
+            "ann_id": 1,
+            "description": "the bed",
+            "eval_type": "zt_wo_d",
+        },
     ]
     path = tmp_path / "multi3drefer_val.json"
     path.write_text(json.dumps(rows))
@@ -246,7 +284,9 @@ def test_referit3d_csv(tmp_path):
 # ----------------------------------------------------------------------------- SQA3D (real test split)
 def test_sqa3d_real_test_split(shared_data):
     base = shared_data / "sqa3d"
-    records = read_sqa3d(base / "v1_balanced_questions_test_scannetv2.json", base / "v1_balanced_sqa_annotations_test_scannetv2.json")
+    records = read_sqa3d(
+        base / "v1_balanced_questions_test_scannetv2.json", base / "v1_balanced_sqa_annotations_test_scannetv2.json"
+    )
     assert len(records) == 3519
     assert len({r.scene_id for r in records}) == 67
     first = next(r for r in records if r.question_id == 220602000002)
@@ -260,7 +300,9 @@ def test_sqa3d_real_test_split(shared_data):
 def test_sqa3d_missing_annotation(tmp_path):
     q = tmp_path / "q.json"
     a = tmp_path / "a.json"
-    q.write_text(json.dumps({"questions": [{"scene_id": "scene0000_00", "situation": "s", "question": "q", "question_id": 5}]}))
+    q.write_text(
+        json.dumps({"questions": [{"scene_id": "scene0000_00", "situation": "s", "question": "q", "question_id": 5}]})
+    )
     a.write_text(
         json.dumps(
             {
@@ -290,7 +332,13 @@ def test_scannet_split_lists_real(shared_data):
     splits = {name: split_scene_ids(cfg, name) for name in ("train", "val", "test")}
     assert {k: len(v) for k, v in splits.items()} == {"train": 1201, "val": 312, "test": 100}
     assert all(len(set(v)) == len(v) for v in splits.values())
-    assert not set(splits["train"]) & set(splits["val"]) and not set(splits["test"]) & (set(splits["train"]) | set(splits["val"]))
-    assert splits["val"][0] == "scene0011_00" and all(s.startswith("scene") and s[-3] == "_" for v in splits.values() for s in v)
-    questions = json.loads((shared_data / "sqa3d" / "v1_balanced_questions_test_scannetv2.json").read_text())["questions"]
+    assert not set(splits["train"]) & set(splits["val"]) and not set(splits["test"]) & (
+        set(splits["train"]) | set(splits["val"])
+    )
+    assert splits["val"][0] == "scene0011_00" and all(
+        s.startswith("scene") and s[-3] == "_" for v in splits.values() for s in v
+    )
+    questions = json.loads((shared_data / "sqa3d" / "v1_balanced_questions_test_scannetv2.json").read_text())[
+        "questions"
+    ]
     assert {q["scene_id"] for q in questions} <= set(splits["val"])  # SQA3D's test scenes are ScanNet val scenes

@@ -22,7 +22,9 @@ def _rule_of_training(img: np.ndarray, image_size: int, side: str) -> torch.Tens
     return resize_crop_images(t, (rh, rw), (top, left, oh, ow))[0]
 
 
-@pytest.mark.parametrize("hw,image_size,side,resized", [((168, 224), 112, "shorter", (112, 149)), ((480, 640), 518, "longer", (388, 518))])
+@pytest.mark.parametrize(
+    "hw,image_size,side,resized", [((168, 224), 112, "shorter", (112, 149)), ((480, 640), 518, "longer", (388, 518))]
+)
 def test_resize_of_the_reported_cases(hw, image_size, side, resized):
     """The two frames of the report: 224×168 at 112 and ScanNet 640×480 at 518 ('longer') resize alike on every path."""
     rh, rw, _, _, oh, ow = output_geometry(*hw, image_size, side)
@@ -44,7 +46,14 @@ def test_mixed_sizes_cover_the_first_frame():
 @pytest.mark.parametrize("image_size,side", [(70, "shorter"), (95, "longer"), (56, "shorter")])
 def test_same_pixels_on_every_path(synthetic_root, tokenizer, image_size, side):
     """112×84 frames at sizes whose resize is fractional (93.3, 71.25): rounding is where paths used to differ."""
-    cfg = micro_config(**{"data.root": str(synthetic_root), "data.image_size": image_size, "data.resize_side": side, "data.num_frames": 3})
+    cfg = micro_config(
+        **{
+            "data.root": str(synthetic_root),
+            "data.image_size": image_size,
+            "data.resize_side": side,
+            "data.num_frames": 3,
+        }
+    )
     # training: the dataset's clip
     dataset = VidLLMDataset(cfg.data, "val", tasks=["recon"])
     scene_id = dataset.samples[0][1]  # a 'recon' sample is its scene id

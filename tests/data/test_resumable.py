@@ -7,7 +7,9 @@ from vidllm.data.resumable import ResumableDataLoader, ResumableWeightedSampler
 
 def _loader(seed=3):
     data = list(range(40))
-    sampler = ResumableWeightedSampler(torch.rand(40, generator=torch.Generator().manual_seed(0)) + 0.1, num_samples=40, seed=seed)
+    sampler = ResumableWeightedSampler(
+        torch.rand(40, generator=torch.Generator().manual_seed(0)) + 0.1, num_samples=40, seed=seed
+    )
     return ResumableDataLoader(data, batch_size=4, sampler=sampler)
 
 
@@ -63,7 +65,9 @@ def test_resumed_loader_yields_the_same_draw_keys():
     weights = torch.rand(40, generator=torch.Generator().manual_seed(0)) + 0.1
 
     def loader():
-        return ResumableDataLoader(_Echo(range(40)), batch_size=4, sampler=ResumableWeightedSampler(weights, 40, 3, draw_keys=True))
+        return ResumableDataLoader(
+            _Echo(range(40)), batch_size=4, sampler=ResumableWeightedSampler(weights, 40, 3, draw_keys=True)
+        )
 
     full = [x.tolist() for x in loader()]
     first, seen = loader(), []

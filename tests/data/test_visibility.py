@@ -25,7 +25,9 @@ def test_visible_objects_rule_by_hand():
     np.testing.assert_array_equal(visible_objects(counts, 100, 0.10, 2), [True, True, False, False])
     # min_frames 3 of a 3-frame clip is capped at ceil(3 / 2) = 2 frames
     np.testing.assert_array_equal(visible_objects(counts, 100, 0.05, 3), [True, True, True, False])
-    np.testing.assert_array_equal(visible_objects(np.concatenate([counts, np.zeros((3, 4))]), 100, 0.05, 3), [False, False, True, False])
+    np.testing.assert_array_equal(
+        visible_objects(np.concatenate([counts, np.zeros((3, 4))]), 100, 0.05, 3), [False, False, True, False]
+    )
     np.testing.assert_array_equal(visible_objects(counts, 100, 0.09, 1), [True, True, False, True])
     # a 1-frame clip needs that frame
     np.testing.assert_array_equal(visible_objects(counts[:1], 100, 0.10, 2), [True, False, False, False])
@@ -62,7 +64,9 @@ def test_generator_visibility_matches_depth_and_boxes(synthetic_root):
         gt = json.loads((synthetic_root / "synthetic_gt" / f"{scene_id}.json").read_text())
         scene = clips.scene(scene_id)
         clip = clips.clip(scene_id)
-        assert clip["frame_ids"].tolist() == gt["visibility"]["clip_frames"]  # the generator asks about the model's uniform clip
+        assert (
+            clip["frame_ids"].tolist() == gt["visibility"]["clip_frames"]
+        )  # the generator asks about the model's uniform clip
         seen = clip_visible_ids(clip, scene.objects.object_ids, scene.objects.boxes)
         for obj in gt["objects"]:
             total += 1

@@ -185,7 +185,9 @@ def unique_multiple_flags(records: list[ScanReferRecord], label_map: LabelMap) -
     for scene_id, objects in classes_per_scene.items():
         for cls in objects.values():
             counts[(scene_id, cls)] += 1
-    return ["unique" if counts[(r.scene_id, label_map.scanrefer_class(r.object_name))] == 1 else "multiple" for r in records]
+    return [
+        "unique" if counts[(r.scene_id, label_map.scanrefer_class(r.object_name))] == 1 else "multiple" for r in records
+    ]
 
 
 def read_scanrefer(
@@ -199,7 +201,11 @@ def read_scanrefer(
     for index, raw in enumerate(data):
         f = _Fields(path, index, raw, scene_ids)
         tokens = f.list("token", str, default=[])
-        records.append(ScanReferRecord(f.scene(), f.int("object_id"), f.str("object_name"), f.int("ann_id"), f.str("description"), tokens))
+        records.append(
+            ScanReferRecord(
+                f.scene(), f.int("object_id"), f.str("object_name"), f.int("ann_id"), f.str("description"), tokens
+            )
+        )
     labels = label_map if isinstance(label_map, LabelMap) else read_label_map(label_map)
     for rec, flag in zip(records, unique_multiple_flags(records, labels)):
         rec.eval_type = flag
@@ -299,7 +305,11 @@ def read_multi3drefer(path: str | os.PathLike, scene_ids: Collection[str] | None
         if eval_type not in MULTI3DREFER_EVAL_TYPES:
             f.fail("eval_type", f"= {eval_type!r}; expected one of {list(MULTI3DREFER_EVAL_TYPES)}")
         object_ids = f.list("object_ids", int)
-        records.append(Multi3DReferRecord(f.scene(), f.str("object_name"), object_ids, f.int("ann_id"), f.str("description"), eval_type))
+        records.append(
+            Multi3DReferRecord(
+                f.scene(), f.str("object_name"), object_ids, f.int("ann_id"), f.str("description"), eval_type
+            )
+        )
     return records
 
 
@@ -333,7 +343,13 @@ def read_referit3d_csv(path: str | os.PathLike, scene_ids: Collection[str] | Non
             extra = {k: v for k, v in row.items() if k not in _REFERIT_REQUIRED and k != "tokens" and k is not None}
             records.append(
                 ReferIt3DRecord(
-                    f.scene("scan_id"), f.int("target_id"), f.str("utterance"), f.str("stimulus_id"), f.str("instance_type"), tokens, extra
+                    f.scene("scan_id"),
+                    f.int("target_id"),
+                    f.str("utterance"),
+                    f.str("stimulus_id"),
+                    f.str("instance_type"),
+                    tokens,
+                    extra,
                 )
             )
     return records

@@ -27,12 +27,20 @@ from vidllm.data.scannet_io import read_color, read_depth
 from vidllm.errors import DataError
 
 __all__ = [
-    "output_geometry", "frame_resize_hw", "preprocess_frames", "resize_crop_intrinsics", "resize_crop_images", "resample_depth",
-    "relative_extrinsics", "load_clip",
+    "output_geometry",
+    "frame_resize_hw",
+    "preprocess_frames",
+    "resize_crop_intrinsics",
+    "resize_crop_images",
+    "resample_depth",
+    "relative_extrinsics",
+    "load_clip",
 ]
 
 
-def output_geometry(height: int, width: int, image_size: int, resize_side: str = "shorter") -> tuple[int, int, int, int, int, int]:
+def output_geometry(
+    height: int, width: int, image_size: int, resize_side: str = "shorter"
+) -> tuple[int, int, int, int, int, int]:
     """Sizes of the resize + centre crop.
 
     Returns:
@@ -45,7 +53,9 @@ def output_geometry(height: int, width: int, image_size: int, resize_side: str =
     return rh, rw, (rh - oh) // 2, (rw - ow) // 2, oh, ow
 
 
-def frame_resize_hw(height: int, width: int, out_hw: tuple[int, int], image_size: int, resize_side: str = "shorter") -> tuple[int, int]:
+def frame_resize_hw(
+    height: int, width: int, out_hw: tuple[int, int], image_size: int, resize_side: str = "shorter"
+) -> tuple[int, int]:
     """Size one frame is resized to before its centre crop to ``out_hw``.
 
     A frame whose own :func:`output_geometry` gives ``out_hw`` (every frame of a clip of one size) uses
@@ -96,15 +106,21 @@ def resize_crop_intrinsics(
     return k
 
 
-def resize_crop_images(images: torch.Tensor, resized_hw: tuple[int, int], crop: tuple[int, int, int, int]) -> torch.Tensor:
+def resize_crop_images(
+    images: torch.Tensor, resized_hw: tuple[int, int], crop: tuple[int, int, int, int]
+) -> torch.Tensor:
     """``[S, 3, H, W]`` float in [0, 1] → resized (bilinear, antialias) and cropped ``[S, 3, oh, ow]``."""
     top, left, oh, ow = crop
     if tuple(images.shape[-2:]) != tuple(resized_hw):
-        images = F.interpolate(images, size=resized_hw, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+        images = F.interpolate(images, size=resized_hw, mode="bilinear", align_corners=False, antialias=True).clamp_(
+            0, 1
+        )
     return images[..., top : top + oh, left : left + ow].contiguous()
 
 
-def resample_depth(depth: torch.Tensor, k_depth: np.ndarray, k_out: np.ndarray, out_hw: tuple[int, int]) -> torch.Tensor:
+def resample_depth(
+    depth: torch.Tensor, k_depth: np.ndarray, k_out: np.ndarray, out_hw: tuple[int, int]
+) -> torch.Tensor:
     """Nearest-neighbour resampling of depth ``[S, Hd, Wd]`` into the output camera ``[S, oh, ow]``.
 
     The two cameras share centre and orientation and differ only in intrinsics.

@@ -46,5 +46,7 @@ def annotation_corpus(cfg: DataConfig, splits: tuple[str, ...] = ("train", "val"
             for name, record in dataset.samples:
                 texts.extend(record_texts(name, record))
     if not texts:
-        raise DataError(f"{cfg.root}: no annotation text found for splits {list(splits)} (needed to build the word-level tokenizer)")
+        raise DataError(
+            f"{cfg.root}: no annotation text found for splits {list(splits)} (needed to build the word-level tokenizer)"
+        )
     return texts

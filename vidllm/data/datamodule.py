@@ -57,9 +57,9 @@ from torch.utils.data import DataLoader
 from vidllm.config import DataConfig
 from vidllm.data.dataset import VidLLMDataset
 from vidllm.data.resumable import ResumableDataLoader, ResumableWeightedSampler
-from vidllm.synthetic.world import SynthParams, generate_dataset, is_generated
 from vidllm.errors import DataError
 from vidllm.io import atomic_dir
+from vidllm.synthetic.world import SynthParams, generate_dataset, is_generated
 
 __all__ = ["VidLLMDataModule", "collate_clips", "ensure_synthetic", "synthetic_params"]
 
@@ -136,7 +136,9 @@ def ensure_synthetic(cfg: DataConfig) -> Path:
     if is_generated(root) or (scans.is_dir() and any(scans.iterdir())):
         return root
     if root.exists() and any(root.iterdir()):
-        raise DataError(f"{root}: data.root is not empty but holds no scenes under scans/; choose an empty or missing folder")
+        raise DataError(
+            f"{root}: data.root is not empty but holds no scenes under scans/; choose an empty or missing folder"
+        )
     params = synthetic_params(cfg)
     log.info("generating %d synthetic scenes into %s", cfg.synthetic_scenes, root)
     with atomic_dir(root) as tmp:  # root is missing or empty here: replacing it loses nothing
@@ -159,7 +161,9 @@ class VidLLMDataModule(L.LightningDataModule):
         if self.cfg.source == "synthetic":
             ensure_synthetic(self.cfg)
         elif not (Path(self.cfg.root) / "scans").is_dir():
-            raise DataError(f"{Path(self.cfg.root) / 'scans'}: ScanNet scene folders not found (data.root with data.source = scannet)")
+            raise DataError(
+                f"{Path(self.cfg.root) / 'scans'}: ScanNet scene folders not found (data.root with data.source = scannet)"
+            )
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
@@ -185,14 +189,21 @@ class VidLLMDataModule(L.LightningDataModule):
             sampler=sampler,
             shuffle=False,
             num_workers=workers,
-            collate_fn=collate_clips if self.processor is None else functools.partial(collate_clips, processor=self.processor),
+            collate_fn=collate_clips
+            if self.processor is None
+            else functools.partial(collate_clips, processor=self.processor),
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
-        sampler = ResumableWeightedSampler(self.task_sample_weights(self.train_set), num_samples=len(self.train_set), seed=self.cfg.seed, draw_keys=True)
+        sampler = ResumableWeightedSampler(
+            self.task_sample_weights(self.train_set),
+            num_samples=len(self.train_set),
+            seed=self.cfg.seed,
+            draw_keys=True,
+        )
         return self._loader(self.train_set, sampler)
 
     def val_dataloader(self) -> DataLoader:

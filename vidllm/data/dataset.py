@@ -24,11 +24,25 @@ from torch.utils.data import Dataset
 
 from recon.geometry import closed_form_inverse_se3, transform_boxes
 from vidllm.config import DataConfig
-from vidllm.data.annotations import Multi3DReferRecord, read_multi3drefer, read_scanqa, read_scanrefer, read_sqa3d, scan2cap_references
+from vidllm.data.annotations import (
+    Multi3DReferRecord,
+    read_multi3drefer,
+    read_scanqa,
+    read_scanrefer,
+    read_sqa3d,
+    scan2cap_references,
+)
 from vidllm.data.clip import load_clip
 from vidllm.data.labels import read_label_map
 from vidllm.data.resumable import split_draw_key
-from vidllm.data.sampling import frame_voxel_keys, sample_coverage, sample_segments, sample_stride, sample_uniform, valid_frame_indices
+from vidllm.data.sampling import (
+    frame_voxel_keys,
+    sample_coverage,
+    sample_segments,
+    sample_stride,
+    sample_uniform,
+    valid_frame_indices,
+)
 from vidllm.data.scannet import ScanNetScene, load_scannet_scene
 from vidllm.data.scannet_io import read_depth, read_split
 from vidllm.errors import DataError
@@ -68,7 +82,9 @@ class VidLLMDataset(Dataset):
         self.scene_ids = split_scene_ids(cfg, split)
         missing = [s for s in self.scene_ids if not (self.root / "scans" / s).is_dir()]
         if missing:
-            raise DataError(f"{self.root / 'scans'}: {len(missing)} scene folder(s) of split '{split}' not found, e.g. {missing[:3]}")
+            raise DataError(
+                f"{self.root / 'scans'}: {len(missing)} scene folder(s) of split '{split}' not found, e.g. {missing[:3]}"
+            )
         self.label_map_path = cfg.label_map
         known = set(self.scene_ids)
         ann = self.root / "annotations"
@@ -119,7 +135,9 @@ class VidLLMDataset(Dataset):
     def scene(self, scene_id: str) -> ScanNetScene:
         """The loaded scene (cached per process)."""
         if scene_id not in self._scenes:
-            self._scenes[scene_id] = load_scannet_scene(self.root / "scans" / scene_id, label_map=read_label_map(self.label_map_path))
+            self._scenes[scene_id] = load_scannet_scene(
+                self.root / "scans" / scene_id, label_map=read_label_map(self.label_map_path)
+            )
         return self._scenes[scene_id]
 
     # ------------------------------------------------------------------ sampling
@@ -129,7 +147,9 @@ class VidLLMDataset(Dataset):
         if self.deterministic:
             return None
         # (seed, index) alone for a plain index's frames: the stride sampler's start of earlier versions
-        return np.random.default_rng([self.cfg.seed, index] if draw == stream == 0 else [self.cfg.seed, index, draw, stream])
+        return np.random.default_rng(
+            [self.cfg.seed, index] if draw == stream == 0 else [self.cfg.seed, index, draw, stream]
+        )
 
     def frame_indices(self, scene: ScanNetScene, index: int, draw: int = 0) -> np.ndarray:
         """Indices into ``scene.frame_ids`` of the clip of sample ``index`` at ``draw`` (``[S]``)."""
@@ -150,7 +170,10 @@ class VidLLMDataset(Dataset):
             pool = np.unique(pool)
             keys = [
                 frame_voxel_keys(
-                    read_depth(scene.depth_path(scene.frame_ids[i])), scene.intrinsic_depth, scene.aligned_c2w[i], cfg.coverage_voxel_size
+                    read_depth(scene.depth_path(scene.frame_ids[i])),
+                    scene.intrinsic_depth,
+                    scene.aligned_c2w[i],
+                    cfg.coverage_voxel_size,
                 )
                 for i in pool  # once per scene, cached
             ]
@@ -175,7 +198,11 @@ class VidLLMDataset(Dataset):
         one drawn from ``(seed, index, draw)``."""
         if not answers:
             return ""
-        rng = self.sample_rng(index, draw, stream=1) if task in ("qa", "sqa") and self.cfg.answer_sampling == "random" else None
+        rng = (
+            self.sample_rng(index, draw, stream=1)
+            if task in ("qa", "sqa") and self.cfg.answer_sampling == "random"
+            else None
+        )
         if rng is None or len(answers) == 1:
             return answers[0]
         return answers[int(rng.integers(len(answers)))]
@@ -190,7 +217,8 @@ class VidLLMDataset(Dataset):
         item.update(self._record_fields(index, draw, scene, item["world_from_model"]))
         if self.cfg.questions_per_clip > 1 and not self.deterministic and task != "recon":
             item["extra_texts"] = [
-                self._record_fields(other, draw, scene, item["world_from_model"]) for other in self.same_scene_records(index, draw)
+                self._record_fields(other, draw, scene, item["world_from_model"])
+                for other in self.same_scene_records(index, draw)
             ]
         return item
 
@@ -218,34 +246,59 @@ class VidLLMDataset(Dataset):
         """Text and target fields of sample ``index`` (the keys of :meth:`__getitem__` besides the clip)."""
         task, rec = self.samples[index]
         scene_id = scene.scene_id
-        text = {"task": task, "question": "", "situation": "", "description": "", "answers": [], "record_id": "", "eval_type": ""}
+        text = {
+            "task": task,
+            "question": "",
+            "situation": "",
+            "description": "",
+            "answers": [],
+            "record_id": "",
+            "eval_type": "",
+        }
         target_ids: list[int] = []
         if task == "qa":
             text.update(question=rec.question, answers=list(rec.answers), record_id=str(rec.question_id))
             target_ids = list(rec.object_ids)
         elif task == "sqa":
-            text.update(situation=rec.situation, question=rec.question, answers=list(rec.answers), record_id=str(rec.question_id))
+            text.update(
+                situation=rec.situation,
+                question=rec.question,
+                answers=list(rec.answers),
+                record_id=str(rec.question_id),
+            )
         elif task == "grounding" and isinstance(rec, Multi3DReferRecord):
             text.update(description=rec.description, record_id=f"{rec.scene_id}|{rec.ann_id}", eval_type=rec.eval_type)
             target_ids = list(rec.object_ids)
         elif task == "grounding":
-            text.update(description=rec.description, record_id=f"{rec.scene_id}|{rec.object_id}|{rec.ann_id}", eval_type=rec.eval_type)
+            text.update(
+                description=rec.description,
+                record_id=f"{rec.scene_id}|{rec.object_id}|{rec.ann_id}",
+                eval_type=rec.eval_type,
+            )
             target_ids = [rec.object_id]
         elif task == "caption":
             (_, object_id), refs = rec
             text.update(answers=list(refs), record_id=f"{scene_id}|{object_id}")
             target_ids = [object_id]
         text["answer"] = self._training_answer(text["answers"], task, index, draw)
-        text.update(self._targets(scene, target_ids, world_from_model, strict=task in ("grounding", "caption"), record=text["record_id"]))
+        text.update(
+            self._targets(
+                scene, target_ids, world_from_model, strict=task in ("grounding", "caption"), record=text["record_id"]
+            )
+        )
         return text
 
-    def _targets(self, scene: ScanNetScene, object_ids: list[int], world_from_model: torch.Tensor, strict: bool, record: str) -> dict:
+    def _targets(
+        self, scene: ScanNetScene, object_ids: list[int], world_from_model: torch.Tensor, strict: bool, record: str
+    ) -> dict:
         rows = []
         for oid in object_ids:
             row = scene.objects.index_of(oid)
             if row < 0:
                 if strict:
-                    raise DataError(f"{scene.path}: record {record}: field 'object_id' = {oid} is not a GT object of the scene")
+                    raise DataError(
+                        f"{scene.path}: record {record}: field 'object_id' = {oid} is not a GT object of the scene"
+                    )
                 continue
             rows.append(row)
         ids = torch.as_tensor([int(scene.objects.object_ids[r]) for r in rows], dtype=torch.long)

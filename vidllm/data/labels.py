@@ -92,7 +92,9 @@ def _read_cached(path: str, mtime: float) -> LabelMap:
             try:
                 nyu_id = int(row["nyu40id"])
             except (TypeError, ValueError):
-                raise DataError(f"{path}: row {index}: field 'nyu40id' = {row['nyu40id']!r} is not an integer") from None
+                raise DataError(
+                    f"{path}: row {index}: field 'nyu40id' = {row['nyu40id']!r} is not an integer"
+                ) from None
             ids[raw] = nyu_id
             classes[raw] = row["nyu40class"]
     return LabelMap(path=path, nyu40id=ids, nyu40class=classes)

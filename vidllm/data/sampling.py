@@ -21,7 +21,14 @@ import logging
 
 import numpy as np
 
-__all__ = ["valid_frame_indices", "sample_uniform", "sample_segments", "sample_stride", "sample_coverage", "frame_voxel_keys"]
+__all__ = [
+    "valid_frame_indices",
+    "sample_uniform",
+    "sample_segments",
+    "sample_stride",
+    "sample_coverage",
+    "frame_voxel_keys",
+]
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +38,9 @@ def valid_frame_indices(valid: np.ndarray, scene_id: str = "") -> np.ndarray:
     valid = np.asarray(valid, dtype=bool)
     skipped = int((~valid).sum())
     if skipped:
-        log.warning("%s: skipped %d of %d frames with invalid (-inf/NaN) poses", scene_id or "scene", skipped, valid.size)
+        log.warning(
+            "%s: skipped %d of %d frames with invalid (-inf/NaN) poses", scene_id or "scene", skipped, valid.size
+        )
     if not valid.any():
         raise ValueError(f"{scene_id or 'scene'}: no frame has a valid pose")
     return np.nonzero(valid)[0]
@@ -70,7 +79,9 @@ def sample_stride(candidates: np.ndarray, num: int, stride: int, start: int = 0)
     return np.asarray(candidates)[pos]
 
 
-def frame_voxel_keys(depth: np.ndarray, intrinsics: np.ndarray, c2w: np.ndarray, voxel: float, step: int = 4) -> np.ndarray:
+def frame_voxel_keys(
+    depth: np.ndarray, intrinsics: np.ndarray, c2w: np.ndarray, voxel: float, step: int = 4
+) -> np.ndarray:
     """Unique voxel keys ``[K]`` (int64) of the points of one depth map (every ``step``-th pixel).
 
     Args:
@@ -80,7 +91,9 @@ def frame_voxel_keys(depth: np.ndarray, intrinsics: np.ndarray, c2w: np.ndarray,
     v, u = np.meshgrid(np.arange(0, depth.shape[0], step), np.arange(0, depth.shape[1], step), indexing="ij")
     ok = d > 0
     z = d[ok]
-    cam = np.stack([(u[ok] - intrinsics[0, 2]) / intrinsics[0, 0] * z, (v[ok] - intrinsics[1, 2]) / intrinsics[1, 1] * z, z], -1)
+    cam = np.stack(
+        [(u[ok] - intrinsics[0, 2]) / intrinsics[0, 0] * z, (v[ok] - intrinsics[1, 2]) / intrinsics[1, 1] * z, z], -1
+    )
     world = cam @ c2w[:3, :3].T + c2w[:3, 3]
     cells = np.floor(world / voxel).astype(np.int64) + (1 << 20)
     keys = (cells[:, 0] << 42) | (cells[:, 1] << 21) | cells[:, 2]
@@ -91,7 +104,9 @@ def sample_coverage(candidates: np.ndarray, num: int, voxel_keys: list[np.ndarra
     """Greedy maximum voxel coverage over ``candidates`` (``voxel_keys[i]`` = keys of candidate i)."""
     if len(voxel_keys) != len(candidates):
         raise ValueError(f"sample_coverage: {len(voxel_keys)} voxel sets for {len(candidates)} candidates")
-    all_keys, inverse = np.unique(np.concatenate(voxel_keys) if voxel_keys else np.zeros(0, np.int64), return_inverse=True)
+    all_keys, inverse = np.unique(
+        np.concatenate(voxel_keys) if voxel_keys else np.zeros(0, np.int64), return_inverse=True
+    )
     seen_by = np.zeros((len(candidates), len(all_keys)), dtype=bool)
     rows = np.repeat(np.arange(len(candidates)), [len(k) for k in voxel_keys])
     seen_by[rows, inverse] = True

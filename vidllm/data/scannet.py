@@ -126,7 +126,9 @@ def compute_object_boxes(
         axis_alignment: ``[4, 4]`` M.
     """
     if seg_indices.shape[0] != vertices.shape[0]:
-        raise DataError(f"{source}: segs file has {seg_indices.shape[0]} segIndices for a mesh of {vertices.shape[0]} vertices")
+        raise DataError(
+            f"{source}: segs file has {seg_indices.shape[0]} segIndices for a mesh of {vertices.shape[0]} vertices"
+        )
     aligned = vertices @ axis_alignment[:3, :3].T + axis_alignment[:3, 3]
     keep = [(oid, label, segs) for oid, label, segs in groups if not label_map.is_structural(label)]
     uniq, inverse = np.unique(seg_indices, return_inverse=True)

@@ -74,7 +74,9 @@ def read_meta(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, str]]:
     try:
         values = [float(v) for v in fields["axisAlignment"].split()]
     except ValueError:
-        raise DataError(f"{path}: field 'axisAlignment' is not a list of numbers: {fields['axisAlignment']!r}") from None
+        raise DataError(
+            f"{path}: field 'axisAlignment' is not a list of numbers: {fields['axisAlignment']!r}"
+        ) from None
     if len(values) != 16 or not np.all(np.isfinite(values)):
         raise DataError(f"{path}: field 'axisAlignment' must hold 16 finite numbers (row-major 4x4), got {len(values)}")
     return np.asarray(values, dtype=np.float64).reshape(4, 4), fields
@@ -144,7 +146,9 @@ def read_depth(path: str | os.PathLike, expected_hw: tuple[int, int] | None = No
     if raw.ndim != 2:
         raise DataError(f"{path}: depth image must be single channel, got shape {raw.shape}")
     if expected_hw is not None and tuple(raw.shape) != tuple(expected_hw):
-        raise DataError(f"{path}: depth image is {raw.shape[0]}x{raw.shape[1]} (HxW), expected {expected_hw[0]}x{expected_hw[1]}")
+        raise DataError(
+            f"{path}: depth image is {raw.shape[0]}x{raw.shape[1]} (HxW), expected {expected_hw[0]}x{expected_hw[1]}"
+        )
     return raw.astype(np.float32) / DEPTH_SHIFT
 
 
@@ -172,7 +176,9 @@ def read_aggregation(path: str | os.PathLike) -> list[tuple[int, str, list[int]]
             if key not in group:
                 raise DataError(f"{path}: segGroups[{index}]: field '{key}' missing")
         if not isinstance(group["objectId"], int) or isinstance(group["objectId"], bool):
-            raise DataError(f"{path}: segGroups[{index}]: field 'objectId' must be an integer, got {group['objectId']!r}")
+            raise DataError(
+                f"{path}: segGroups[{index}]: field 'objectId' must be an integer, got {group['objectId']!r}"
+            )
         if not isinstance(group["segments"], list) or not all(isinstance(s, int) for s in group["segments"]):
             raise DataError(f"{path}: segGroups[{index}]: field 'segments' must be a list of integers")
         groups.append((group["objectId"], str(group["label"]), list(group["segments"])))
@@ -191,7 +197,11 @@ def read_mesh_vertices(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]
     if vertices.shape[0] == 0:
         raise DataError(f"{path}: mesh has no vertices (corrupt or not a PLY mesh)")
     colors = np.asarray(mesh.vertex_colors)
-    colors = np.round(colors * 255).astype(np.uint8) if colors.shape == vertices.shape else np.zeros_like(vertices, dtype=np.uint8)
+    colors = (
+        np.round(colors * 255).astype(np.uint8)
+        if colors.shape == vertices.shape
+        else np.zeros_like(vertices, dtype=np.uint8)
+    )
     return vertices, colors
 
 
@@ -209,7 +219,15 @@ def read_split(path: str | os.PathLike) -> list[str]:
         scene_id = line.strip()
         if not scene_id:
             continue
-        if scene_id in (".", "..") or "/" in scene_id or "\\" in scene_id or "\0" in scene_id or Path(scene_id).is_absolute():
-            raise DataError(f"{path}: line {lineno}: {scene_id!r} is not a scene folder name (paths are not allowed in split lists)")
+        if (
+            scene_id in (".", "..")
+            or "/" in scene_id
+            or "\\" in scene_id
+            or "\0" in scene_id
+            or Path(scene_id).is_absolute()
+        ):
+            raise DataError(
+                f"{path}: line {lineno}: {scene_id!r} is not a scene folder name (paths are not allowed in split lists)"
+            )
         ids.append(scene_id)
     return ids

@@ -24,7 +24,15 @@ from torch import Tensor
 
 from recon.geometry import depth_to_world_points
 
-__all__ = ["VISIBLE_MIN_FRACTION", "VISIBLE_MIN_FRAMES", "instance_pixel_counts", "frame_box_masks", "box_pixel_counts", "visible_objects", "clip_visible_ids"]
+__all__ = [
+    "VISIBLE_MIN_FRACTION",
+    "VISIBLE_MIN_FRAMES",
+    "instance_pixel_counts",
+    "frame_box_masks",
+    "box_pixel_counts",
+    "visible_objects",
+    "clip_visible_ids",
+]
 
 VISIBLE_MIN_FRACTION = 0.01
 """Least share of a frame's pixels an object must cover in a frame to count as seen in it."""
@@ -52,8 +60,9 @@ def instance_pixel_counts(instance: np.ndarray, num_objects: int) -> np.ndarray:
     return counts
 
 
-def frame_box_masks(depth: Tensor, extrinsics: Tensor, intrinsics: Tensor, world_from_model: Tensor, boxes: Tensor,
-                    margin: float = 0.02) -> Iterator[Tensor]:
+def frame_box_masks(
+    depth: Tensor, extrinsics: Tensor, intrinsics: Tensor, world_from_model: Tensor, boxes: Tensor, margin: float = 0.02
+) -> Iterator[Tensor]:
     """Per frame, which GT boxes each valid depth pixel lies in: yields ``[H·W, O]`` bool for each of the ``S`` frames
     (every valid pixel lifted to the aligned world and tested against every box grown by ``margin``; one frame at a
     time keeps the ``[H·W, O, 3]`` comparison small). Arguments as in :func:`box_pixel_counts`."""
@@ -68,8 +77,9 @@ def frame_box_masks(depth: Tensor, extrinsics: Tensor, intrinsics: Tensor, world
         yield ((world[s, :, None, :] >= lo) & (world[s, :, None, :] <= hi)).all(-1) & valid[s, :, None]
 
 
-def box_pixel_counts(depth: Tensor, extrinsics: Tensor, intrinsics: Tensor, world_from_model: Tensor, boxes: Tensor,
-                     margin: float = 0.02) -> Tensor:
+def box_pixel_counts(
+    depth: Tensor, extrinsics: Tensor, intrinsics: Tensor, world_from_model: Tensor, boxes: Tensor, margin: float = 0.02
+) -> Tensor:
     """Pixels of each object in each frame from GT depth and GT boxes (see the module docstring).
 
     Args:
@@ -82,11 +92,14 @@ def box_pixel_counts(depth: Tensor, extrinsics: Tensor, intrinsics: Tensor, worl
     boxes = torch.as_tensor(boxes).reshape(-1, 6)
     if boxes.shape[0] == 0:
         return torch.zeros(depth.shape[0], 0, dtype=torch.long)
-    return torch.stack([inside.sum(0) for inside in frame_box_masks(depth, extrinsics, intrinsics, world_from_model, boxes, margin)])
+    return torch.stack(
+        [inside.sum(0) for inside in frame_box_masks(depth, extrinsics, intrinsics, world_from_model, boxes, margin)]
+    )
 
 
-def visible_objects(pixel_counts, image_pixels: int, min_fraction: float = VISIBLE_MIN_FRACTION,
-                    min_frames: int = VISIBLE_MIN_FRAMES) -> np.ndarray:
+def visible_objects(
+    pixel_counts, image_pixels: int, min_fraction: float = VISIBLE_MIN_FRACTION, min_frames: int = VISIBLE_MIN_FRAMES
+) -> np.ndarray:
     """The visibility rule: objects covering ``>= min_fraction`` of ``image_pixels`` in ``>= min_frames`` frames,
     but never in more than half of a short clip's ``F`` frames: ``min(min_frames, ceil(F / 2))`` (a 2-frame clip of a
     sparse scan rarely shows one object twice; the demo's 8-frame clip needs 2).
@@ -101,13 +114,21 @@ def visible_objects(pixel_counts, image_pixels: int, min_fraction: float = VISIB
     if counts.ndim != 2:
         raise ValueError(f"pixel counts must be [F, O], got shape {counts.shape}")
     if image_pixels < 1 or min_frames < 1 or not 0 <= min_fraction <= 1:
-        raise ValueError(f"visibility needs image_pixels >= 1, min_frames >= 1 and min_fraction in [0, 1], got {image_pixels}, {min_frames}, {min_fraction}")
+        raise ValueError(
+            f"visibility needs image_pixels >= 1, min_frames >= 1 and min_fraction in [0, 1], got {image_pixels}, {min_frames}, {min_fraction}"
+        )
     seen = counts >= max(min_fraction * image_pixels, 1e-9)
     return seen.sum(0) >= min(min_frames, -(-counts.shape[0] // 2))
 
 
-def clip_visible_ids(clip: dict, object_ids, boxes, margin: float = 0.02, min_fraction: float = VISIBLE_MIN_FRACTION,
-                     min_frames: int = VISIBLE_MIN_FRAMES) -> set[int]:
+def clip_visible_ids(
+    clip: dict,
+    object_ids,
+    boxes,
+    margin: float = 0.02,
+    min_fraction: float = VISIBLE_MIN_FRACTION,
+    min_frames: int = VISIBLE_MIN_FRAMES,
+) -> set[int]:
     """Ids of the objects visible in a preprocessed clip (:func:`vidllm.data.clip.load_clip`: ``depth``,
     ``extrinsics``, ``intrinsics``, ``world_from_model``), by :func:`box_pixel_counts` and :func:`visible_objects`.
 
@@ -117,7 +138,9 @@ def clip_visible_ids(clip: dict, object_ids, boxes, margin: float = 0.02, min_fr
     ids = [int(i) for i in np.asarray(object_ids).reshape(-1)]
     if not ids:
         return set()
-    counts = box_pixel_counts(clip["depth"], clip["extrinsics"], clip["intrinsics"], clip["world_from_model"], torch.as_tensor(boxes), margin)
+    counts = box_pixel_counts(
+        clip["depth"], clip["extrinsics"], clip["intrinsics"], clip["world_from_model"], torch.as_tensor(boxes), margin
+    )
     h, w = clip["depth"].shape[-2:]
     mask = visible_objects(counts.numpy(), h * w, min_fraction, min_frames)
     return {i for i, keep in zip(ids, mask) if keep}
