@@ -18,15 +18,15 @@ scenes are held out) whose scenes have at least max(``--frames``) frames with va
 For each (mode, S) — in a fresh subprocess (``--inprocess`` to disable) — every scene of ``--split`` gives
 one clip of S frames (the model's data settings with ``data.num_frames = S``: uniform over the frames with
 valid poses, :class:`vidllm.evaluation.clips.SceneClips`), reconstructed once and scored as
-``vidllm/evaluation/recon.py`` scores a forward play:
+``vidllm/evaluation/reconstruction.py`` scores a forward play:
 
 * **AbsRel** — of ``depth_metric`` (after the model's own real-scale alignment, no per-image fit), pooled
-  over the scenes (:func:`vidllm.metrics.recon.depth_metrics`);
-* **RRA@15** — over all frame pairs of every clip (:func:`vidllm.metrics.recon.pose_metrics`; also RTA@15,
+  over the scenes (:func:`vidllm.metrics.recon_metrics.depth_metrics`);
+* **RRA@15** — over all frame pairs of every clip (:func:`vidllm.metrics.recon_metrics.pose_metrics`; also RTA@15,
   AUC@30 in the JSON); only the forward play (the evaluation also scores the reversed play);
 * **F-score** — at 5 cm after 2 cm voxels against the visible part of the scene mesh, the prediction mapped
-  to the world with the clip's GT first pose (:func:`vidllm.evaluation.recon.predicted_world_points`,
-  :func:`vidllm.metrics.recon.pointcloud_metrics`), mean over scenes;
+  to the world with the clip's GT first pose (:func:`vidllm.evaluation.reconstruction.predicted_world_points`,
+  :func:`vidllm.metrics.recon_metrics.pointcloud_metrics`), mean over scenes;
 * **time** — wall-clock seconds of the reconstruction of one video (mean over scenes);
 * **peak** — the extra resident memory of the reconstruction call beyond weights and input (the RSS
   high-water mark of ``benchmarks/_common.py``; max over scenes), and the process's total RSS high-water
@@ -127,8 +127,8 @@ def _measured_call(run, images: torch.Tensor, device: torch.device) -> tuple[dic
 
 def _measure(spec: dict) -> dict:
     from vidllm.api import VidLLMPipeline
-    from vidllm.evaluation.recon import predicted_world_points, sample_mesh, visible_mesh_points
-    from vidllm.metrics.recon import depth_metrics, pointcloud_metrics, pose_metrics
+    from vidllm.evaluation.reconstruction import predicted_world_points, sample_mesh, visible_mesh_points
+    from vidllm.metrics.recon_metrics import depth_metrics, pointcloud_metrics, pose_metrics
 
     device = torch.device(spec["device"])
     model = VidLLMPipeline.from_pretrained(spec["checkpoint"], device=device)

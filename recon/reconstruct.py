@@ -1,48 +1,41 @@
-"""Frames folder → point cloud with a VGGT checkpoint (the reconstruction branch on its own).
-
-    python -m recon.reconstruct --vggt model.pt --frames DIR --out points.ply [--conf-threshold C]
-    python -m recon.reconstruct --vggt model.pt --frames DIR --out points.ply --max-frames 256 --chunk-size 32 --overlap 8 \
-        [--chunk-layout consecutive|anchored]
+"""Frames folder → point cloud with a VGGT-layout model (the reconstruction branch on its own), as library
+functions. recon is a leaf package without an entry point: the command line for a VGGT checkpoint is
+``vidllm export-pointcloud --vggt model.pt --video DIR --out points.ply`` (which reads and preprocesses
+the frames with vidllm's video reader).
 
 Frames (``.jpg/.jpeg/.png/.bmp/.tif/.tiff/.webp``, :data:`recon.files.IMAGE_SUFFIXES`) are sorted
 numerically by file name (``2.jpg`` before ``10.jpg``, :func:`recon.files.numeric_sort_key`)
-and preprocessed as VGGT does: width resized to ``--image-size`` (518), height to the nearest
-multiple of 14 keeping the aspect ratio (bicubic), centre-cropped to at most ``--image-size``.
+and preprocessed as VGGT does: width resized to ``image_size`` (518), height to the nearest
+multiple of 14 keeping the aspect ratio (bicubic), centre-cropped to at most ``image_size``.
 Points are in the model frame (camera of the first frame, VGGT scale); colours come from the
 frames. The PLY is written atomically (temporary file + rename); open3d is imported lazily.
 
-With ``--chunk-size N`` a video of more than ``N`` frames is reconstructed in chunks of ``N`` frames
-sharing ``--overlap`` frames (``--chunk-layout``), aligned by Sim(3) on the shared frames
+With ``chunk_size=N`` a video of more than ``N`` frames is reconstructed in chunks of ``N`` frames
+sharing ``overlap`` frames (``layout``), aligned by Sim(3) on the shared frames
 (:mod:`recon.chunked`): the forward's memory grows with ``N``, not with the frame count.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from recon.chunked import LAYOUTS, check_chunking, chunked_forward
+from recon.chunked import chunked_forward
 from recon.files import IMAGE_SUFFIXES, atomic_write, numeric_sort_key
 from recon.geometry import depth_to_world_points
-
-_log = logging.getLogger("recon.reconstruct")
 
 
 def list_frames(folder: str | Path) -> list[Path]:
     """Image files of ``folder`` sorted numerically by name."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"--frames {folder}: not a directory")
+        raise ValueError(f"frames folder {folder}: not a directory")
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=numeric_sort_key)
     if not files:
-        raise ValueError(f"--frames {folder}: no images with suffix {IMAGE_SUFFIXES}")
+        raise ValueError(f"frames folder {folder}: no images with suffix {IMAGE_SUFFIXES}")
     return files
 
 
@@ -72,7 +65,7 @@ def load_frames(folder: str | Path, image_size: int = 518, max_frames: int | Non
     for p, f in zip(files, frames):
         if f.shape != frames[0].shape:
             raise ValueError(
-                f"--frames: {p.name} preprocesses to {tuple(f.shape[1:])}, but {files[0].name} to {tuple(frames[0].shape[1:])}"
+                f"frames folder {files[0].parent}: {p.name} preprocesses to {tuple(f.shape[1:])}, but {files[0].name} to {tuple(frames[0].shape[1:])}"
             )
     return torch.stack(frames), files
 
@@ -109,111 +102,5 @@ def write_ply(path: str | Path, points: np.ndarray, colors: np.ndarray | None = 
         pcd.colors = o3d.utility.Vector3dVector(np.clip(np.asarray(colors, dtype=np.float64).reshape(-1, 3), 0, 1))
     with atomic_write(path, None) as tmp:
         if not o3d.io.write_point_cloud(str(tmp), pcd, write_ascii=False):
-            raise ValueError(f"--out {path}: open3d could not write the point cloud")
+            raise ValueError(f"{path}: open3d could not write the point cloud")
     return path
-
-
-def _parse_overrides(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--override {item!r}: expected KEY=VALUE (VALUE as JSON)")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            raise ValueError(f"--override {item!r}: VALUE must be JSON (e.g. 16 or [4,11,17,23])") from None
-    return out
-
-
-def add_chunk_arguments(p: argparse.ArgumentParser) -> None:
-    """``--chunk-size`` / ``--overlap`` (long videos: :mod:`recon.chunked`)."""
-    p.add_argument(
-        "--chunk-size",
-        type=int,
-        default=None,
-        help="long videos: reconstruct in chunks of this many frames, aligned by Sim(3) on shared frames "
-        "(default: all frames in one forward)",
-    )
-    p.add_argument(
-        "--overlap",
-        type=int,
-        default=None,
-        help="frames shared by consecutive chunks, or anchor frames in every chunk (default: chunk size // 4, >= 1)",
-    )
-    p.add_argument(
-        "--chunk-layout",
-        choices=LAYOUTS,
-        default=None,
-        help="'consecutive' (default): runs of frames, each aligned to the one before; 'anchored': every chunk "
-        "holds the anchor frames and every G-th other frame, aligned to the first chunk (no drift; for videos "
-        "of one room)",
-    )
-
-
-def chunk_settings(args: argparse.Namespace) -> tuple[int | None, int | None, str]:
-    """``(chunk_size, overlap, layout)`` from :func:`add_chunk_arguments`'s flags (``chunk_size`` None: no chunking)."""
-    layout = args.chunk_layout or "consecutive"
-    if args.chunk_size is None:
-        if args.overlap is not None or args.chunk_layout is not None:
-            raise ValueError("--overlap and --chunk-layout need --chunk-size")
-        return None, None, layout
-    overlap = args.overlap if args.overlap is not None else max(1, args.chunk_size // 4)
-    try:
-        check_chunking(args.chunk_size, overlap, layout)
-    except ValueError as err:
-        raise ValueError(f"--chunk-size {args.chunk_size} --overlap {overlap}: {err}") from None
-    return args.chunk_size, overlap, layout
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m recon.reconstruct", description=__doc__.split("\n\n")[0])
-    p.add_argument("--vggt", required=True, help="official VGGT checkpoint (model.pt or .safetensors)")
-    p.add_argument("--frames", required=True, help="folder of frames (sorted numerically by name)")
-    p.add_argument("--out", required=True, help="output PLY path")
-    p.add_argument(
-        "--conf-threshold",
-        type=float,
-        default=0.0,
-        help="keep points whose depth confidence (1 + exp) is at least this",
-    )
-    p.add_argument("--image-size", type=int, default=518, help="frame width after preprocessing (multiple of 14)")
-    p.add_argument("--max-frames", type=int, default=None, help="sample at most this many frames uniformly")
-    add_chunk_arguments(p)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
-    p.add_argument(
-        "--override",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="loader override, e.g. num_heads=16 or depth_head_layers=[4,11,17,23] (see recon.vggt_loader.VGGT_DEFAULTS)",
-    )
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        from recon.vggt_loader import from_vggt_checkpoint
-
-        if args.image_size % 14:
-            raise ValueError(f"--image-size {args.image_size} must be a multiple of 14")
-        chunk_size, overlap, layout = chunk_settings(args)
-        images, files = load_frames(args.frames, args.image_size, args.max_frames)
-        model = from_vggt_checkpoint(args.vggt, **_parse_overrides(args.override)).to(args.device)
-        points, colors = reconstruct(model, images.to(args.device), args.conf_threshold, chunk_size, overlap, layout)
-        if len(points) == 0:
-            raise ValueError(
-                f"no point has confidence >= --conf-threshold {args.conf_threshold}; nothing written to {args.out}"
-            )
-        write_ply(args.out, points, colors)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    _log.info("wrote %d points from %d frames to %s", len(points), len(files), args.out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

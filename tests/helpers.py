@@ -58,7 +58,7 @@ def micro_config(**overrides):
 
 
 def load_script(relative_path: str):
-    """Import a script that is not in a package (``tools/eval_qa.py``, ``benchmarks/bench_data.py``) as a module."""
+    """Import a script that is not in a package (``benchmarks/bench_data.py``) as a module."""
     import importlib.util
     import sys
 

@@ -39,6 +39,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "generate synthetic scenes in the real ScanNet / ScanRefer / ScanQA formats",
     ),
     "demo": ("vidllm.commands.demo_cmd", "train and evaluate a tiny model end to end on synthetic scenes (CPU)"),
+    "eval": (
+        "vidllm.commands.eval_cmd",
+        "evaluate a saved model on a benchmark, TASK = scanrefer|multi3drefer|scanqa|sqa3d|scan2cap|recon: predictions.json, metrics.json, a table",
+    ),
+    "export-pointcloud": (
+        "vidllm.commands.export_pointcloud_cmd",
+        "video → metric coloured point cloud (PLY), cameras (JSON) and a preview (PNG), with a model or a VGGT checkpoint",
+    ),
+    "export-checkpoint": (
+        "vidllm.commands.export_checkpoint_cmd",
+        "Lightning training checkpoint → save_pretrained model directory",
+    ),
 }
 
 EXIT_USAGE = 2

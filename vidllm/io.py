@@ -1,4 +1,4 @@
-"""Safe file I/O shared by the CLI, tools and weights loading.
+"""Safe file I/O shared by the CLI and weights loading.
 
 * :func:`atomic_write` / :func:`atomic_dir` — write to a temp file (folder) beside the target, then
   ``os.replace`` it, so a crash or kill never leaves a half-written output. Implemented once in

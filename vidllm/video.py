@@ -1,4 +1,4 @@
-"""Reading the ``video`` argument of the Python API and tools into RGB frames.
+"""Reading the ``video`` argument of the Python API and the commands into RGB frames.
 
 Accepted forms (README "Python API"): a path to a video file (``.mp4``, ``.avi``,
 ``.mov``, ``.mkv``, ``.webm``), a folder of images (sorted numerically by the digits in their

@@ -12,7 +12,7 @@ _EXPORTS = {
     "VLBranch": "vl.branch",
     "LanguageModel": "vl.llm",
     "build_tiny_causal_lm": "vl.llm",
-    "GroundingHead": "vl.grounding",
+    "GroundingHead": "vl.grounding_head",
     "patch_world_points": "vl.patches3d",
     "voxel_pool": "vl.pooling",
     "build_word_tokenizer": "vl.tokenizer",

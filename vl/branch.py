@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from vl.config import LLMConfig, VLConfig
 from vl.geo_aux import GeoAuxHeads
-from vl.grounding import GroundingHead, boxes_in_model_frame, boxes_in_world_frame
+from vl.grounding_head import GroundingHead, boxes_in_model_frame, boxes_in_world_frame
 from vl.llm import LanguageModel
 from vl.losses import combine_vl_losses, zero_graph_term
 from vl.patches3d import build_position_embedding, patch_world_points

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vl.grounding import points_in_boxes, points_in_world_frame, pool_tokens_in_boxes
+from vl.grounding_head import points_in_boxes, points_in_world_frame, pool_tokens_in_boxes
 
 __all__ = ["QuestionReadout", "tokens_in_boxes", "localization_loss"]
 

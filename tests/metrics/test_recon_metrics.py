@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from vidllm.metrics.recon import (
+from vidllm.metrics.recon_metrics import (
     abs_rel,
     delta_accuracy,
     depth_metrics,

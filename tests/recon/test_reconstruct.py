@@ -1,9 +1,10 @@
-"""``python -m recon.reconstruct`` on a few tiny generated frames, reading the PLY back with open3d."""
+"""``recon.reconstruct`` (the library functions) on a few tiny generated frames, reading the PLY back with open3d.
+Its command line is ``vidllm export-pointcloud --vggt`` (tests/commands/test_export_pointcloud.py)."""
 
-import subprocess
-import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -12,9 +13,10 @@ try:  # tests/recon is a rootdir-style test folder (no __init__.py); also works 
 except ImportError:  # pragma: no cover
     from tests.recon.vggt_reference import make_vggt_state_dict
 
-from recon.reconstruct import list_frames, main, preprocess_image
+from recon.reconstruct import list_frames, load_frames, preprocess_image, reconstruct, write_ply
+from recon.vggt_loader import from_vggt_checkpoint
 
-OVERRIDES = ["num_heads=4", "camera_num_heads=4", "depth_head_layers=[0,1,1,2]", "encoder_num_heads=4"]
+OVERRIDES = {"num_heads": 4, "camera_num_heads": 4, "depth_head_layers": [0, 1, 1, 2], "encoder_num_heads": 4}
 
 
 def _frames(folder, n=3, size=(60, 45)):
@@ -25,6 +27,12 @@ def _frames(folder, n=3, size=(60, 45)):
     return folder
 
 
+def _model(tmp_path):
+    ckpt = tmp_path / "model.pt"
+    torch.save(make_vggt_state_dict(), ckpt)
+    return from_vggt_checkpoint(ckpt, **OVERRIDES).eval()
+
+
 def test_frames_sorted_numerically_and_vggt_preprocessing(tmp_path):
     folder = _frames(tmp_path / "f")
     assert [p.name for p in list_frames(folder)] == ["1.png", "2.png", "10.png"]
@@ -33,67 +41,49 @@ def test_frames_sorted_numerically_and_vggt_preprocessing(tmp_path):
     assert 0.0 <= img.min() and img.max() <= 1.0
 
 
-def test_cli_writes_ply_open3d_reads_back(tmp_path):
+def test_reconstruct_and_write_ply_open3d_reads_back(tmp_path):
     import open3d as o3d
 
-    folder = _frames(tmp_path / "f")
-    ckpt = tmp_path / "model.pt"
-    torch.save(make_vggt_state_dict(), ckpt)
-    out = tmp_path / "out" / "points.ply"
-    args = ["--vggt", str(ckpt), "--frames", str(folder), "--out", str(out), "--image-size", "56", "--device", "cpu"]
-    for o in OVERRIDES:
-        args += ["--override", o]
-    assert main(args) == 0
+    images, files = load_frames(_frames(tmp_path / "f"), image_size=56)
+    assert images.shape == (3, 3, 42, 56) and [p.name for p in files] == ["1.png", "2.png", "10.png"]
+    model = _model(tmp_path)
+    points, colors = reconstruct(model, images)
+    out = write_ply(tmp_path / "out" / "points.ply", points, colors)
     pcd = o3d.io.read_point_cloud(str(out))
     assert len(pcd.points) == 3 * 42 * 56
     assert pcd.has_colors() and np.isfinite(np.asarray(pcd.points)).all()
     assert [p.name for p in out.parent.iterdir()] == ["points.ply"]  # no temporary left behind
-    kept = main(args + ["--conf-threshold", "1.5"])
-    assert kept == 0 and 0 < len(o3d.io.read_point_cloud(str(out)).points) <= 3 * 42 * 56
-    assert main(args + ["--conf-threshold", "1e30"]) == 2  # nothing passes: clear error, old file kept
-    assert out.exists()
+    kept, _ = reconstruct(model, images, conf_threshold=1.5)  # VGGT's confidence is 1 + exp(.) ≥ 1
+    assert 0 < len(kept) <= 3 * 42 * 56
+    assert len(reconstruct(model, images, conf_threshold=1e30)[0]) == 0
 
 
-def test_cli_errors_are_one_line(tmp_path, capsys):
-    assert main(["--vggt", str(tmp_path / "x.pt"), "--frames", str(tmp_path), "--out", str(tmp_path / "o.ply")]) == 2
-    assert "no images" in capsys.readouterr().err
+def test_frame_folder_errors_name_the_folder(tmp_path):
+    with pytest.raises(ValueError, match="no images"):
+        load_frames(tmp_path)
+    with pytest.raises(ValueError, match="not a directory"):
+        list_frames(tmp_path / "missing")
 
 
-def test_module_entry_point_help():
-    res = subprocess.run(
-        [sys.executable, "-m", "recon.reconstruct", "--help"], capture_output=True, text=True, timeout=60
-    )
-    assert res.returncode == 0 and "--conf-threshold" in res.stdout
-
-
-def test_cli_chunked_long_video(tmp_path, capsys):
-    """--chunk-size: every frame reconstructed; a chunk as long as the video equals the one-forward output."""
-    import open3d as o3d
-
+def test_reconstruct_chunked_long_video(tmp_path):
+    """``chunk_size``: every frame reconstructed; a chunk as long as the video equals the one-forward output."""
     folder = tmp_path / "long"
     folder.mkdir()
     rng = np.random.default_rng(1)
     for i in range(5):
         Image.fromarray(rng.integers(0, 255, (45, 60, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    ckpt = tmp_path / "model.pt"
-    torch.save(make_vggt_state_dict(), ckpt)
-    base = ["--vggt", str(ckpt), "--frames", str(folder), "--image-size", "56", "--device", "cpu"]
-    for o in OVERRIDES:
-        base += ["--override", o]
-    read = lambda p: np.asarray(o3d.io.read_point_cloud(str(p)).points)  # noqa: E731
-    assert main(base + ["--out", str(tmp_path / "full.ply")]) == 0
-    assert main(base + ["--out", str(tmp_path / "one.ply"), "--chunk-size", "8", "--overlap", "2"]) == 0
-    np.testing.assert_array_equal(read(tmp_path / "one.ply"), read(tmp_path / "full.ply"))
-    assert main(base + ["--out", str(tmp_path / "chunks.ply"), "--chunk-size", "3", "--overlap", "1"]) == 0
-    chunked = read(tmp_path / "chunks.ply")
+    images, _ = load_frames(folder, image_size=56)
+    model = _model(tmp_path)
+    full, _ = reconstruct(model, images)
+    one, _ = reconstruct(model, images, chunk_size=8, overlap=2)
+    np.testing.assert_array_equal(one, full)
+    chunked, _ = reconstruct(model, images, chunk_size=3, overlap=1)
     assert chunked.shape == (5 * 42 * 56, 3) and np.isfinite(chunked).all()
-    anchored = ["--chunk-size", "3", "--overlap", "2", "--chunk-layout", "anchored"]
-    assert main(base + ["--out", str(tmp_path / "anchored.ply")] + anchored) == 0
-    assert read(tmp_path / "anchored.ply").shape == (5 * 42 * 56, 3)
-    capsys.readouterr()
-    assert main(base + ["--out", str(tmp_path / "x.ply"), "--chunk-size", "3", "--overlap", "3"]) == 2
-    assert "--chunk-size 3 --overlap 3" in capsys.readouterr().err
-    assert main(base + ["--out", str(tmp_path / "x.ply"), "--overlap", "2"]) == 2
-    assert "--overlap and --chunk-layout need --chunk-size" in capsys.readouterr().err
-    assert main(base + ["--out", str(tmp_path / "x.ply"), "--chunk-layout", "anchored"]) == 2
-    assert not (tmp_path / "x.ply").exists()
+    anchored, _ = reconstruct(model, images, chunk_size=3, overlap=2, layout="anchored")
+    assert anchored.shape == (5 * 42 * 56, 3)
+
+
+def test_recon_is_no_entry_point():
+    """``python -m recon.reconstruct`` is gone: the leaf package has no command line of its own."""
+    source = (Path(__file__).resolve().parents[2] / "recon" / "reconstruct.py").read_text()
+    assert "__main__" not in source and "argparse" not in source

@@ -62,6 +62,22 @@ CASES = {
     "synth-non-empty-out": (["synth", "--out", "{t}/full", "--scenes", "1"], "not empty; pass --force"),
     "synth-zero-scenes": (["synth", "--out", "{t}/new", "--scenes", "0"], "num_scenes must be >= 1"),
     "teachers-missing-config": (["teachers", "--config", "{t}/missing.yaml", "--out", "{t}/teachers"], "missing.yaml"),
+    "eval-missing-checkpoint": (
+        ["eval", "scanrefer", "--checkpoint", "{t}/nope", "--data", "{t}", "--out", "{t}/eval"],
+        "--checkpoint {t}/nope: not a model directory",
+    ),
+    "export-pointcloud-missing-vggt": (
+        ["export-pointcloud", "--vggt", "{t}/nope.pt", "--video", "{t}/full", "--out", "{t}/x.ply", "--device", "cpu"],
+        "nope.pt",
+    ),
+    "export-pointcloud-bad-chunks": (
+        ["export-pointcloud", "--vggt", "{t}/nope.pt", "--video", "{t}/full", "--out", "{t}/x.ply", "--overlap", "2"],
+        "--overlap and --chunk-layout need --chunk-size",
+    ),
+    "export-checkpoint-no-run-config": (
+        ["export-checkpoint", "{t}/run/checkpoints/last.ckpt", "--out", "{t}/exported"],
+        "no config.yaml for {t}/run/checkpoints/last.ckpt",
+    ),
 }
 
 
@@ -78,7 +94,10 @@ def test_bad_input_is_one_line_and_non_zero_exit(files, capsys, case):
 def test_failed_commands_leave_no_partial_output(files, capsys):
     assert main(["synth", "--out", str(files / "new"), "--scenes", "0"]) == 1
     assert main(["synth", "--out", str(files / "full"), "--scenes", "1"]) == 1
+    for case in ("eval-missing-checkpoint", "export-pointcloud-missing-vggt", "export-checkpoint-no-run-config"):
+        assert main([a.format(t=files) for a in CASES[case][0]]) == 1
     capsys.readouterr()
+    assert not [p for p in ("eval", "x.ply", "x.cameras.json", "x.png", "exported") if (files / p).exists()]
     assert not (files / "new").exists()
     assert not list(files.glob(".*tmp*"))
     assert [p.name for p in (files / "full").iterdir()] == ["keep.txt"]

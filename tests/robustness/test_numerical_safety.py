@@ -19,7 +19,7 @@ from vidllm.training.distill import (
     structural_consistency_loss,
 )
 from vl.config import VLConfig
-from vl.grounding import GroundingHead
+from vl.grounding_head import GroundingHead
 from vl.losses import combine_vl_losses
 
 B, S, H, W = 1, 3, 8, 10

@@ -210,20 +210,17 @@ def test_ddp_two_cpu_processes(tmp_path, synthetic_root, teacher_files):
 
 
 def test_export_checkpoint_matches_saved_model(tmp_path, synthetic_root):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("export_checkpoint", ROOT / "tools" / "export_checkpoint.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     args = _tiny_fit(2, synthetic_root, "--out", str(tmp_path / "run"))
     assert main([*args, "--trainer.max_steps", "1"]) == 0
-    assert tool.main([str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "exported")]) == 0
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert main(["export-checkpoint", str(last), "--out", str(tmp_path / "exported")]) == 0
     from safetensors.torch import load_file
 
     a = load_file(str(tmp_path / "exported" / "model.safetensors"))
     b = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert tool.main([str(tmp_path / "nope.ckpt"), "--out", str(tmp_path / "x")]) == 1
+    assert main(["export-checkpoint", str(tmp_path / "nope.ckpt"), "--out", str(tmp_path / "x")]) == 1
+    assert not (tmp_path / "x").exists()
 
 
 def test_resumed_run_has_the_losses_of_an_uninterrupted_run(tmp_path, synthetic_root):

@@ -9,9 +9,9 @@ import torch
 
 from vidllm.errors import DataError
 from vidllm.evaluation.clips import SceneClips, load_proposals
-from vidllm.metrics.captions import MissingExtraError
-from vidllm.metrics.grounding import box_iou
-from vidllm.metrics.scan2cap import scan2cap_key, scan2cap_metrics
+from vidllm.metrics.box_metrics import box_iou
+from vidllm.metrics.dense_caption_metrics import scan2cap_key, scan2cap_metrics
+from vidllm.metrics.ngram_metrics import MissingExtraError
 from vidllm.progress import progress_bar
 from vl.prompts import render_prompt
 
@@ -33,7 +33,7 @@ def evaluate_scan2cap(
     Each GT object is matched to the proposal with the highest IoU (``proposals``: 'gt' or a
     directory of ``<scene_id>.npy``); the caption prompt names that proposal's centre in the model
     frame; the caption counts only if the IoU is ≥ ``iou_threshold``. ``scorer`` replaces
-    pycocoevalcap (see :func:`vidllm.metrics.captions.caption_metrics`).
+    pycocoevalcap (see :func:`vidllm.metrics.ngram_metrics.caption_metrics`).
     """
     if proposals == "none":
         raise DataError("--proposals none: Scan2Cap needs boxes to caption; use 'gt' or a proposal directory")

@@ -11,7 +11,7 @@ import torch
 from vidllm.data.annotations import Multi3DReferRecord
 from vidllm.errors import DataError
 from vidllm.evaluation.clips import SceneClips, load_proposals
-from vidllm.metrics.grounding import box_iou, multi3drefer_f1, scanrefer_accuracy
+from vidllm.metrics.box_metrics import box_iou, multi3drefer_f1, scanrefer_accuracy
 from vidllm.progress import progress_bar
 
 __all__ = ["evaluate_scanrefer", "evaluate_multi3drefer"]
@@ -43,7 +43,7 @@ def evaluate_scanrefer(
     Returns:
         ``predictions`` (per query: ``scene_id, object_id, ann_id, eval_type, description, pred_box,
         gt_box, iou``, boxes ``[cx, cy, cz, dx, dy, dz]`` in the aligned world) and ``metrics``
-        (:func:`~vidllm.metrics.grounding.scanrefer_accuracy` plus ``proposals``, ``chance`` = mean of
+        (:func:`~vidllm.metrics.box_metrics.scanrefer_accuracy` plus ``proposals``, ``chance`` = mean of
         1 / #proposals, and ``chance@0.25``/``chance@0.5`` — the expected Acc@k of picking a proposal
         uniformly at random). Each prediction carries ``target_visible`` (the target is visible in the
         evaluated clip: :meth:`SceneClips.visible_ids`); ``metrics["visible"]`` holds the same figures

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from vl.grounding import boxes_in_model_frame
+from vl.grounding_head import boxes_in_model_frame
 
 __all__ = ["ModelPredictor"]
 

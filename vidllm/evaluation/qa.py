@@ -6,8 +6,8 @@ from collections import Counter, defaultdict
 
 from vidllm.errors import DataError
 from vidllm.evaluation.clips import SceneClips
-from vidllm.metrics.captions import MissingExtraError
-from vidllm.metrics.qa import clean_answer, qa_exact_match, qa_metrics
+from vidllm.metrics.answer_metrics import clean_answer, qa_exact_match, qa_metrics
+from vidllm.metrics.ngram_metrics import MissingExtraError
 from vidllm.progress import progress_bar
 from vl.prompts import render_prompt
 
@@ -97,7 +97,7 @@ def evaluate_qa(
     Returns ``predictions`` (per question: ``question_id, scene_id, question, prediction, answers`` and
     ``targets_visible``: every object the question is about is visible in the evaluated clip
     (:meth:`SceneClips.visible_ids`), None when the record names no object) and the
-    :func:`~vidllm.metrics.qa.qa_metrics` dict with ``em@1_by_type`` and ``what_color_visible``
+    :func:`~vidllm.metrics.answer_metrics.qa_metrics` dict with ``em@1_by_type`` and ``what_color_visible``
     (:func:`visible_color_em`); without pycocoevalcap the n-gram metrics are listed under ``unavailable``.
     """
     records = clips.records(task)

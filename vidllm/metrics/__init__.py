@@ -1,23 +1,16 @@
 """Evaluation metrics (README "Evaluation protocols"): pure functions on NumPy arrays / tensors / JSON-like records.
 
-* :mod:`vidllm.metrics.grounding` — axis-aligned box IoU, ScanRefer Acc@k, Multi3DRefer F1@k.
-* :mod:`vidllm.metrics.qa` — answer cleaning, EM@1, refined EM (ScanQA / SQA3D).
-* :mod:`vidllm.metrics.captions` — BLEU / METEOR / ROUGE-L / CIDEr via pycocoevalcap (``eval`` extra).
-* :mod:`vidllm.metrics.scan2cap` — Scan2Cap m@kIoU.
-* :mod:`vidllm.metrics.recon` — depth, point-cloud and camera-pose metrics.
+* :mod:`vidllm.metrics.box_metrics` — axis-aligned box IoU, ScanRefer Acc@k, Multi3DRefer F1@k.
+* :mod:`vidllm.metrics.answer_metrics` — answer cleaning, EM@1, refined EM (ScanQA / SQA3D).
+* :mod:`vidllm.metrics.ngram_metrics` — BLEU / METEOR / ROUGE-L / CIDEr via pycocoevalcap (``eval`` extra).
+* :mod:`vidllm.metrics.dense_caption_metrics` — Scan2Cap m@kIoU.
+* :mod:`vidllm.metrics.recon_metrics` — depth, point-cloud and camera-pose metrics.
 
 Rates are fractions in ``[0, 1]``.
 """
 
-from vidllm.metrics.captions import (
-    CAPTION_METRICS,
-    CaptionScorer,
-    CaptionScores,
-    MissingExtraError,
-    caption_metrics,
-    simple_tokenize,
-)
-from vidllm.metrics.grounding import (
+from vidllm.metrics.answer_metrics import clean_answer, exact_match, qa_exact_match, qa_metrics, refined_exact_match
+from vidllm.metrics.box_metrics import (
     MULTI3DREFER_EVAL_TYPES,
     SCANREFER_EVAL_TYPES,
     box_iou,
@@ -27,8 +20,16 @@ from vidllm.metrics.grounding import (
     multi3drefer_query_f1,
     scanrefer_accuracy,
 )
-from vidllm.metrics.qa import clean_answer, exact_match, qa_exact_match, qa_metrics, refined_exact_match
-from vidllm.metrics.recon import (
+from vidllm.metrics.dense_caption_metrics import m_at_k_iou, scan2cap_candidates, scan2cap_key, scan2cap_metrics
+from vidllm.metrics.ngram_metrics import (
+    CAPTION_METRICS,
+    CaptionScorer,
+    CaptionScores,
+    MissingExtraError,
+    caption_metrics,
+    simple_tokenize,
+)
+from vidllm.metrics.recon_metrics import (
     abs_rel,
     align_depth_scale,
     delta_accuracy,
@@ -46,7 +47,6 @@ from vidllm.metrics.recon import (
     translation_angle_deg,
     voxel_downsample,
 )
-from vidllm.metrics.scan2cap import m_at_k_iou, scan2cap_candidates, scan2cap_key, scan2cap_metrics
 
 __all__ = [
     "CAPTION_METRICS",

@@ -230,7 +230,7 @@ def run_fit(args: FitArgs) -> FitResult:
         ) from None
     if mode == "fit" and trainer.is_global_zero:
         module.model.save_pretrained(out / "model")
-        from vidllm.evaluation.report import write_json
+        from vidllm.evaluation.outputs import write_json
 
         # how far training got: a run can end before max_steps (--trainer.max_time, max_epochs)
         write_json(

@@ -1,10 +1,9 @@
 """The commands the demo report shows are what the demo ran: each one, split back with ``shlex.split``, is the
 argument list of the step (``vidllm fit``, ``vidllm teachers``) or parses to the values the step used
-(``vidllm synth``'s generator settings, the evaluation tools' options)."""
+(``vidllm synth``'s generator settings, ``vidllm eval``'s options)."""
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import shlex
@@ -18,8 +17,6 @@ from vidllm.synthetic.demo import pipeline
 from vidllm.synthetic.demo.argv import command_line, eval_argvs, fit_argv
 from vidllm.synthetic.demo.settings import DemoSettings
 from vidllm.training.fit_args import parse_fit_args
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def _demo(tmp_path, **settings):
@@ -98,23 +95,17 @@ def test_synth_command_refuses_settings_it_cannot_express():
     assert synth_cmd.synth_params(args) == params
 
 
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("limit", [None, 6])
 def test_evaluation_commands_are_the_evaluation_the_demo_runs(tmp_path, monkeypatch, limit):
-    """Spy on the evaluation functions the demo calls; each reported tool command parses to the same split,
-    output directory, limit, batch size and task options."""
+    """Spy on the evaluation functions the demo calls; each reported ``vidllm eval`` command parses to the same
+    split, output directory, limit, batch size and task options."""
     import vidllm.evaluation.clips as clips
     import vidllm.evaluation.grounding as grounding
+    import vidllm.evaluation.outputs as outputs
     import vidllm.evaluation.predictor as predictor
     import vidllm.evaluation.qa as qa
-    import vidllm.evaluation.recon as recon
-    import vidllm.evaluation.report as report
+    import vidllm.evaluation.reconstruction as reconstruction
+    from vidllm.commands.eval_cmd import build_parser
 
     settings, cfg, out = _demo(tmp_path)
     calls = []
@@ -134,8 +125,8 @@ def test_evaluation_commands_are_the_evaluation_the_demo_runs(tmp_path, monkeypa
     spy(predictor, "ModelPredictor", lambda a: {"batch_size": a["batch_size"]})
     spy(grounding, "evaluate_scanrefer", ([], {}))
     spy(qa, "evaluate_qa", ([], {}))
-    spy(recon, "evaluate_recon", ([], {}))
-    spy(report, "write_outputs", None)
+    spy(reconstruction, "evaluate_recon", ([], {}))
+    spy(outputs, "write_outputs", None)
     pipeline._evaluate(object(), cfg, out / "eval" / "trained", limit)
 
     # each evaluation call is followed by the write_outputs of its directory
@@ -148,12 +139,12 @@ def test_evaluation_commands_are_the_evaluation_the_demo_runs(tmp_path, monkeypa
     for name, a in calls:
         if name == "SceneClips":
             assert a["split"] == "val" and a["cfg"].root == cfg.data.root
-    tools = {"evaluate_scanrefer": "eval_scanrefer", "evaluate_qa": "eval_qa", "evaluate_recon": "eval_recon"}
+    tasks = {"evaluate_scanrefer": "scanrefer", "evaluate_qa": "scanqa", "evaluate_recon": "recon"}
     for argv in argvs.values():
-        assert shlex.split(command_line("python", argv)) == ["python", *argv]
-        args = _tool(Path(argv[0]).stem).build_parser().parse_args(argv[1:])
+        assert shlex.split(command_line("vidllm", argv)) == ["vidllm", *argv] and argv[0] == "eval"
+        args = build_parser().parse_args(argv[1:])
         name, run = used[args.out]
-        assert Path(argv[0]).stem == tools[name]
+        assert args.eval_task == tasks[name]
         assert args.split == "val" and args.data == Path(cfg.data.root) and args.limit == run["limit"]
         if "predictor" in run:
             assert args.batch_size == run["predictor"]["batch_size"]
@@ -164,3 +155,37 @@ def test_evaluation_commands_are_the_evaluation_the_demo_runs(tmp_path, monkeypa
             assert args.max_new_tokens == run["max_new_tokens"]
         if name == "evaluate_recon":
             assert args.no_pointcloud == (not run["pointcloud"]) and args.conf_quantile == run["conf_quantile"]
+
+
+def test_export_step_reports_the_export_command_it_ran(tmp_path, monkeypatch, synthetic_root, tokenizer):
+    """The export step runs ``vidllm export-pointcloud`` through the command's function on the model directory it
+    is given; the reported command parses to the arguments that ran, and the grounding / answers use the same frames."""
+    import torch
+
+    from tests.helpers import micro_config
+    from vidllm.api import VidLLMPipeline
+    from vidllm.commands import export_pointcloud_cmd
+    from vidllm.model import VidLLM
+    from vidllm.synthetic.demo.export import export_and_answer
+
+    cfg = micro_config(**{"data.num_frames": 3, "data.root": str(synthetic_root)})
+    torch.manual_seed(0)
+    model_dir = VidLLM(cfg, tokenizer).save_pretrained(tmp_path / "stage2" / "model")
+    pipeline = VidLLMPipeline.from_pretrained(model_dir, device="cpu")
+    ran, videos = [], []
+    real_export, real_answer = export_pointcloud_cmd.export, pipeline.answer_many
+    monkeypatch.setattr(export_pointcloud_cmd, "export", lambda args: ran.append(args) or real_export(args))
+    monkeypatch.setattr(pipeline, "answer_many", lambda video, qs: videos.append(video) or real_answer(video, qs))
+
+    exported = export_and_answer(pipeline, cfg, model_dir, tmp_path / "export", ["what color is the chair"])
+    words = shlex.split(exported["command"])
+    assert words[:2] == ["vidllm", "export-pointcloud"] and len(ran) == 1
+    args = export_pointcloud_cmd.build_parser().parse_args(words[2:])
+    assert vars(args) == vars(ran[0]) and args.checkpoint == model_dir and args.skip_invalid_poses
+    assert videos == [export_pointcloud_cmd.video_input(args)]  # the answers saw the exported frames
+    import open3d as o3d
+
+    assert len(o3d.io.read_point_cloud(exported["ply"]).points) == exported["points"] > 0
+    boxes = json.loads(args.boxes.read_text())
+    assert set(boxes) == {"pred", "gt"} and len(boxes["pred"]) == len(boxes["gt"]) == len(exported["grounding"])
+    assert [r["question"] for r in exported["answers"]] == ["what color is the chair"]

@@ -1,7 +1,7 @@
 """The argument lists of the demo's steps and the commands the report shows for them.
 
 Each list is built once: the step runs it (``vidllm fit``, ``vidllm teachers``) or runs on the same values
-(``vidllm synth``'s generator settings, the evaluation tools' options), and the report shows
+(``vidllm synth``'s generator settings, ``vidllm eval``'s options), and the report shows
 ``shlex.join`` of it, so a reported command is exactly what ran.
 """
 
@@ -17,7 +17,7 @@ from vidllm.config import DataConfig
 __all__ = ["command_line", "fit_argv", "synth_command_argv", "eval_argvs", "EVAL_BATCH_SIZE", "EVAL_SPLIT"]
 
 EVAL_BATCH_SIZE = 16
-"""Queries per language-model forward in the demo's evaluation (``--batch-size`` of the tools)."""
+"""Queries per language-model forward in the demo's evaluation (``--batch-size`` of ``vidllm eval``)."""
 EVAL_SPLIT = "val"
 """The held-out split the demo evaluates."""
 
@@ -63,16 +63,15 @@ def synth_command_argv(data: DataConfig) -> list[str]:
 def eval_argvs(
     model_dir: str | os.PathLike, data_root: str | os.PathLike, out: str | os.PathLike, limit: int | None
 ) -> dict[str, list[str]]:
-    """Evaluation task → ``[tool, *arguments]``: the ``tools/eval_*.py`` run that writes ``<out>/<task>`` as
+    """Evaluation task → ``["eval", TASK, *options]``: the ``vidllm eval`` run that writes ``<out>/<task>`` as
     the demo's evaluation does (``limit`` queries per grounding / QA task; reconstruction on every scene)."""
     out = Path(out)
     common = ["--checkpoint", os.fspath(model_dir), "--data", os.fspath(data_root), "--split", EVAL_SPLIT]
     limited = [] if limit is None else ["--limit", str(limit)]
     batch = ["--batch-size", str(EVAL_BATCH_SIZE)]
     argvs = {
-        f"scanrefer_{p}": ["tools/eval_scanrefer.py", *common, "--proposals", p, *batch, *limited]
-        for p in ("gt", "none")
+        f"scanrefer_{p}": ["eval", "scanrefer", *common, "--proposals", p, *batch, *limited] for p in ("gt", "none")
     }
-    argvs["scanqa"] = ["tools/eval_qa.py", *common, "--no-captions", *batch, *limited]
-    argvs["recon"] = ["tools/eval_recon.py", *common]
+    argvs["scanqa"] = ["eval", "scanqa", *common, "--no-captions", *batch, *limited]
+    argvs["recon"] = ["eval", "recon", *common]
     return {task: [*argv, "--out", str(out / task)] for task, argv in argvs.items()}

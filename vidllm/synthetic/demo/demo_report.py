@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from vidllm.evaluation.report import write_json
+from vidllm.evaluation.outputs import write_json
 from vidllm.io import atomic_write
 from vidllm.machine import machine_info
 

@@ -1,39 +1,67 @@
-"""Demo step 'export': one held-out scene through the Python API — point cloud (PLY, cameras,
-preview with predicted and GT boxes) and answers to three questions."""
+"""Demo step 'export': one held-out scene — grounding through the Python API, the point cloud (PLY, cameras,
+preview with predicted and GT boxes) through ``vidllm export-pointcloud``, answers to three questions through
+the Python API."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from vidllm.commands import export_pointcloud_cmd
 from vidllm.config import VidLLMConfig
 from vidllm.data.annotations import read_scanqa, read_scanrefer
 from vidllm.data.labels import read_label_map
 from vidllm.data.scannet import load_scannet_scene
-from vidllm.evaluation.report import write_json
-from vl.grounding import boxes_in_model_frame
+from vidllm.evaluation.outputs import write_json
+from vidllm.synthetic.demo.argv import command_line
+from vl.grounding_head import boxes_in_model_frame
 
-__all__ = ["export_and_answer"]
+__all__ = ["export_and_answer", "export_argv"]
+
+
+def export_argv(model_dir: str | os.PathLike, scene_dir: str | os.PathLike, out: Path, device: str) -> list[str]:
+    """The ``vidllm export-pointcloud`` arguments of the demo's export: the model in ``model_dir`` on the frames
+    of ``scene_dir`` with a valid pose, points above the 10 % confidence quantile, the boxes of ``out/boxes.json``
+    in the preview, written to ``out/scene.{ply,cameras.json,png}``."""
+    return [
+        "--checkpoint",
+        os.fspath(model_dir),
+        "--video",
+        os.fspath(scene_dir),
+        "--skip-invalid-poses",
+        "--out",
+        str(out / "scene.ply"),
+        "--conf-threshold",
+        "0.1",
+        "--boxes",
+        str(out / "boxes.json"),
+        "--device",
+        device,
+    ]
 
 
 def export_and_answer(
-    pipeline, cfg: VidLLMConfig, out: Path, questions: list[str] | None = None, max_boxes: int = 4
+    pipeline,
+    cfg: VidLLMConfig,
+    model_dir: str | os.PathLike,
+    out: Path,
+    questions: list[str] | None = None,
+    max_boxes: int = 4,
 ) -> dict:
-    """Reconstruct, ground and answer on the first held-out scene with ``pipeline`` (a
-    :class:`vidllm.api.VidLLMPipeline`); writes ``out/scene.{ply,cameras.json,png}``, ``out/boxes.json``
-    (model frame) and ``out/answers.json``. Returns what the report shows."""
-    from vidllm.viz import render_pointcloud
-
+    """Ground, export and answer on the first held-out scene: ``pipeline`` (a :class:`vidllm.api.VidLLMPipeline`
+    of the model saved in ``model_dir``) grounds up to ``max_boxes`` ScanRefer descriptions (``out/boxes.json``,
+    predicted and GT boxes in the model frame), ``vidllm export-pointcloud`` writes ``out/scene.{ply,cameras.json,png}``
+    on the same frames, and the pipeline answers ``questions`` (default: the scene's first three ScanQA
+    questions, ``out/answers.json``). Returns what the report shows, with ``command``: the export command that ran."""
     root = Path(cfg.data.root)
     scene_id = (root / "splits" / "val.txt").read_text().split()[0]
     scene = load_scannet_scene(root / "scans" / scene_id, label_map=read_label_map(cfg.data.label_map))
-    valid = np.flatnonzero(scene.valid)
-    video = [scene.color_path(scene.frame_ids[i]) for i in valid]  # a list of frame paths: one of the API's video forms
-    rec = pipeline.reconstruct(video)
-    first = valid[rec.frame_indices[0]]  # the model frame is the first sampled frame's camera
-    world_from_model = torch.as_tensor(scene.aligned_c2w[first], dtype=torch.float32)
+    argv = export_argv(model_dir, scene.path, out, str(pipeline.device))
+    args = export_pointcloud_cmd.build_parser().parse_args(argv)
+    video = export_pointcloud_cmd.video_input(args)  # the frames with a valid pose: the API's list-of-paths form
 
     val_ids = set((root / "splits" / "val.txt").read_text().split())
     refer = [
@@ -47,28 +75,19 @@ def export_and_answer(
     ][:max_boxes]
     grounded = pipeline.ground_many(video, [r.description for r in refer]) if refer else []
     pred_boxes = np.stack([g.box for g in grounded]) if grounded else np.zeros((0, 6))
-    gt_world = torch.as_tensor(
-        np.stack([scene.objects.boxes[scene.objects.index_of(r.object_id)] for r in refer])
-        if refer
-        else np.zeros((0, 6)),
-        dtype=torch.float32,
-    )
-    gt_boxes = boxes_in_model_frame(gt_world, world_from_model).numpy() if len(gt_world) else np.zeros((0, 6))
+    if grounded:  # the model frame is the camera of the first sampled frame (a row of the valid frames)
+        first = np.flatnonzero(scene.valid)[grounded[0].point_cloud.frame_indices[0]]
+        world_from_model = torch.as_tensor(scene.aligned_c2w[first], dtype=torch.float32)
+        gt_world = torch.as_tensor(
+            np.stack([scene.objects.boxes[scene.objects.index_of(r.object_id)] for r in refer]), dtype=torch.float32
+        )
+        gt_boxes = boxes_in_model_frame(gt_world, world_from_model).numpy()
+    else:
+        gt_boxes = np.zeros((0, 6))
 
     out.mkdir(parents=True, exist_ok=True)
-    kept = rec.filter_confidence(0.1)
-    ply = kept.save(out / "scene.ply")
-    write_json(out / "scene.cameras.json", kept.cameras_dict())
-    boxes_path = write_json(out / "boxes.json", {"pred": pred_boxes.tolist(), "gt": gt_boxes.tolist()})
-    preview = render_pointcloud(
-        out / "scene.png",
-        kept.points,
-        kept.colors,
-        [(pred_boxes, "red", "predicted"), (gt_boxes, "lime", "GT")],
-        kept.camera_centers,
-        title=f"{scene_id}: {len(kept)} points, scale {rec.scale:.2f}",
-        up_axis=1,
-    )
+    write_json(args.boxes, {"pred": pred_boxes.tolist(), "gt": gt_boxes.tolist()})
+    exported = export_pointcloud_cmd.export(args)
 
     qa = [
         r
@@ -93,21 +112,16 @@ def export_and_answer(
         for r, p, g in zip(refer, pred_boxes, gt_boxes)
     ]
     depth_figure = _depth_figure(pipeline, cfg, scene_id, out / "depth.png")
-    frames_dir = root / "scans" / scene_id / "color"
-    command = (
-        f"python tools/export_pointcloud.py --checkpoint {Path(cfg.data.root).parent / 'stage2' / 'model'} --video {frames_dir} "
-        f"--out {out / 'scene.ply'} --conf-threshold 0.1 --boxes {boxes_path}"
-    )
     return {
         "scene_id": scene_id,
-        "points": len(kept),
-        "scale": rec.scale,
-        "ply": str(ply),
-        "preview": str(preview),
+        "points": exported["points"],
+        "scale": exported["scale"],
+        "ply": exported["files"]["ply"],
+        "preview": exported["files"]["preview"],
         "answers": qa_rows,
         "grounding": descriptions,
         "depth_figure": str(depth_figure),
-        "command": command,
+        "command": command_line("vidllm export-pointcloud", argv),
     }
 
 

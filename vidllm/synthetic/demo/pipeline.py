@@ -3,7 +3,7 @@
 Steps: data → teachers → stage 1 → stage 2 → evaluation (trained and untrained model) →
 export + API answers → report. Every step runs the package's own code paths: the synthetic
 generator, ``vidllm teachers``, ``vidllm fit`` (Lightning), the evaluation runners behind
-``tools/eval_*.py``, ``tools/export_pointcloud.py`` and the Python API.
+``vidllm eval``, ``vidllm export-pointcloud`` and the Python API.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from vidllm.commands import teachers_cmd
 from vidllm.config import VidLLMConfig, config_from_dict, load_config, save_config
-from vidllm.evaluation.report import write_json
+from vidllm.evaluation.outputs import write_json
 from vidllm.synthetic.demo.argv import EVAL_BATCH_SIZE, command_line, eval_argvs, fit_argv, synth_command_argv
 from vidllm.synthetic.demo.settings import DemoSettings
 from vidllm.synthetic.tiny_teachers.teacher_config import TeacherTrainConfig
@@ -83,10 +83,10 @@ def _evaluate(pipeline, cfg: VidLLMConfig, out: Path, limit: int | None) -> dict
     """Grounding (GT proposals and proposal-free), QA EM@1 and reconstruction on the held-out split."""
     from vidllm.evaluation.clips import SceneClips
     from vidllm.evaluation.grounding import evaluate_scanrefer
+    from vidllm.evaluation.outputs import write_outputs
     from vidllm.evaluation.predictor import ModelPredictor
     from vidllm.evaluation.qa import evaluate_qa
-    from vidllm.evaluation.recon import evaluate_recon
-    from vidllm.evaluation.report import write_outputs
+    from vidllm.evaluation.reconstruction import evaluate_recon
 
     data = dataclasses.replace(cfg.data, num_workers=0)
     predictor = ModelPredictor(pipeline, batch_size=EVAL_BATCH_SIZE)
@@ -264,7 +264,8 @@ def run_demo(settings: DemoSettings) -> dict:
         "held-out scenes: grounding, QA, depth, poses, point clouds (trained and untrained model)",
         done["evaluate"],
     ):
-        trained = VidLLMPipeline.from_pretrained(out / "stage2" / "model", device="cpu")
+        trained_dir = out / "stage2" / "model"  # where `vidllm fit --out <out>/stage2` saved the model
+        trained = VidLLMPipeline.from_pretrained(trained_dir, device="cpu")
         torch.manual_seed(settings.seed)
         untrained = VidLLMPipeline(VidLLM(trained.config, trained.model.vl.lm.tokenizer))
         evaluation = {
@@ -276,13 +277,14 @@ def run_demo(settings: DemoSettings) -> dict:
             else _evaluate(untrained, cfg, out / "eval" / "untrained", settings.eval_limit),
             **_qa_baselines(cfg),
         }
-        argvs = eval_argvs(out / "stage2" / "model", cfg.data.root, out / "eval" / "trained", settings.eval_limit)
-        commands["evaluate"] = "\n".join(command_line("python", argv) for argv in argvs.values())
+        argvs = eval_argvs(trained_dir, cfg.data.root, out / "eval" / "trained", settings.eval_limit)
+        commands["evaluate"] = "\n".join(command_line("vidllm", argv) for argv in argvs.values())
 
     with timer.step(
-        "export", "point cloud of a held-out scene (PLY + preview) and three questions through the Python API"
+        "export",
+        "point cloud of a held-out scene (vidllm export-pointcloud: PLY + preview) and three questions through the Python API",
     ):
-        exported = export_and_answer(trained, cfg, out / "export", settings.questions)
+        exported = export_and_answer(trained, cfg, trained_dir, out / "export", settings.questions)
         commands["export"] = exported.pop("command")
 
     with timer.step("report", f"{out / 'summary.json'} and {out / 'report.md'}"):

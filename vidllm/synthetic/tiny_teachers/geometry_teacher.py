@@ -12,8 +12,8 @@ held-out figures (trained and untrained) and ``vggt_overrides``: the sizes the w
 to pass as ``from_vggt_checkpoint(path, **overrides)`` / ``load_geometry_teacher(path, **overrides)``.
 
 Held-out figures (validation scenes, fixed clips): depth AbsRel after per-image median scaling
-(:func:`vidllm.metrics.recon.depth_metrics`, ``alignment="median"``) and the relative camera
-rotation error over frame pairs (mean degrees and RRA@15, :func:`vidllm.metrics.recon.relative_pose_errors`).
+(:func:`vidllm.metrics.recon_metrics.depth_metrics`, ``alignment="median"``) and the relative camera
+rotation error over frame pairs (mean degrees and RRA@15, :func:`vidllm.metrics.recon_metrics.relative_pose_errors`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from recon.model import ReconstructionModel
 from recon.vggt_loader import save_vggt_state_dict
 from vidllm.config import VidLLMConfig
 from vidllm.io import atomic_write
-from vidllm.metrics.recon import depth_metrics, pose_metrics_from_errors, relative_pose_errors
+from vidllm.metrics.recon_metrics import depth_metrics, pose_metrics_from_errors, relative_pose_errors
 from vidllm.synthetic.tiny_teachers.loop import train_loop
 from vidllm.synthetic.tiny_teachers.scenes import SceneFrames, clip_windows, load_split_scenes
 from vidllm.synthetic.tiny_teachers.teacher_config import TeacherTrainConfig

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vl.boxes import giou_3d, giou_3d_pairwise, hungarian_match
-from vl.grounding import (
+from vl.grounding_head import (
     GroundingHead,
     boxes_in_model_frame,
     boxes_in_world_frame,

@@ -1,4 +1,4 @@
-"""tools/eval_*.py and tools/export_pointcloud.py on synthetic scenes with a micro model."""
+"""``vidllm eval`` and ``vidllm export-pointcloud`` on synthetic scenes with a micro model."""
 
 from __future__ import annotations
 
@@ -8,38 +8,36 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import load_script, micro_config
+from tests.helpers import micro_config
+from vidllm.cli import main
+
+pytestmark = pytest.mark.usefixtures("cli_logging")
 
 
-def _tool(name: str):
-    return load_script(f"tools/{name}.py")
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory, tokenizer):
-    from vidllm.model import VidLLM
-
-    torch.manual_seed(0)
-    return VidLLM(micro_config(**{"data.num_frames": 3}), tokenizer).save_pretrained(
-        tmp_path_factory.mktemp("tools") / "model"
-    )
-
-
-@pytest.mark.parametrize("name", ["eval_scanrefer", "eval_qa", "eval_scan2cap", "eval_recon", "export_pointcloud"])
-def test_help(name, capsys):
+@pytest.mark.parametrize(
+    "argv",
+    [["eval"], *(["eval", task] for task in ("scanrefer", "multi3drefer", "scanqa", "sqa3d", "scan2cap", "recon"))]
+    + [["export-pointcloud"], ["export-checkpoint"]],
+)
+def test_help(argv, capsys):
     with pytest.raises(SystemExit) as exc:
-        _tool(name).main(["--help"])
+        main([*argv, "--help"])
     assert exc.value.code == 0
-    assert "usage" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: vidllm {' '.join(argv)}")
+    if len(argv) == 2:
+        assert "--checkpoint" in out and "--out" in out
 
 
 def test_scanrefer_files_and_recomputed_accuracy(model_dir, synthetic_root, tmp_path, capsys):
-    from vidllm.metrics.grounding import box_iou
+    from vidllm.metrics.box_metrics import box_iou
 
     out = tmp_path / "sr"
     assert (
-        _tool("eval_scanrefer").main(
+        main(
             [
+                "eval",
+                "scanrefer",
                 "--checkpoint",
                 str(model_dir),
                 "--data",
@@ -131,7 +129,7 @@ def test_visible_target_figures_by_hand(synthetic_root):
     from vidllm.evaluation.clips import SceneClips, eval_data_config
     from vidllm.evaluation.grounding import evaluate_scanrefer
     from vidllm.evaluation.qa import evaluate_qa, question_type
-    from vidllm.metrics.qa import exact_match
+    from vidllm.metrics.answer_metrics import exact_match
 
     cfg = eval_data_config(DataConfig(num_frames=8, image_size=112), synthetic_root)
     clips = SceneClips(cfg, "train", ["grounding"])
@@ -170,16 +168,16 @@ def test_visible_target_figures_by_hand(synthetic_root):
 def test_multi3drefer_and_proposal_dir(model_dir, synthetic_root, tmp_path):
     out = tmp_path / "m3d"
     assert (
-        _tool("eval_scanrefer").main(
+        main(
             [
+                "eval",
+                "multi3drefer",
                 "--checkpoint",
                 str(model_dir),
                 "--data",
                 str(synthetic_root),
                 "--out",
                 str(out),
-                "--task",
-                "multi3drefer",
                 "--limit",
                 "4",
                 "--quiet",
@@ -198,8 +196,10 @@ def test_multi3drefer_and_proposal_dir(model_dir, synthetic_root, tmp_path):
     np.save(props / f"{val}.npy", np.concatenate([boxes, np.ones((len(boxes), 1))], 1))  # extra score column is ignored
     out2 = tmp_path / "sr_dir"
     assert (
-        _tool("eval_scanrefer").main(
+        main(
             [
+                "eval",
+                "scanrefer",
                 "--checkpoint",
                 str(model_dir),
                 "--data",
@@ -221,21 +221,17 @@ def test_multi3drefer_and_proposal_dir(model_dir, synthetic_root, tmp_path):
     )  # always a real proposal
 
 
-def test_qa_scan2cap_recon_tools(model_dir, synthetic_root, tmp_path):
-    for name, extra in (("eval_qa", ["--limit", "4"]), ("eval_scan2cap", ["--limit", "3"]), ("eval_recon", [])):
+def test_qa_scan2cap_recon_tasks(model_dir, synthetic_root, tmp_path):
+    for name, extra in (("scanqa", ["--limit", "4"]), ("scan2cap", ["--limit", "3"]), ("recon", [])):
         out = tmp_path / name
-        assert (
-            _tool(name).main(
-                ["--checkpoint", str(model_dir), "--data", str(synthetic_root), "--out", str(out), "--quiet", *extra]
-            )
-            == 0
-        ), name
+        argv = ["--checkpoint", str(model_dir), "--data", str(synthetic_root), "--out", str(out), "--quiet", *extra]
+        assert main(["eval", name, *argv]) == 0, name
         metrics = json.loads((out / "metrics.json").read_text())
         preds = json.loads((out / "predictions.json").read_text())
-        if name == "eval_qa":
+        if name == "scanqa":
             assert metrics["count"] == 4 == len(preds) and 0 <= metrics["em@1"] <= metrics["refined_em"] <= 1
             from vidllm.evaluation.qa import question_type
-            from vidllm.metrics.qa import exact_match
+            from vidllm.metrics.answer_metrics import exact_match
 
             by_type = metrics["em@1_by_type"]  # recomputed from predictions.json per question type
             assert sum(v["count"] for v in by_type.values()) == 4
@@ -243,14 +239,14 @@ def test_qa_scan2cap_recon_tools(model_dir, synthetic_root, tmp_path):
                 mine = [p for p in preds if question_type(p["question"]) == qtype]
                 assert v["count"] == len(mine)
                 assert v["em@1"] == pytest.approx(np.mean([exact_match(p["prediction"], p["answers"]) for p in mine]))
-        elif name == "eval_scan2cap":
+        elif name == "scan2cap":
             assert metrics["count"] == 3 and metrics["matched"] == 3  # GT proposals: every box has IoU 1
         else:
             assert set(metrics["depth"]) == {"aligned", "metric_head", "relative_median"}
             assert 0 <= metrics["pose"]["rra@15"] <= 1 and 0 <= metrics["pointcloud"]["fscore"] <= 1
             # the static-camera baseline = the fraction of GT frame pairs that rotate less than 15°
             from vidllm.evaluation.clips import SceneClips, eval_data_config
-            from vidllm.metrics.recon import relative_pose_errors
+            from vidllm.metrics.recon_metrics import relative_pose_errors
 
             data = micro_config(**{"data.num_frames": 3}).data
             clips = SceneClips(eval_data_config(data, synthetic_root), "val", ["recon"])
@@ -300,7 +296,7 @@ def test_qa_scan2cap_recon_tools(model_dir, synthetic_root, tmp_path):
 def test_visible_mesh_points_keeps_only_seen_surface(synthetic_root):
     from vidllm.config import DataConfig
     from vidllm.evaluation.clips import SceneClips, eval_data_config
-    from vidllm.evaluation.recon import sample_mesh, visible_mesh_points
+    from vidllm.evaluation.reconstruction import sample_mesh, visible_mesh_points
 
     clips = SceneClips(eval_data_config(DataConfig(num_frames=3, image_size=56), synthetic_root), "val", ["recon"])
     scene_id = clips.dataset.scene_ids[0]
@@ -314,116 +310,43 @@ def test_visible_mesh_points_keeps_only_seen_surface(synthetic_root):
     assert len(visible_mesh_points(behind[None], clip)) == 0
 
 
-def test_export_pointcloud_round_trip(model_dir, synthetic_root, tmp_path, capsys):
-    import open3d as o3d
-
-    scene = sorted((synthetic_root / "scans").iterdir())[0]
-    boxes = tmp_path / "boxes.json"
-    boxes.write_text(json.dumps({"pred": [[0, 0, 2, 0.5, 0.5, 0.5]], "gt": [[0.1, 0, 2, 0.5, 0.5, 0.5]]}))
-    out = tmp_path / "o" / "scene.ply"
-    assert (
-        _tool("export_pointcloud").main(
-            [
-                "--checkpoint",
-                str(model_dir),
-                "--video",
-                str(scene),
-                "--out",
-                str(out),
-                "--cameras",
-                "--conf-threshold",
-                "0.2",
-                "--boxes",
-                str(boxes),
-            ]
-        )
-        == 0
-    )
-    reported = int(capsys.readouterr().out.split("wrote ")[1].split(" points")[0])
-    pcd = o3d.io.read_point_cloud(str(out))
-    assert len(pcd.points) == reported > 0 and pcd.has_colors()
-    cams = json.loads(out.with_suffix(".cameras.json").read_text())
-    assert len(cams["frames"]) == 3 and np.asarray(cams["frames"][1]["intrinsic"]).shape == (3, 3)
-    assert len(o3d.io.read_line_set(str(out.with_suffix(".cameras.ply"))).lines) == 3 * 8
-    assert out.with_suffix(".png").stat().st_size > 1000
-    assert not [p for p in out.parent.iterdir() if ".tmp" in p.name]  # nothing half-written left behind
+def _error_line(err: str) -> str:
+    """The one ``vidllm eval: error: ...`` line of stderr (log records may precede it), without a traceback."""
+    assert "Traceback" not in err, err[-3000:]
+    lines = [line for line in err.splitlines() if "error" in line.lower()]
+    assert len(lines) == 1 and lines[0].startswith("vidllm eval: error: "), err[-3000:]
+    return lines[0]
 
 
-def test_export_pointcloud_chunked(model_dir, synthetic_root, tmp_path, capsys):
-    """--chunk-size with a Vid-LLM checkpoint: all sampled frames, metric; one chunk equals one forward."""
-    import open3d as o3d
-
-    scene = sorted((synthetic_root / "scans").iterdir())[0]
-    tool = _tool("export_pointcloud")
-    base = ["--checkpoint", str(model_dir), "--video", str(scene), "--max-frames", "6"]
-    assert tool.main(base + ["--out", str(tmp_path / "full.ply")]) == 0
-    assert tool.main(base + ["--out", str(tmp_path / "one.ply"), "--chunk-size", "6", "--overlap", "2"]) == 0
-    read = lambda p: np.asarray(o3d.io.read_point_cloud(str(p)).points)  # noqa: E731
-    np.testing.assert_array_equal(read(tmp_path / "one.ply"), read(tmp_path / "full.ply"))
-    full = json.loads((tmp_path / "full.cameras.json").read_text())
-    assert json.loads((tmp_path / "one.cameras.json").read_text()) == full
-    assert tool.main(base + ["--out", str(tmp_path / "c.ply"), "--chunk-size", "4", "--overlap", "2"]) == 0
-    cams = json.loads((tmp_path / "c.cameras.json").read_text())
-    assert [f["index"] for f in cams["frames"]] == [f["index"] for f in full["frames"]]
-    assert cams["scale"] > 0 and np.isfinite([f["extrinsic_w2c"] for f in cams["frames"]]).all()
-    assert len(read(tmp_path / "c.ply")) > 0
-    anchored = ["--chunk-size", "4", "--overlap", "2", "--chunk-layout", "anchored"]
-    assert tool.main(base + ["--out", str(tmp_path / "a.ply")] + anchored) == 0
-    assert len(json.loads((tmp_path / "a.cameras.json").read_text())["frames"]) == 6
-    capsys.readouterr()
-    assert tool.main(base + ["--out", str(tmp_path / "x.ply"), "--chunk-size", "4", "--overlap", "4"]) == 1
-    err = capsys.readouterr().err.strip()
-    assert "--overlap 4" in err and len(err.splitlines()) == 1 and not (tmp_path / "x.ply").exists()
+def test_bad_input_is_one_line_naming_the_path_and_writes_nothing(tmp_path, capsys, model_dir, synthetic_root):
+    """README "bad input": a missing checkpoint, data root or proposal file → one line naming it, exit 1, no output."""
+    data = ["--data", str(synthetic_root)]
+    cases = [
+        (["scanrefer", "--checkpoint", str(tmp_path / "nope"), *data], "nope"),
+        (["scanqa", "--checkpoint", str(model_dir), "--data", str(tmp_path / "no_data")], "no_data"),
+        (["scanrefer", "--checkpoint", str(model_dir), *data, "--proposals", str(tmp_path / "no_props")], "no_props"),
+        (["scan2cap", "--checkpoint", str(model_dir), *data, "--proposals", str(tmp_path / "no_props")], "no_props"),
+    ]
+    for argv, named in cases:
+        assert main(["eval", *argv, "--out", str(tmp_path / "o"), "--quiet"]) == 1, argv
+        assert named in _error_line(capsys.readouterr().err), argv
+        assert not (tmp_path / "o").exists()
 
 
-def test_vggt_checkpoint_export(teacher_files, tmp_path, capsys):
-    import open3d as o3d
+def test_tool_task_option_picks_the_other_task_of_the_pair():
+    """``tools/eval_scanrefer.py --task multi3drefer`` and ``tools/eval_qa.py --task sqa3d`` (the wrappers prepend
+    ``eval scanrefer`` / ``eval scanqa``) run the task named by ``--task``."""
+    from vidllm.commands.eval_cmd import build_parser
 
-    frames = tmp_path / "frames"
-    frames.mkdir()
-    from PIL import Image
-
-    for i in range(2):
-        Image.fromarray(np.random.default_rng(i).integers(0, 255, (42, 56, 3), dtype=np.uint8)).save(
-            frames / f"{i}.png"
-        )
-    out = tmp_path / "v.ply"
-    code = _tool("export_pointcloud").main(
-        [
-            "--vggt",
-            str(teacher_files / "model.pt"),
-            "--video",
-            str(frames),
-            "--out",
-            str(out),
-            "--image-size",
-            "56",
-            "--override",
-            "depth_head_layers=[0,1,2,3]",
-            "--override",
-            "num_heads=2",
-            "--override",
-            "camera_num_heads=2",
-            "--override",
-            "encoder_num_heads=2",
-        ]
-    )
-    assert code == 0, capsys.readouterr().err
-    assert len(o3d.io.read_point_cloud(str(out)).points) > 0
-
-
-def test_tool_errors_are_one_line(tmp_path, capsys, model_dir):
-    code = _tool("eval_scanrefer").main(
-        ["--checkpoint", str(tmp_path / "nope"), "--data", str(tmp_path), "--out", str(tmp_path / "o")]
-    )
-    err = capsys.readouterr().err.strip()
-    assert code == 1 and "nope" in err and len(err.splitlines()) == 1 and "Traceback" not in err
-    code = _tool("eval_qa").main(
-        ["--checkpoint", str(model_dir), "--data", str(tmp_path), "--out", str(tmp_path / "o")]
-    )
-    err = capsys.readouterr().err.strip()
-    assert code == 1 and "scans" in err and len(err.splitlines()) == 1
-    assert not (tmp_path / "o").exists()
+    common = ["--checkpoint", "m", "--data", "d", "--out", "o"]
+    parser = build_parser()
+    assert parser.parse_args(["scanrefer", *common]).task == "scanrefer"
+    assert parser.parse_args(["scanrefer", *common, "--task", "multi3drefer"]).task == "multi3drefer"
+    assert parser.parse_args(["multi3drefer", *common]).task == "multi3drefer"
+    assert parser.parse_args(["scanqa", *common, "--task", "sqa3d"]).task == "sqa3d"
+    assert parser.parse_args(["sqa3d", *common]).task == "sqa3d"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["scanqa", *common, "--task", "scanrefer"])  # only the other task of the pair
 
 
 def test_predictor_encodes_each_clip_once(model_dir, synthetic_root):

@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from vidllm.errors import VidLLMError
-from vidllm.metrics.captions import CaptionScores, MissingExtraError, caption_metrics, simple_tokenize
-from vidllm.metrics.scan2cap import m_at_k_iou, scan2cap_candidates, scan2cap_key, scan2cap_metrics
+from vidllm.metrics.dense_caption_metrics import m_at_k_iou, scan2cap_candidates, scan2cap_key, scan2cap_metrics
+from vidllm.metrics.ngram_metrics import CaptionScores, MissingExtraError, caption_metrics, simple_tokenize
 
 
 def _pycocoevalcap_installed() -> bool:

@@ -40,23 +40,23 @@ def _as_boxes(boxes, what: str, allow_empty: bool = False) -> np.ndarray:
     if boxes is None:
         if allow_empty:
             return np.zeros((0, 6), dtype=np.float64)
-        raise ValueError(f"vidllm/metrics/grounding.py: {what} is None; expected boxes of shape [..., 6]")
+        raise ValueError(f"vidllm/metrics/box_metrics.py: {what} is None; expected boxes of shape [..., 6]")
     if isinstance(boxes, torch.Tensor):
         boxes = boxes.detach().cpu().double().numpy()
     try:
         arr = np.asarray(boxes, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(
-            f"vidllm/metrics/grounding.py: {what} is not a numeric array of boxes [..., 6] ({exc})"
+            f"vidllm/metrics/box_metrics.py: {what} is not a numeric array of boxes [..., 6] ({exc})"
         ) from exc
     if allow_empty and arr.size == 0:
         return np.zeros((0, 6), dtype=np.float64)
     if arr.ndim == 0 or arr.shape[-1] != 6:
         raise ValueError(
-            f"vidllm/metrics/grounding.py: {what} has shape {tuple(arr.shape)}; expected [..., 6] = [cx, cy, cz, dx, dy, dz]"
+            f"vidllm/metrics/box_metrics.py: {what} has shape {tuple(arr.shape)}; expected [..., 6] = [cx, cy, cz, dx, dy, dz]"
         )
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"vidllm/metrics/grounding.py: {what} holds non-finite values")
+        raise ValueError(f"vidllm/metrics/box_metrics.py: {what} holds non-finite values")
     return arr
 
 
@@ -95,7 +95,7 @@ def box_iou_matrix(pred, gt) -> np.ndarray:
 def _field(record: Mapping, key: str, index: int):
     if key not in record:
         raise ValueError(
-            f"vidllm/metrics/grounding.py: prediction record {index} has no field '{key}' (fields: {sorted(record)})"
+            f"vidllm/metrics/box_metrics.py: prediction record {index} has no field '{key}' (fields: {sorted(record)})"
         )
     return record[key]
 
@@ -113,7 +113,7 @@ def scanrefer_accuracy(
 
     Args:
         records: per-query dicts with ``scene_id, object_id, ann_id, eval_type, pred_box, gt_box, iou``
-            (the ``predictions.json`` rows of ``tools/eval_scanrefer.py``). ``eval_type`` is ``"unique"``
+            (the ``predictions.json`` rows of ``vidllm eval scanrefer``). ``eval_type`` is ``"unique"``
             or ``"multiple"``; ``pred_box`` / ``gt_box`` are ``[6]``; ``pred_box`` may be ``None`` (no
             prediction → IoU 0). ``iou`` is used as given unless ``recompute_iou`` (or it is missing),
             in which case it is computed from the boxes.
@@ -129,7 +129,7 @@ def scanrefer_accuracy(
         eval_type = _field(record, "eval_type", index)
         if eval_type not in SCANREFER_EVAL_TYPES:
             raise ValueError(
-                f"vidllm/metrics/grounding.py: record {index} has eval_type={eval_type!r}; expected one of {SCANREFER_EVAL_TYPES}"
+                f"vidllm/metrics/box_metrics.py: record {index} has eval_type={eval_type!r}; expected one of {SCANREFER_EVAL_TYPES}"
             )
         if recompute_iou or record.get("iou") is None:
             pred_box = _field(record, "pred_box", index)
@@ -138,7 +138,7 @@ def scanrefer_accuracy(
         else:
             iou = float(record["iou"])
             if not np.isfinite(iou):
-                raise ValueError(f"vidllm/metrics/grounding.py: record {index} has a non-finite iou={iou}")
+                raise ValueError(f"vidllm/metrics/box_metrics.py: record {index} has a non-finite iou={iou}")
         ious.append(iou)
         types.append(eval_type)
     iou_arr = np.asarray(ious, dtype=np.float64)
@@ -171,7 +171,7 @@ def f1_from_iou_matrix(iou: np.ndarray, threshold: float) -> float:
     """
     iou = np.asarray(iou, dtype=np.float64)
     if iou.ndim != 2:
-        raise ValueError(f"vidllm/metrics/grounding.py: iou matrix has shape {tuple(iou.shape)}; expected [P, G]")
+        raise ValueError(f"vidllm/metrics/box_metrics.py: iou matrix has shape {tuple(iou.shape)}; expected [P, G]")
     num_pred, num_gt = iou.shape
     if num_gt == 0:
         return 1.0 if num_pred == 0 else 0.0
@@ -216,7 +216,7 @@ def multi3drefer_f1(
         eval_type = _field(record, "eval_type", index)
         if eval_type not in MULTI3DREFER_EVAL_TYPES:
             raise ValueError(
-                f"vidllm/metrics/grounding.py: record {index} has eval_type={eval_type!r}; expected one of {MULTI3DREFER_EVAL_TYPES}"
+                f"vidllm/metrics/box_metrics.py: record {index} has eval_type={eval_type!r}; expected one of {MULTI3DREFER_EVAL_TYPES}"
             )
         pred = _as_boxes(_field(record, "pred_boxes", index), f"record {index} pred_boxes", allow_empty=True)
         gt = _as_boxes(_field(record, "gt_boxes", index), f"record {index} gt_boxes", allow_empty=True)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from vidllm.metrics.captions import CaptionScorer, caption_metrics
+from vidllm.metrics.ngram_metrics import CaptionScorer, caption_metrics
 
 __all__ = ["scan2cap_key", "scan2cap_candidates", "m_at_k_iou", "scan2cap_metrics"]
 
@@ -69,7 +69,7 @@ def m_at_k_iou(per_item: Mapping, indicators: Mapping) -> float:
         return 0.0
     missing = [k for k in indicators if k not in per_item]
     if missing:
-        raise ValueError(f"vidllm/metrics/scan2cap.py: no per-object score for object {missing[0]!r}")
+        raise ValueError(f"vidllm/metrics/dense_caption_metrics.py: no per-object score for object {missing[0]!r}")
     values = np.array([float(per_item[k]) * float(u) for k, u in indicators.items()], dtype=np.float64)
     return float(values.mean())
 

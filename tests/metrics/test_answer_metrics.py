@@ -2,8 +2,8 @@
 
 import pytest
 
-from vidllm.metrics.captions import CaptionScores
-from vidllm.metrics.qa import clean_answer, exact_match, qa_exact_match, qa_metrics, refined_exact_match
+from vidllm.metrics.answer_metrics import clean_answer, exact_match, qa_exact_match, qa_metrics, refined_exact_match
+from vidllm.metrics.ngram_metrics import CaptionScores
 
 
 @pytest.mark.parametrize(

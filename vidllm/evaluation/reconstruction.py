@@ -27,7 +27,7 @@ import torch
 from recon.geometry import depth_to_world_points
 from vidllm.errors import DataError
 from vidllm.evaluation.clips import SceneClips
-from vidllm.metrics.recon import depth_metrics, pointcloud_metrics, pose_metrics
+from vidllm.metrics.recon_metrics import depth_metrics, pointcloud_metrics, pose_metrics
 from vidllm.progress import progress_bar
 
 __all__ = ["evaluate_recon", "visible_mesh_points", "predicted_world_points"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vidllm.metrics.grounding import (
+from vidllm.metrics.box_metrics import (
     box_iou,
     box_iou_matrix,
     f1_from_iou_matrix,

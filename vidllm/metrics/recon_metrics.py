@@ -51,7 +51,7 @@ def _np(x, what: str) -> np.ndarray:
         x = x.detach().cpu().double().numpy()
     arr = np.asarray(x, dtype=np.float64)
     if arr.ndim == 0:
-        raise ValueError(f"vidllm/metrics/recon.py: {what} is a scalar; expected an array")
+        raise ValueError(f"vidllm/metrics/recon_metrics.py: {what} is a scalar; expected an array")
     return arr
 
 
@@ -127,7 +127,7 @@ def align_depth_scale(pred: np.ndarray, gt: np.ndarray, valid: np.ndarray, mode:
         with np.errstate(invalid="ignore", divide="ignore"):
             scale = num / den
     else:
-        raise ValueError(f"vidllm/metrics/recon.py: alignment={mode!r}; expected 'none', 'median' or 'scale'")
+        raise ValueError(f"vidllm/metrics/recon_metrics.py: alignment={mode!r}; expected 'none', 'median' or 'scale'")
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
     return pred * scale[:, None, None]
 
@@ -161,12 +161,14 @@ def depth_metrics(
         (``None`` for the metrics when no pixel is valid); ``num_images`` counts images with valid pixels.
     """
     if alignment not in ("none", "median", "scale"):
-        raise ValueError(f"vidllm/metrics/recon.py: alignment={alignment!r}; expected 'none', 'median' or 'scale'")
+        raise ValueError(
+            f"vidllm/metrics/recon_metrics.py: alignment={alignment!r}; expected 'none', 'median' or 'scale'"
+        )
     pred = _np(pred, "pred depth")
     gt = _np(gt, "gt depth")
     if pred.shape != gt.shape or pred.ndim < 2:
         raise ValueError(
-            f"vidllm/metrics/recon.py: pred depth {pred.shape} and gt depth {gt.shape} must have the same shape [..., H, W]"
+            f"vidllm/metrics/recon_metrics.py: pred depth {pred.shape} and gt depth {gt.shape} must have the same shape [..., H, W]"
         )
     valid = np.isfinite(gt) & (gt > max(min_depth, 0.0))
     if max_depth is not None:
@@ -174,7 +176,9 @@ def depth_metrics(
     if valid_mask is not None:
         mask = _np(valid_mask, "valid_mask").astype(bool)
         if mask.shape != gt.shape:
-            raise ValueError(f"vidllm/metrics/recon.py: valid_mask {mask.shape} must match the depth shape {gt.shape}")
+            raise ValueError(
+                f"vidllm/metrics/recon_metrics.py: valid_mask {mask.shape} must match the depth shape {gt.shape}"
+            )
         valid &= mask
     pred = np.where(np.isfinite(pred), pred, _PRED_DEPTH_FLOOR)
     pred = np.clip(pred, _PRED_DEPTH_FLOOR, max_depth if max_depth is not None else np.inf)
@@ -203,7 +207,7 @@ def depth_metrics(
 def _points(x, what: str) -> np.ndarray:
     arr = _np(x, what)
     if arr.ndim != 2 or arr.shape[1] != 3:
-        raise ValueError(f"vidllm/metrics/recon.py: {what} has shape {arr.shape}; expected [N, 3]")
+        raise ValueError(f"vidllm/metrics/recon_metrics.py: {what} has shape {arr.shape}; expected [N, 3]")
     return arr[np.all(np.isfinite(arr), axis=1)]
 
 
@@ -222,7 +226,7 @@ def voxel_downsample(points, voxel_size: float) -> np.ndarray:
         ``[M, 3]`` float64 with ``M ≤ N``.
     """
     if not voxel_size > 0:
-        raise ValueError(f"vidllm/metrics/recon.py: voxel_size={voxel_size}; expected > 0")
+        raise ValueError(f"vidllm/metrics/recon_metrics.py: voxel_size={voxel_size}; expected > 0")
     pts = _points(points, "points")
     if len(pts) == 0:
         return pts
@@ -245,7 +249,7 @@ def nearest_distances(src, dst) -> np.ndarray:
     src = _points(src, "src points")
     dst = _points(dst, "dst points")
     if len(dst) == 0:
-        raise ValueError("vidllm/metrics/recon.py: nearest_distances needs a non-empty dst point set")
+        raise ValueError("vidllm/metrics/recon_metrics.py: nearest_distances needs a non-empty dst point set")
     dist, _ = cKDTree(dst).query(src, k=1)
     return np.asarray(dist, dtype=np.float64)
 
@@ -273,7 +277,9 @@ def pointcloud_metrics(pred, gt, threshold: float = 0.05, voxel_size: float | No
         pred = voxel_downsample(pred, voxel_size)
         gt = voxel_downsample(gt, voxel_size)
     if len(pred) == 0 or len(gt) == 0:
-        raise ValueError(f"vidllm/metrics/recon.py: empty point cloud (pred: {len(pred)} points, gt: {len(gt)} points)")
+        raise ValueError(
+            f"vidllm/metrics/recon_metrics.py: empty point cloud (pred: {len(pred)} points, gt: {len(gt)} points)"
+        )
     d_pred = nearest_distances(pred, gt)
     d_gt = nearest_distances(gt, pred)
     precision = float(np.mean(d_pred < threshold))
@@ -301,10 +307,10 @@ def _extrinsics(x, what: str) -> torch.Tensor:
     arr = _np(x, what)
     if arr.ndim != 3 or arr.shape[-2:] not in ((3, 4), (4, 4)):
         raise ValueError(
-            f"vidllm/metrics/recon.py: {what} has shape {arr.shape}; expected [S, 3, 4] or [S, 4, 4] world→camera"
+            f"vidllm/metrics/recon_metrics.py: {what} has shape {arr.shape}; expected [S, 3, 4] or [S, 4, 4] world→camera"
         )
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"vidllm/metrics/recon.py: {what} holds non-finite values")
+        raise ValueError(f"vidllm/metrics/recon_metrics.py: {what} holds non-finite values")
     return to_homogeneous(torch.from_numpy(arr))
 
 
@@ -365,7 +371,7 @@ def relative_pose_errors(pred_extrinsics, gt_extrinsics, sign_ambiguity: bool = 
     gt = relative_poses(gt_extrinsics)
     if pred.shape != gt.shape:
         raise ValueError(
-            f"vidllm/metrics/recon.py: pred has {pred.shape[0]} frame pairs, gt {gt.shape[0]}: frame counts differ"
+            f"vidllm/metrics/recon_metrics.py: pred has {pred.shape[0]} frame pairs, gt {gt.shape[0]}: frame counts differ"
         )
     rot = rotation_angle_deg(gt[:, :3, :3], pred[:, :3, :3])
     trans = translation_angle_deg(gt[:, :3, 3], pred[:, :3, 3], sign_ambiguity)
@@ -382,7 +388,7 @@ def pose_auc(rot_err, trans_err, max_threshold: int = 30) -> float:
     rot_err, trans_err = np.asarray(rot_err, dtype=np.float64), np.asarray(trans_err, dtype=np.float64)
     if rot_err.shape != trans_err.shape or rot_err.ndim != 1 or len(rot_err) == 0:
         raise ValueError(
-            f"vidllm/metrics/recon.py: pose_auc needs two non-empty [P] error arrays, got {rot_err.shape} and {trans_err.shape}"
+            f"vidllm/metrics/recon_metrics.py: pose_auc needs two non-empty [P] error arrays, got {rot_err.shape} and {trans_err.shape}"
         )
     max_err = np.maximum(rot_err, trans_err)
     hist, _ = np.histogram(max_err, bins=np.arange(max_threshold + 1))
@@ -431,13 +437,13 @@ def pose_metrics(
     gt = _np(gt_extrinsics, "gt extrinsics")
     if pred.shape != gt.shape:
         raise ValueError(
-            f"vidllm/metrics/recon.py: pred extrinsics {pred.shape} and gt extrinsics {gt.shape} differ in shape"
+            f"vidllm/metrics/recon_metrics.py: pred extrinsics {pred.shape} and gt extrinsics {gt.shape} differ in shape"
         )
     if pred.ndim == 3:
         pred, gt = pred[None], gt[None]
     if pred.ndim != 4 or pred.shape[1] < 2:
         raise ValueError(
-            f"vidllm/metrics/recon.py: extrinsics shape {pred.shape}; expected [S, 3, 4] or [B, S, 3, 4] with S ≥ 2"
+            f"vidllm/metrics/recon_metrics.py: extrinsics shape {pred.shape}; expected [S, 3, 4] or [B, S, 3, 4] with S ≥ 2"
         )
     errors = [relative_pose_errors(p, g, sign_ambiguity) for p, g in zip(pred, gt)]
     rot = np.concatenate([e[0] for e in errors])

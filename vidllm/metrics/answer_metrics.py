@@ -1,7 +1,7 @@
 """Question-answering metrics for ScanQA / SQA3D: answer cleaning, EM@1 and refined EM (README "Evaluation protocols").
 
 The n-gram caption metrics (BLEU-4 / METEOR / ROUGE-L / CIDEr) live in
-:mod:`vidllm.metrics.captions`; :func:`qa_metrics` combines both.
+:mod:`vidllm.metrics.ngram_metrics`; :func:`qa_metrics` combines both.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from vidllm.metrics.captions import CaptionScorer, caption_metrics
+from vidllm.metrics.ngram_metrics import CaptionScorer, caption_metrics
 
 __all__ = ["caption_metrics", "clean_answer", "exact_match", "refined_exact_match", "qa_exact_match", "qa_metrics"]
 
@@ -96,7 +96,7 @@ def clean_answer(text: str) -> str:
         the cleaned answer (possibly ``""``).
     """
     if not isinstance(text, str):
-        raise ValueError(f"vidllm/metrics/qa.py: clean_answer expects a str, got {type(text).__name__}")
+        raise ValueError(f"vidllm/metrics/answer_metrics.py: clean_answer expects a str, got {type(text).__name__}")
     text = text.lower().replace("\u2019", "'").replace("ç", "c")
     text = _O_CLOCK.sub("o'clock", text)
     text = _DIGIT_COMMA.sub("", text)
@@ -122,7 +122,7 @@ def clean_answer(text: str) -> str:
 def _check_refs(references: Sequence[str], where: str) -> None:
     if isinstance(references, str) or not isinstance(references, Sequence):
         raise ValueError(
-            f"vidllm/metrics/qa.py: {where}: references must be a list of strings, got {type(references).__name__}"
+            f"vidllm/metrics/answer_metrics.py: {where}: references must be a list of strings, got {type(references).__name__}"
         )
 
 
@@ -188,7 +188,7 @@ def qa_exact_match(predictions: Mapping, references: Mapping, groups: Mapping | 
     missing = [qid for qid in references if qid not in predictions]
     if missing:
         raise ValueError(
-            f"vidllm/metrics/qa.py: {len(missing)} question(s) have no prediction, e.g. question_id={missing[0]!r}"
+            f"vidllm/metrics/answer_metrics.py: {len(missing)} question(s) have no prediction, e.g. question_id={missing[0]!r}"
         )
     tallies: dict[str, list[int]] = {}
     em = refined = 0

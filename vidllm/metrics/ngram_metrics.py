@@ -85,20 +85,20 @@ def simple_tokenize(text: str) -> str:
 
 def _validate(preds: Mapping, refs: Mapping) -> None:
     if not refs:
-        raise ValueError("vidllm/metrics/captions.py: no references to score against (refs is empty)")
+        raise ValueError("vidllm/metrics/ngram_metrics.py: no references to score against (refs is empty)")
     for key, ref_list in refs.items():
         if key not in preds:
-            raise ValueError(f"vidllm/metrics/captions.py: no candidate caption for id {key!r}")
+            raise ValueError(f"vidllm/metrics/ngram_metrics.py: no candidate caption for id {key!r}")
         if not isinstance(preds[key], str):
             raise ValueError(
-                f"vidllm/metrics/captions.py: candidate for id {key!r} is {type(preds[key]).__name__}, expected str"
+                f"vidllm/metrics/ngram_metrics.py: candidate for id {key!r} is {type(preds[key]).__name__}, expected str"
             )
         if isinstance(ref_list, str) or not isinstance(ref_list, Sequence) or len(ref_list) == 0:
             raise ValueError(
-                f"vidllm/metrics/captions.py: references for id {key!r} must be a non-empty list of strings"
+                f"vidllm/metrics/ngram_metrics.py: references for id {key!r} must be a non-empty list of strings"
             )
         if not all(isinstance(r, str) for r in ref_list):
-            raise ValueError(f"vidllm/metrics/captions.py: references for id {key!r} must all be strings")
+            raise ValueError(f"vidllm/metrics/ngram_metrics.py: references for id {key!r} must all be strings")
 
 
 def _import_pycocoevalcap():
@@ -110,7 +110,7 @@ def _import_pycocoevalcap():
         from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
     except ImportError as exc:
         raise MissingExtraError(
-            "vidllm/metrics/captions.py: BLEU/METEOR/ROUGE-L/CIDEr need pycocoevalcap, which is not installed; "
+            "vidllm/metrics/ngram_metrics.py: BLEU/METEOR/ROUGE-L/CIDEr need pycocoevalcap, which is not installed; "
             "install the 'eval' extra: pip install 'vidllm[eval]' (or pip install pycocoevalcap)"
         ) from exc
     return Bleu, Meteor, Rouge, Cider, PTBTokenizer

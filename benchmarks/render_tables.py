@@ -1,6 +1,6 @@
 """Render the JSON of ``bench_forward.py`` / ``bench_train.py`` / ``bench_data.py`` as Markdown tables.
 
-python benchmarks/report.py benchmarks/results/forward_tiny_cpu.json
+python benchmarks/render_tables.py benchmarks/results/forward_tiny_cpu.json
 """
 
 from __future__ import annotations
