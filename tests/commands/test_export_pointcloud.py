@@ -192,3 +192,28 @@ def test_skip_invalid_poses_reads_the_frames_with_a_pose(synthetic_root):
     frames = video_input(build_parser().parse_args([*argv, "--skip-invalid-poses"]))
     assert frames == [scene.color_path(f) for f, ok in zip(scene.frame_ids, scene.valid) if ok]
     assert len(frames) == int(scene.valid.sum()) and all(p.is_file() for p in frames)
+
+
+def test_compile_option_wraps_the_vggt_forward(tmp_path, monkeypatch):
+    """``--compile MODE`` runs the forward through :func:`recon.compiled.compile_for_inference` (whose own test
+    checks the compiled outputs); ``none`` gives the same cloud as no option."""
+    import open3d as o3d
+
+    import vidllm.commands.export_pointcloud_cmd as cmd
+
+    modes = []
+    real = cmd.compile_for_inference
+
+    def spy(module, mode):
+        modes.append(mode)
+        return real(module, "none")
+
+    monkeypatch.setattr(cmd, "compile_for_inference", spy)
+    base = _vggt_frames(tmp_path)
+    assert main(base + ["--out", str(tmp_path / "a.ply"), "--compile", "default"]) == 0
+    assert main(base + ["--out", str(tmp_path / "b.ply")]) == 0
+    assert modes == ["default", "none"]
+    read = lambda p: np.asarray(o3d.io.read_point_cloud(str(p)).points)  # noqa: E731
+    np.testing.assert_array_equal(read(tmp_path / "a.ply"), read(tmp_path / "b.ply"))
+    with pytest.raises(SystemExit):
+        main(base + ["--out", str(tmp_path / "c.ply"), "--compile", "fast"])

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from recon.chunked import LAYOUTS, check_chunking
+from recon.compiled import COMPILE_MODES, compile_for_inference
 
 
 def add_chunk_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,6 +135,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="--vggt only: loader override such as num_heads=16 or depth_head_layers=[4,11,17,23] (see recon.vggt_loader.VGGT_DEFAULTS); "
         "a meta.json beside the checkpoint with 'vggt_overrides' is read first",
     )
+    parser.add_argument(
+        "--compile",
+        choices=COMPILE_MODES,
+        default="none",
+        help="compile the reconstruction forward with frozen weights (recon.compiled; the first forward of each "
+        "shape compiles: worth it for long videos in chunks)",
+    )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available)")
 
 
@@ -215,13 +223,10 @@ def _forward(args: argparse.Namespace, device, chunking: tuple[int | None, int |
     if args.checkpoint is not None:
         from vidllm.api import VidLLMPipeline
 
-        pipeline = VidLLMPipeline.from_pretrained(args.checkpoint, device=device)
+        pipeline = VidLLMPipeline.from_pretrained(args.checkpoint, device=device, compile=args.compile)
+        forward = pipeline.geometry_forward(chunk_size, overlap, layout)
         images, frames = pipeline.load_video(video_input(args), args.max_frames, args.frame_sampling)
-        if chunk_size is None:
-            return pipeline.forward_geometry(images[None]), images, frames
-        alignment = pipeline.config.metric_depth.alignment
-        out = chunked_forward(pipeline.forward_geometry, images[None], chunk_size, overlap, alignment, layout)
-        return out, images, frames
+        return forward(images[None]), images, frames
     from recon.vggt_loader import from_vggt_checkpoint
     from vidllm.video import read_frames
 
@@ -230,7 +235,7 @@ def _forward(args: argparse.Namespace, device, chunking: tuple[int | None, int |
     meta = args.vggt.parent / "meta.json"
     overrides = json.loads(meta.read_text()).get("vggt_overrides", {}) if meta.is_file() else {}
     overrides.update(parse_overrides(args.override))
-    model = from_vggt_checkpoint(args.vggt, **overrides).to(device).eval()
+    model = compile_for_inference(from_vggt_checkpoint(args.vggt, **overrides).to(device), args.compile)
     frames = read_frames(video_input(args), args.max_frames or 32, args.frame_sampling or "uniform")
     images = frames_to_tensor(frames, args.image_size, "longer").to(device)
     with torch.no_grad():
