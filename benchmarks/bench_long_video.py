@@ -3,6 +3,7 @@
     python benchmarks/bench_long_video.py --checkpoint outputs/demo/stage2/model --data /tmp/longvid/data256 \\
         --frames 64,256 --modes full,32/8,16/4,32/8/anchored,16/4/anchored --threads 1 \\
         --out benchmarks/results/long_video_cpu.json --markdown benchmarks/results/long_video_cpu.md
+    python benchmarks/bench_long_video.py --checkpoint DIR --data DIR --frames 64,256 --modes full,merge0.5,merge0.8
     python benchmarks/bench_long_video.py --checkpoint DIR --data DIR --frames 6 --modes full,4/2 --inprocess  # seconds
 
 ``--data`` is a synthetic dataset (``vidllm synth``; use a seed other than the training data's so the
@@ -13,7 +14,10 @@ scenes are held out) whose scenes have at least max(``--frames``) frames with va
   least O frames, each aligned by Sim(3) to the one before on the shared frames, then one real-scale alignment
   on the whole video;
 * ``C/O/anchored`` — the ``anchored`` layout: O anchor frames in every chunk, the other frames dealt out with a
-  stride, every chunk aligned to the first on the anchors.
+  stride, every chunk aligned to the first on the anchors;
+* ``mergeR`` (e.g. ``merge0.8``) — one full forward with training-free token merging in the global blocks:
+  the model's config with ``recon.aggregator.global_merge_ratio = R`` (:mod:`recon.layers.token_merge`);
+  ``mergeR/plain`` also sets ``recon.aggregator.global_merge_proportional = false``.
 
 For each (mode, S) — in a fresh subprocess (``--inprocess`` to disable) — every scene of ``--split`` gives
 one clip of S frames (the model's data settings with ``data.num_frames = S``: uniform over the frames with
@@ -62,13 +66,46 @@ COLUMNS = [
 ]
 
 
+MODES_HELP = "'full', CHUNK/OVERLAP[/anchored] such as 32/8 or 32/8/anchored, or mergeR[/plain] such as merge0.8"
+
+
+def _parse_merge(text: str) -> dict:
+    """``mergeR`` or ``mergeR/plain`` → the mode dict of a full forward with token merging at ratio R."""
+    ratio_text, _, variant = text[len("merge") :].partition("/")
+    try:
+        ratio = float(ratio_text)
+    except ValueError:
+        raise ValueError(f"--modes {text!r}: expected {MODES_HELP}") from None
+    if not 0.0 < ratio < 1.0 or variant not in ("", "plain"):
+        raise ValueError(f"--modes {text!r}: the merge ratio must be in (0, 1) and the only variant is '/plain'")
+    name = f"merge {ratio:g}" + (" plain" if variant else "")
+    return {
+        "name": name,
+        "chunk_size": None,
+        "overlap": None,
+        "layout": None,
+        "merge_ratio": ratio,
+        "proportional": not variant,
+    }
+
+
 def parse_mode(text: str) -> dict:
-    """``full``, ``C/O`` or ``C/O/LAYOUT`` → ``{"name", "chunk_size", "overlap", "layout"}`` (None for full)."""
+    """``full``, ``C/O``, ``C/O/LAYOUT`` or ``mergeR[/plain]`` → ``{"name", "chunk_size", "overlap", "layout",
+    "merge_ratio", "proportional"}`` (chunking keys None for full forwards; ``merge_ratio`` 0 without merging)."""
     from recon.chunked import check_chunking
 
     text = text.strip()
     if text == "full":
-        return {"name": "full", "chunk_size": None, "overlap": None, "layout": None}
+        return {
+            "name": "full",
+            "chunk_size": None,
+            "overlap": None,
+            "layout": None,
+            "merge_ratio": 0.0,
+            "proportional": True,
+        }
+    if text.startswith("merge"):
+        return _parse_merge(text)
     parts = text.split("/")
     try:
         size, overlap = int(parts[0]), int(parts[1])
@@ -76,12 +113,26 @@ def parse_mode(text: str) -> dict:
         if len(parts) not in (2, 3):
             raise ValueError
     except (ValueError, IndexError):
-        raise ValueError(
-            f"--modes {text!r}: expected 'full' or CHUNK/OVERLAP[/LAYOUT] such as 32/8 or 32/8/anchored"
-        ) from None
+        raise ValueError(f"--modes {text!r}: expected {MODES_HELP}") from None
     check_chunking(size, overlap, layout)
     name = f"chunk {size}/{overlap}" if layout == "consecutive" else f"{layout} {size}/{overlap}"
-    return {"name": name, "chunk_size": size, "overlap": overlap, "layout": layout}
+    return {
+        "name": name,
+        "chunk_size": size,
+        "overlap": overlap,
+        "layout": layout,
+        "merge_ratio": 0.0,
+        "proportional": True,
+    }
+
+
+def set_global_merge(pipeline, ratio: float, proportional: bool = True) -> None:
+    """Switch the loaded model's global-block token merging (``recon.aggregator.global_merge_*``; validated)."""
+    from dataclasses import replace
+
+    cfg = replace(pipeline.config.recon.aggregator, global_merge_ratio=ratio, global_merge_proportional=proportional)
+    pipeline.config.recon.aggregator = cfg
+    pipeline.model.aggregator.cfg = cfg
 
 
 def _runner(pipeline, mode: dict):
@@ -133,6 +184,7 @@ def _measure(spec: dict) -> dict:
     device = torch.device(spec["device"])
     model = VidLLMPipeline.from_pretrained(spec["checkpoint"], device=device)
     mode = parse_mode(spec["mode"])
+    set_global_merge(model, mode["merge_ratio"], mode["proportional"])
     run = _runner(model, mode)
     depth_pred, depth_gt, ext_pred, ext_gt, clouds, calls = [], [], [], [], [], []
     for clips in _scene_clips(model, spec["data"], spec["frames"], spec["split"]):
@@ -175,6 +227,8 @@ def _measure(spec: dict) -> dict:
         "chunk_size": mode["chunk_size"],
         "overlap": mode["overlap"],
         "layout": mode["layout"],
+        "merge_ratio": mode["merge_ratio"],
+        "merge_proportional": mode["proportional"],
         "frames": spec["frames"],
         "scenes": len(calls),
         "abs_rel": depth["abs_rel"],
@@ -210,9 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=False, help="Vid-LLM model directory (save_pretrained)")
     parser.add_argument("--data", required=False, help="synthetic dataset root (vidllm synth), held-out scenes")
     parser.add_argument("--frames", default="64,256", help="comma-separated frames per video S")
-    parser.add_argument(
-        "--modes", default="full,32/8", help="comma-separated modes: 'full' or CHUNK/OVERLAP[/anchored]"
-    )
+    parser.add_argument("--modes", default="full,32/8", help=f"comma-separated modes: {MODES_HELP}")
     parser.add_argument("--split", default="all", choices=("all", "train", "val"), help="scenes of this split")
     parser.add_argument("--scenes", type=int, default=0, help="at most this many scenes (0 = all)")
     parser.add_argument(
@@ -282,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if rows and not errors else 1
 
 
-__all__ = ["main", "worker", "parse_mode", "markdown", "COLUMNS"]
+__all__ = ["main", "worker", "parse_mode", "set_global_merge", "markdown", "COLUMNS"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

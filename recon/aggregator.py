@@ -5,6 +5,9 @@ tokens come from a 2-slot table (slot 0 for frame 0, slot 1 for the other frames
 world frame). Frame blocks attend within ``[B·S, 1+R+P, C]``; global blocks over
 ``[B, S·(1+R+P), C]``. RoPE positions are the patch grid (y, x) + 1, special tokens at (0, 0).
 Returned layer ``i`` is ``cat(frame_out_i, global_out_i)`` on channels: ``[B, S, 1+R+P, 2C]``.
+
+With ``global_merge_ratio > 0`` the global blocks from ``global_merge_start`` on merge the tokens entering
+attention (:mod:`recon.layers.token_merge`); the output shapes are unchanged.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from torch.utils.checkpoint import checkpoint
 from recon.config import AggregatorConfig
 from recon.layers.block import Block
 from recon.layers.rope import RopePositions, RotaryEmbedding2D, patch_positions
+from recon.layers.token_merge import MergePlan, merge_plan
 
 
 def frame_slot_tokens(table: Tensor, batch: int, frames: int) -> Tensor:
@@ -59,10 +63,26 @@ class Aggregator(nn.Module):
                 f"recon.aggregator: requested layers {bad} out of range for recon.aggregator.depth = {cfg.depth}"
             )
 
-    def _run(self, block: Block, x: Tensor, pos: RopePositions | None) -> Tensor:
+    def _run(self, block: Block, x: Tensor, pos: RopePositions | None, merge: MergePlan | None = None) -> Tensor:
         if self.cfg.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(block, x, pos, use_reentrant=False)
-        return block(x, pos)
+            return checkpoint(block, x, pos, merge, use_reentrant=False)
+        return block(x, pos, merge)
+
+    def _merge_plan(self, frames: int, num_patches: int, positions: RopePositions | None, device) -> MergePlan | None:
+        """The global blocks' token-merge plan, or None when nothing would be merged (ratio 0, one frame)."""
+        ratio = self.cfg.global_merge_ratio
+        if ratio <= 0 or frames < 2 or int(ratio * num_patches) == 0:
+            return None
+        return merge_plan(
+            frames,
+            self.patch_start_idx,
+            num_patches,
+            ratio,
+            positions=None if positions is None else positions.positions,
+            proportional=self.cfg.global_merge_proportional,
+            device=device,
+            max_position=None if positions is None else positions.max_position,
+        )
 
     def forward(
         self, patch_tokens: Tensor, grid_hw: tuple[int, int], return_layers: list[int] | None = None
@@ -85,6 +105,7 @@ class Aggregator(nn.Module):
             top = max(grid_hw)  # patch (i, j) sits at (i + 1, j + 1)
             pos_frame = RopePositions(positions, top)
             pos_global = RopePositions(positions.repeat(1, s, 1), top)
+        plan = self._merge_plan(s, p, pos_global, tokens.device)
         out: dict[int, Tensor] = {}
         last = max(keep) if keep else -1
         for i in range(self.cfg.depth):
@@ -92,7 +113,8 @@ class Aggregator(nn.Module):
                 break
             tokens = self._run(self.frame_blocks[i], tokens.reshape(b * s, n, c), pos_frame)
             frame_out = tokens.reshape(b, s, n, c)
-            tokens = self._run(self.global_blocks[i], tokens.reshape(b, s * n, c), pos_global)
+            merge = plan if i >= self.cfg.global_merge_start else None
+            tokens = self._run(self.global_blocks[i], tokens.reshape(b, s * n, c), pos_global, merge)
             if i in keep:
                 out[i] = torch.cat([frame_out, tokens.reshape(b, s, n, c)], dim=-1)
         return out, self.patch_start_idx

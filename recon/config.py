@@ -99,12 +99,30 @@ class AggregatorConfig:
     """Initial LayerScale gamma."""
     gradient_checkpointing: bool = False
     """Recompute block activations in backward to save memory."""
+    global_merge_ratio: float = 0.0
+    """Training-free token merging in the global blocks (long videos): the fraction of the patch tokens of frames >= 1
+    averaged into their most similar kept patch token before attention (and given its output back after); frame 0 and
+    every camera/register token are kept. In [0, 1); 0 = exact global attention (the trained model)."""
+    global_merge_start: int = 0
+    """First global block (0-based) that merges tokens when global_merge_ratio > 0; earlier blocks attend exactly."""
+    global_merge_proportional: bool = True
+    """Proportional attention with merging: log(tokens merged into a key) is added to its attention logits, so a merged
+    key weighs as the tokens it stands for (ToMe); False = plain attention over the merged keys (FastVGGT)."""
 
     def __post_init__(self) -> None:
         _check_positive("recon.aggregator", depth=self.depth, num_heads=self.num_heads, mlp_ratio=self.mlp_ratio)
         if self.rope_freq < 0 or self.num_register_tokens < 0:
             raise ValueError(
                 f"recon.aggregator.rope_freq ({self.rope_freq}) and recon.aggregator.num_register_tokens ({self.num_register_tokens}) must be >= 0"
+            )
+        if not 0.0 <= self.global_merge_ratio < 1.0:
+            raise ValueError(
+                f"recon.aggregator.global_merge_ratio must be in [0, 1) (0 = no merging), got {self.global_merge_ratio!r}"
+            )
+        if not 0 <= self.global_merge_start < self.depth:
+            raise ValueError(
+                f"recon.aggregator.global_merge_start must be in [0, recon.aggregator.depth = {self.depth}), "
+                f"got {self.global_merge_start!r}"
             )
 
 

@@ -59,8 +59,11 @@ VGGT_DEFAULTS = {
     "encoder_num_heads": None,
     "rope_freq": 100.0,
     "frames_chunk_size": 8,
+    "global_merge_ratio": 0.0,
+    "global_merge_start": 0,
 }
-"""Overrides accepted by :func:`from_vggt_checkpoint` (``encoder_num_heads`` None = hidden_size // 64)."""
+"""Overrides accepted by :func:`from_vggt_checkpoint` (``encoder_num_heads`` None = hidden_size // 64;
+``global_merge_*``: token merging in the global blocks, see :class:`recon.config.AggregatorConfig`)."""
 
 
 @dataclass
@@ -138,6 +141,8 @@ def infer_configs(sd: dict[str, Tensor], **overrides) -> tuple[EncoderConfig, Re
         num_register_tokens=num_reg,
         qk_norm="aggregator.frame_blocks.0.attn.q_norm.weight" in sd,
         rope_freq=opt["rope_freq"],
+        global_merge_ratio=opt["global_merge_ratio"],
+        global_merge_start=opt["global_merge_start"],
     )
     if _DINO + "patch_embed.proj.weight" in sd:
         proj = sd[_DINO + "patch_embed.proj.weight"]

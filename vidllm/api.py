@@ -110,6 +110,7 @@ class VidLLMPipeline:
         dtype: torch.dtype | str | None = None,
         strict: bool = True,
         compile: CompileMode = "none",
+        overrides: Sequence[str] = (),
     ) -> VidLLMPipeline:
         """The model written by :meth:`vidllm.model.VidLLM.save_pretrained` in ``directory``, wrapped.
 
@@ -119,12 +120,14 @@ class VidLLMPipeline:
                 the same directory.
             strict: every weight the model expects must be in the file.
             compile: see the class.
+            overrides: dotted ``KEY=VALUE`` config changes that leave the weights as they are, e.g.
+                ``recon.aggregator.global_merge_ratio=0.8`` (:meth:`vidllm.model.VidLLM.from_pretrained`).
         """
         from vidllm.model import VidLLM  # here, so that frames_to_tensor alone does not import the LLM stack
 
         dtype = _as_dtype(dtype)  # a bad name fails before the weights are read
         check_choice("compile", compile, COMPILE_MODES)  # before the weights are read
-        return cls(VidLLM.from_pretrained(directory, device=device, strict=strict), dtype, compile)
+        return cls(VidLLM.from_pretrained(directory, device=device, strict=strict, overrides=overrides), dtype, compile)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(device={self.device}, dtype={self.compute_dtype}, compile={self.compile_mode!r})"

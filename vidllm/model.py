@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -263,12 +264,17 @@ class VidLLM(ReconstructionModel):
         directory: str | Path,
         device: str | torch.device | None = None,
         strict: bool = True,
+        overrides: Sequence[str] = (),
     ) -> VidLLM:
         """Rebuild a model written by :meth:`save_pretrained` (weights via safetensors only), in eval mode.
 
         Args:
             device: where to put the model (default: CUDA when available, else CPU).
             strict: every weight the model expects must be in the file.
+            overrides: dotted ``KEY=VALUE`` changes to the saved ``config.yaml`` applied before the model is built,
+                for settings that do not change the weights, e.g. ``recon.aggregator.global_merge_ratio=0.8``
+                (token merging for long videos) or ``recon.depth_head.frames_chunk_size=8``; a key that does not
+                exist is an error naming it.
 
         For inference on videos (and a low-precision compute dtype) wrap it:
         :meth:`vidllm.api.VidLLMPipeline.from_pretrained`.
@@ -277,7 +283,7 @@ class VidLLM(ReconstructionModel):
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if not (directory / "config.yaml").is_file():
             raise CheckpointError(f"{directory}: not a saved vidllm model (no config.yaml)")
-        config = load_config(directory / "config.yaml")
+        config = load_config(directory / "config.yaml", list(overrides))
         tokenizer = None
         if (directory / "tokenizer").is_dir():
             from vl.tokenizer import load_tokenizer

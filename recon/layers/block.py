@@ -2,6 +2,7 @@
 
 Attention goes through :func:`recon.attention.attention` (the project's backend switch) with the
 module's ``attention_backend`` (``None`` = the process default; see :func:`recon.attention.use_attention_backend`).
+The aggregator's global blocks can merge the tokens entering attention (:mod:`recon.layers.token_merge`).
 Parameter names follow VGGT (``norm1, attn.qkv, attn.q_norm, attn.k_norm, attn.proj, ls1.gamma,
 norm2, mlp.fc1, mlp.fc2, ls2.gamma``) so checkpoints map one to one.
 """
@@ -13,6 +14,7 @@ from torch import Tensor, nn
 
 from recon.attention import attention
 from recon.layers.rope import RopePositions, RotaryEmbedding2D
+from recon.layers.token_merge import MergePlan, match
 
 
 class LayerScale(nn.Module):
@@ -62,10 +64,11 @@ class Attention(nn.Module):
         self.rope = rope
         self.attention_backend: str | None = None  # None = the process default (recon.attention)
 
-    def forward(self, x: Tensor, pos: Tensor | RopePositions | None = None) -> Tensor:
+    def forward(self, x: Tensor, pos: Tensor | RopePositions | None = None, attn_bias: Tensor | None = None) -> Tensor:
         """x ``[B, N, C]``; pos ``[B, N, 2]`` integer (y, x) positions, or the same wrapped in
         :class:`~recon.layers.rope.RopePositions` to share the rotation tables between layers
-        (needed when RoPE is on)."""
+        (needed when RoPE is on); attn_bias: optional additive logit bias broadcastable to
+        ``[B, heads, N, N]`` (token merging's ``[B, 1, 1, N]`` proportional-attention term)."""
         b, n, c = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         q, k = self.q_norm(q), self.k_norm(k)
@@ -74,7 +77,9 @@ class Attention(nn.Module):
                 raise ValueError("Attention: RoPE is enabled but no token positions were given")
             tables = self.rope.prepare(pos, self.head_dim, q.device, q.dtype)  # one gather for q and k
             q, k = self.rope.apply(q, tables), self.rope.apply(k, tables)
-        out = attention(q, k, v, backend=self.attention_backend)
+        if attn_bias is not None:
+            attn_bias = attn_bias.to(q.dtype)
+        out = attention(q, k, v, attn_mask=attn_bias, backend=self.attention_backend)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
@@ -99,7 +104,18 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.ls2 = LayerScale(dim, init_value)
 
-    def forward(self, x: Tensor, pos: Tensor | RopePositions | None = None) -> Tensor:
-        """x ``[B, N, C]``; pos: token positions (see :class:`Attention`)."""
-        x = x + self.ls1(self.attn(self.norm1(x), pos))
+    def forward(self, x: Tensor, pos: Tensor | RopePositions | None = None, merge: MergePlan | None = None) -> Tensor:
+        """x ``[B, N, C]``; pos: token positions (see :class:`Attention`).
+
+        merge: token merging of the attention input (:mod:`recon.layers.token_merge`; global blocks
+        only): ``norm1(x)`` is merged to ``[B, M, C]``, attended at the plan's merged positions (``pos``
+        unused) and unmerged back to ``[B, N, C]`` before the residual; the MLP sees every token.
+        """
+        if merge is None:
+            x = x + self.ls1(self.attn(self.norm1(x), pos))
+        else:
+            h = self.norm1(x)
+            merged = match(merge, h)
+            y = self.attn(merged.merge(h), merge.positions, attn_bias=merged.attention_bias())
+            x = x + self.ls1(merged.unmerge(y))
         return x + self.ls2(self.mlp(self.norm2(x)))

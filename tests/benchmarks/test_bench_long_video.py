@@ -59,6 +59,18 @@ def test_chunk_as_long_as_the_video_scores_as_the_full_forward(bench, model_dir,
     assert np.isfinite(full["abs_rel"])
 
 
+def test_merge_mode_switches_the_aggregator(bench, model_dir, synthetic_root):
+    """A merge mode runs the full forward with the config's global_merge_ratio; its scores differ from full's."""
+    spec = {"checkpoint": str(model_dir), "data": str(synthetic_root), "frames": 5, "split": "val", "scenes": 1}
+    full = bench.worker({**spec, "mode": "full", "device": "cpu"})
+    merged = bench.worker({**spec, "mode": "merge0.75", "device": "cpu"})
+    assert (merged["mode"], merged["merge_ratio"], merged["merge_proportional"]) == ("merge 0.75", 0.75, True)
+    assert full["merge_ratio"] == 0.0
+    for key in ("abs_rel", "rra@15", "fscore"):
+        assert math.isfinite(merged[key]), key
+    assert merged["abs_rel"] != full["abs_rel"]
+
+
 def test_bad_modes_and_too_few_frames(bench, model_dir, synthetic_root):
     with pytest.raises(ValueError, match="CHUNK/OVERLAP"):
         bench.parse_mode("32x8")
@@ -71,7 +83,20 @@ def test_bad_modes_and_too_few_frames(bench, model_dir, synthetic_root):
         "chunk_size": 32,
         "overlap": 8,
         "layout": "anchored",
+        "merge_ratio": 0.0,
+        "proportional": True,
     }
+    assert bench.parse_mode("merge0.8/plain") == {
+        "name": "merge 0.8 plain",
+        "chunk_size": None,
+        "overlap": None,
+        "layout": None,
+        "merge_ratio": 0.8,
+        "proportional": False,
+    }
+    for bad in ("merge1.0", "merge0", "mergex", "merge0.5/fast"):
+        with pytest.raises(ValueError, match="merge"):
+            bench.parse_mode(bad)
     spec = {"checkpoint": str(model_dir), "data": str(synthetic_root), "split": "val", "mode": "full", "device": "cpu"}
     with pytest.raises(ValueError, match="frames with valid poses"):
         bench.worker({**spec, "frames": 50})

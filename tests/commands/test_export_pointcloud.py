@@ -217,3 +217,25 @@ def test_compile_option_wraps_the_vggt_forward(tmp_path, monkeypatch):
     np.testing.assert_array_equal(read(tmp_path / "a.ply"), read(tmp_path / "b.ply"))
     with pytest.raises(SystemExit):
         main(base + ["--out", str(tmp_path / "c.ply"), "--compile", "fast"])
+
+
+def test_checkpoint_override_switches_token_merging(model_dir, synthetic_root, tmp_path, capsys):
+    """``--override recon.aggregator.global_merge_ratio=R`` with ``--checkpoint`` rebuilds the saved model with that
+    setting (same weights): the cloud changes with R > 0, and an unknown key is one line naming it."""
+    import open3d as o3d
+
+    scene = str(sorted((synthetic_root / "scans").iterdir())[0])
+    read = lambda p: np.asarray(o3d.io.read_point_cloud(str(p)).points)  # noqa: E731
+    base = ["export-pointcloud", "--checkpoint", str(model_dir), "--video", scene]
+    assert main(base + ["--out", str(tmp_path / "exact.ply")]) == 0
+    assert (
+        main(base + ["--out", str(tmp_path / "zero.ply"), "--override", "recon.aggregator.global_merge_ratio=0"]) == 0
+    )
+    np.testing.assert_array_equal(read(tmp_path / "zero.ply"), read(tmp_path / "exact.ply"))
+    merged = ["--override", "recon.aggregator.global_merge_ratio=0.5"]
+    assert main(base + ["--out", str(tmp_path / "merged.ply"), *merged]) == 0
+    a, b = read(tmp_path / "merged.ply"), read(tmp_path / "exact.ply")
+    assert a.shape == b.shape and not np.allclose(a, b)
+    capsys.readouterr()
+    assert main(base + ["--out", str(tmp_path / "bad.ply"), "--override", "recon.aggregator.merge_ratio=0.5"]) == 1
+    assert "merge_ratio" in capsys.readouterr().err and not (tmp_path / "bad.ply").exists()

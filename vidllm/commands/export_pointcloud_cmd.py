@@ -132,8 +132,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="--vggt only: loader override such as num_heads=16 or depth_head_layers=[4,11,17,23] (see recon.vggt_loader.VGGT_DEFAULTS); "
-        "a meta.json beside the checkpoint with 'vggt_overrides' is read first",
+        help="with --vggt: a loader override such as num_heads=16, depth_head_layers=[4,11,17,23] or "
+        "global_merge_ratio=0.8 (see recon.vggt_loader.VGGT_DEFAULTS; a meta.json beside the checkpoint with "
+        "'vggt_overrides' is read first); with --checkpoint: a dotted config key that leaves the weights as they "
+        "are, e.g. recon.aggregator.global_merge_ratio=0.8 (token merging in the global attention, long videos)",
     )
     parser.add_argument(
         "--compile",
@@ -223,7 +225,9 @@ def _forward(args: argparse.Namespace, device, chunking: tuple[int | None, int |
     if args.checkpoint is not None:
         from vidllm.api import VidLLMPipeline
 
-        pipeline = VidLLMPipeline.from_pretrained(args.checkpoint, device=device, compile=args.compile)
+        pipeline = VidLLMPipeline.from_pretrained(
+            args.checkpoint, device=device, compile=args.compile, overrides=args.override
+        )
         forward = pipeline.geometry_forward(chunk_size, overlap, layout)
         images, frames = pipeline.load_video(video_input(args), args.max_frames, args.frame_sampling)
         return forward(images[None]), images, frames
