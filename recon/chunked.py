@@ -59,6 +59,7 @@ __all__ = [
     "chunk_spans",
     "chunk_plan",
     "check_chunking",
+    "default_overlap",
     "chunked_forward",
     "PER_FRAME_KEYS",
 ]
@@ -79,6 +80,11 @@ class Chunk:
     """Increasing frame indices; ``frames[0]`` is the chunk's model frame."""
     reference: int
     """Index of the chunk it is aligned to (−1 for the first chunk)."""
+
+
+def default_overlap(chunk_size: int) -> int:
+    """The overlap used when none is given: a quarter of the chunk, at least one frame."""
+    return max(1, chunk_size // 4)
 
 
 def check_chunking(chunk_size: int, overlap: int, layout: str = "consecutive") -> None:

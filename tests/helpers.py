@@ -87,3 +87,21 @@ def micro_run_overrides(data_root, teacher_dir) -> dict:
         "recon": {"vggt_checkpoint": None},
         "llm": {"path": None},
     }
+
+
+def tiny_recon_model():
+    """A seeded 32-wide :class:`recon.model.ReconstructionModel` (2 encoder layers, 2 + 2 aggregator blocks, narrow
+    heads) for 56-pixel frames, in the mode ``nn.Module`` starts in (training); callers set ``eval()`` as needed."""
+    import torch
+
+    from recon.config import AggregatorConfig, CameraHeadConfig, DepthHeadConfig, EncoderConfig, ReconConfig
+    from recon.model import ReconstructionModel
+
+    torch.manual_seed(0)
+    enc = EncoderConfig(hidden_size=32, num_layers=2, num_heads=2, pretrain_image_size=56, intermediate_layers=[0, 1])
+    cfg = ReconConfig(
+        aggregator=AggregatorConfig(depth=2, num_heads=2),
+        camera_head=CameraHeadConfig(trunk_depth=1, num_heads=2),
+        depth_head=DepthHeadConfig(intermediate_layers=[0, 1, 1, 1], features=8, out_channels=[8, 8, 8, 8]),
+    )
+    return ReconstructionModel(enc, cfg)

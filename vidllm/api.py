@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from recon.choices import check_choice
-from recon.chunked import ChunkLayout, check_chunking, chunked_forward
+from recon.chunked import ChunkLayout, check_chunking, chunked_forward, default_overlap
 from recon.compiled import COMPILE_MODES, CompileMode, compile_for_inference
 from vidllm.config import VidLLMConfig
 from vidllm.data.clip import preprocess_frames
@@ -186,7 +186,8 @@ class VidLLMPipeline:
                     f"overlap={overlap!r} / chunk_layout={chunk_layout!r} need chunk_size (the number of frames per forward)"
                 )
             return self.forward_geometry
-        overlap = max(1, chunk_size // 4) if overlap is None and isinstance(chunk_size, int) else overlap
+        if overlap is None and isinstance(chunk_size, int):  # a non-integer chunk_size is check_chunking's error
+            overlap = default_overlap(chunk_size)
         check_chunking(chunk_size, overlap, chunk_layout)
         alignment = self.config.metric_depth.alignment
 

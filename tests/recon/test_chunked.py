@@ -8,16 +8,11 @@ from scipy.spatial.transform import Rotation
 from recon.alignment import real_scale_alignment
 from recon.chunked import Chunk, check_chunking, chunk_plan, chunk_spans, chunked_forward
 from recon.config import (
-    AggregatorConfig,
     AlignmentConfig,
-    CameraHeadConfig,
-    DepthHeadConfig,
-    EncoderConfig,
-    ReconConfig,
 )
 from recon.geometry import closed_form_inverse_se3, depth_to_world_points, to_homogeneous
 from recon.model import ReconstructionModel
-from tests.helpers import micro_config
+from tests.helpers import micro_config, tiny_recon_model
 
 H, W = 6, 8
 
@@ -204,14 +199,7 @@ def test_metric_depth_needs_the_alignment_settings_and_disabled_alignment_gives_
 
 # ------------------------------------------------------------------------------------------ real models
 def _tiny_recon() -> ReconstructionModel:
-    torch.manual_seed(0)
-    enc = EncoderConfig(hidden_size=32, num_layers=2, num_heads=2, pretrain_image_size=56, intermediate_layers=[0, 1])
-    cfg = ReconConfig(
-        aggregator=AggregatorConfig(depth=2, num_heads=2),
-        camera_head=CameraHeadConfig(trunk_depth=1, num_heads=2),
-        depth_head=DepthHeadConfig(intermediate_layers=[0, 1, 1, 1], features=8, out_channels=[8, 8, 8, 8]),
-    )
-    return ReconstructionModel(enc, cfg).eval()
+    return tiny_recon_model().eval()
 
 
 @pytest.mark.parametrize("size", [5, 9])

@@ -4,19 +4,12 @@ import pytest
 import torch
 
 from recon.compiled import COMPILE_MODES, compile_for_inference
-from recon.config import AggregatorConfig, CameraHeadConfig, DepthHeadConfig, EncoderConfig, ReconConfig
 from recon.model import ReconstructionModel
+from tests.helpers import tiny_recon_model
 
 
 def _tiny_recon() -> ReconstructionModel:
-    torch.manual_seed(0)
-    enc = EncoderConfig(hidden_size=32, num_layers=2, num_heads=2, pretrain_image_size=56, intermediate_layers=[0, 1])
-    cfg = ReconConfig(
-        aggregator=AggregatorConfig(depth=2, num_heads=2),
-        camera_head=CameraHeadConfig(trunk_depth=1, num_heads=2),
-        depth_head=DepthHeadConfig(intermediate_layers=[0, 1, 1, 1], features=8, out_channels=[8, 8, 8, 8]),
-    )
-    return ReconstructionModel(enc, cfg).train()  # compile_for_inference must switch it to eval
+    return tiny_recon_model().train()  # compile_for_inference must switch it to eval
 
 
 def test_mode_none_is_the_eager_module_without_grad():

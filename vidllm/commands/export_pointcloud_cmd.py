@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recon.chunked import LAYOUTS, check_chunking
+from recon.chunked import LAYOUTS, check_chunking, default_overlap
 from recon.compiled import COMPILE_MODES, compile_for_inference
 
 
@@ -65,7 +65,7 @@ def chunk_settings(args: argparse.Namespace) -> tuple[int | None, int | None, st
         if args.overlap is not None or args.chunk_layout is not None:
             raise ValueError("--overlap and --chunk-layout need --chunk-size")
         return None, None, layout
-    overlap = args.overlap if args.overlap is not None else max(1, args.chunk_size // 4)
+    overlap = args.overlap if args.overlap is not None else default_overlap(args.chunk_size)
     try:
         check_chunking(args.chunk_size, overlap, layout)
     except ValueError as err:
